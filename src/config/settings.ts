@@ -1,0 +1,112 @@
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * Engine settings, from environment variables (LOYALTY_*). One strict schema,
+ * units last in every name, every limit bounded; parsed once and frozen.
+ */
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const booleanFromEnv = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
+
+const settingsObject = z
+  .object({
+    /** NATS server URL(s), comma separated. Empty: start and supervise a local nats-server. */
+    natsUrl: z.string().default(''),
+    natsUser: z.string().optional(),
+    natsPassword: z.string().optional(),
+    natsToken: z.string().optional(),
+    natsCredsFile: z.string().optional(),
+    natsNkeySeedFile: z.string().optional(),
+    natsTlsCaFile: z.string().optional(),
+    natsTlsCertFile: z.string().optional(),
+    natsTlsKeyFile: z.string().optional(),
+    /** Port of the embedded nats-server (only when natsUrl is empty). */
+    embeddedNatsPort: integer(1, 65535).default(4222),
+    /** Install nats-server with apt-get when it is missing and we are root. */
+    embeddedNatsAutoInstall: booleanFromEnv.default(true),
+    dataDir: z.string().min(1).default('./data'),
+    programFile: z.string().min(1).default('config/programs/retail.yaml'),
+    /** Fixed when a data directory is created; a different value later refuses to start. */
+    partitions: integer(1, 4096).default(64),
+    /** Actor threads; default one per core. */
+    actors: integer(1, 256).default(availableParallelism()),
+    streamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_TX'),
+    subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('loyalty'),
+    consumerName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('loyalty-engine'),
+    deadLetterStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_DLQ'),
+    outcomeStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_OUTCOMES'),
+    /** Events per actor batch, and how long a partial batch may wait. */
+    batchSizeMax: integer(1, 65_536).default(1024),
+    batchAgeMsMax: integer(0, 10_000).default(4),
+    /** Batches queued or running per actor before intake waits. */
+    actorBatchesInFlightMax: integer(1, 64).default(4),
+    /** Delivered but unacked messages; nats-server stops delivering at this bound. */
+    ackPendingMax: integer(1, 1_000_000).default(32_768),
+    ackWaitMs: integer(1_000, 3_600_000).default(60_000),
+    /** Payloads larger than this go to the dead-letter stream unread. */
+    payloadBytesMax: integer(256, 8 * 1024 * 1024).default(64 * 1024),
+    /** Members kept in each actor's memory; the rest are read from LMDB on demand. */
+    memberCacheMax: integer(1_000, 50_000_000).default(200_000),
+    /** LMDB map size; the file grows up to it. */
+    lmdbMapSizeBytes: integer(64 * 1024 * 1024, 2 ** 40).default(64 * 1024 ** 3),
+    httpHost: z.string().default('127.0.0.1'),
+    httpPort: integer(0, 65535).default(8080),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    shutdownTimeoutMs: integer(100, 600_000).default(30_000),
+  })
+  .strict();
+
+export const settingsSchema = settingsObject.superRefine((settings, context) => {
+    if (settings.natsTlsCertFile !== undefined && settings.natsTlsKeyFile === undefined) {
+      context.addIssue({ code: 'custom', path: ['natsTlsKeyFile'], message: 'required when natsTlsCertFile is set' });
+    }
+    if (settings.natsUser !== undefined && settings.natsPassword === undefined) {
+      context.addIssue({ code: 'custom', path: ['natsPassword'], message: 'required when natsUser is set' });
+    }
+    if (settings.actors > settings.partitions) {
+      context.addIssue({ code: 'custom', path: ['actors'], message: `must not exceed partitions (${settings.partitions})` });
+    }
+    if (settings.batchSizeMax > settings.ackPendingMax) {
+      context.addIssue({ code: 'custom', path: ['batchSizeMax'], message: `must not exceed ackPendingMax (${settings.ackPendingMax})` });
+    }
+  });
+
+export type Settings = Readonly<z.infer<typeof settingsSchema>>;
+
+/** camelCase key → LOYALTY_SNAKE_CASE environment variable. */
+export function envNameOf(key: string): string {
+  return `LOYALTY_${key.replace(/([A-Z])/g, '_$1').toUpperCase()}`;
+}
+
+const keys = Object.keys(settingsObject.shape);
+
+/**
+ * Reads LOYALTY_* variables. An unknown LOYALTY_ variable is an error too: a
+ * typo must not silently fall back to a default.
+ */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<string, unknown>> = {}): Settings {
+  const known = new Map(keys.map((key) => [envNameOf(key), key]));
+  const input: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('LOYALTY_') || value === undefined) continue;
+    const key = known.get(name);
+    if (key === undefined) {
+      problems.push(`${name}: unknown setting`);
+      continue;
+    }
+    input[key] = value;
+  }
+  Object.assign(input, overrides);
+  const parsed = settingsSchema.safeParse(input);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? '(root)');
+      problems.push(`${envNameOf(key)} (${key}): ${issue.message}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError('settings', problems);
+  return Object.freeze(parsed.data);
+}
