@@ -1,0 +1,90 @@
+import { Piscina } from 'piscina';
+import { assert } from '../domain/assert.js';
+import type { Program } from '../domain/program.js';
+import type { BatchResult } from './actor.js';
+import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
+
+/**
+ * T actors, each a Piscina pool of exactly one thread, so every member's state
+ * lives in one thread (the single writer) and a pool's FIFO queue keeps each
+ * actor's batches in order.
+ */
+
+// Under tsx (development, tests) the worker is TypeScript; built, it is JavaScript.
+const workerFile = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+
+export interface ActorPoolOptions {
+  readonly actors: number;
+  readonly batchesInFlightMax: number;
+  readonly workerData: (actorIndex: number) => ActorWorkerData;
+}
+
+export class ActorPool {
+  private readonly pools: Piscina[];
+  private readonly inFlight: number[];
+
+  constructor(private readonly options: ActorPoolOptions) {
+    assert(options.actors > 0, 'at least one actor');
+    this.inFlight = new Array(options.actors).fill(0);
+    this.pools = Array.from(
+      { length: options.actors },
+      (_, actorIndex) =>
+        new Piscina({
+          filename: workerFile.href,
+          minThreads: 1,
+          maxThreads: 1,
+          // The next batch is applied while the previous one's commit is flushing.
+          concurrentTasksPerWorker: options.batchesInFlightMax,
+          // 'sync' atomics park the thread between tasks, which would stall its
+          // NATS connection and LMDB flushes; actors keep handles open.
+          atomics: 'disabled',
+          idleTimeout: Number.POSITIVE_INFINITY,
+          workerData: options.workerData(actorIndex),
+          recordTiming: false,
+          closeTimeout: 60_000,
+        }),
+    );
+  }
+
+  get actors(): number {
+    return this.pools.length;
+  }
+
+  /** Batches sent to the actor and not yet answered. */
+  batchesInFlight(actor: number): number {
+    return this.inFlight[actor]!;
+  }
+
+  hasRoom(actor: number): boolean {
+    return this.inFlight[actor]! < this.options.batchesInFlightMax;
+  }
+
+  /** Waits until every worker thread has initialised (opened the store, connected to NATS). */
+  async ready(): Promise<void> {
+    // The worker module resolves its handler after initialising; a first task waits for that.
+    await Promise.all(this.pools.map((pool) => pool.run({ kind: 'ping' } satisfies ActorTask)));
+  }
+
+  async runBatch(actor: number, buffer: ArrayBuffer, nowMs: number): Promise<BatchResult> {
+    const task: ActorTask = { kind: 'batch', buffer, nowMs };
+    this.inFlight[actor]! += 1;
+    try {
+      const reply = (await this.pools[actor]!.run(task, { transferList: [buffer] })) as ActorReply;
+      assert(reply.kind === 'batch', 'actor answered a batch with another reply');
+      return reply.result;
+    } finally {
+      this.inFlight[actor]! -= 1;
+    }
+  }
+
+  async setProgram(program: Program): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.run({ kind: 'program', program } satisfies ActorTask)));
+  }
+
+  /** Lets every actor finish publishing, then stops the threads. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.pools.map((pool) => pool.run({ kind: 'close' } satisfies ActorTask)));
+    await Promise.allSettled(this.pools.map((pool) => pool.destroy()));
+  }
+}
+

@@ -1,0 +1,23 @@
+import type { Program } from '../domain/program.js';
+import type { Settings } from '../config/settings.js';
+import type { BatchResult } from './actor.js';
+
+/** Messages between the main thread and an actor thread (structured-cloned; batch buffers are transferred). */
+export interface ActorWorkerData {
+  readonly actorIndex: number;
+  readonly settings: Settings;
+  readonly program: Program;
+  readonly bootId: number;
+  /** The URL the actor connects to (the embedded server's when settings.natsUrl is empty). */
+  readonly natsUrl: string;
+}
+
+export type ActorTask =
+  | { readonly kind: 'batch'; readonly buffer: ArrayBuffer; readonly nowMs: number }
+  | { readonly kind: 'program'; readonly program: Program }
+  | { readonly kind: 'ping' }
+  | { readonly kind: 'close' };
+
+export type ActorReply =
+  | { readonly kind: 'batch'; readonly result: BatchResult }
+  | { readonly kind: 'ok' };

@@ -1,0 +1,93 @@
+import { headers, type NatsConnection } from '@nats-io/nats-core';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { workerData } from 'piscina';
+import { readBatch } from '../routing/batch-buffer.js';
+import { LmdbStore } from '../store/lmdb.js';
+import { connectNats } from '../transport/connect.js';
+import { publishDeadLetter } from '../transport/dead-letters.js';
+import { HEADER_MESSAGE_ID, subjectsFor } from '../transport/subjects.js';
+import { Actor, type OutcomeMessage } from './actor.js';
+import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
+import type { OutboxKey } from '../store/types.js';
+
+/**
+ * The Piscina worker around one Actor: one per pool, one pool per actor, so a
+ * member's state always lives in this thread. It owns a NATS connection to
+ * publish its own outcomes and dead letters, so the main thread only routes
+ * and acks.
+ */
+const data = workerData as ActorWorkerData;
+
+async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
+  const { settings } = data;
+  const subjects = subjectsFor(settings.subjectPrefix);
+  const store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
+  const nc = await connectNats({ ...settings, natsUrl: data.natsUrl }, `loyalty-actor-${data.actorIndex}`);
+  const js = jetstream(nc);
+  const actor = new Actor(store, data.program, {
+    actorIndex: data.actorIndex,
+    partitions: settings.partitions,
+    memberCacheMax: settings.memberCacheMax,
+    payloadBytesMax: settings.payloadBytesMax,
+    subjects,
+    bootId: data.bootId,
+  });
+  const publisher = new OutcomePublisher(nc, store);
+
+  return async (task: ActorTask): Promise<ActorReply> => {
+    switch (task.kind) {
+      case 'batch': {
+        const records = readBatch(task.buffer);
+        const { result, outcomes, outboxKey } = await actor.process(records, task.nowMs);
+        // Dead letters are acked only once the dead-letter stream has them.
+        await Promise.all(result.deadLetters.map((letter) => publishDeadLetter(js, subjects, settings.streamName, letter)));
+        publisher.publish(outcomes, outboxKey);
+        return { kind: 'batch', result: { ...result, deadLetters: result.deadLetters.map((letter) => ({ ...letter, payload: new Uint8Array(0) })) } };
+      }
+      case 'ping':
+        return { kind: 'ok' };
+      case 'program':
+        actor.setProgram(task.program);
+        return { kind: 'ok' };
+      case 'close':
+        await publisher.idle();
+        await nc.drain();
+        await store.close();
+        return { kind: 'ok' };
+    }
+  };
+}
+
+/**
+ * Publishes committed outcomes (core NATS, captured by the outcome stream,
+ * de-duplicated there by message id), then removes their outbox entry once a
+ * flush round trip shows the server has them. Batches go out in commit order.
+ */
+class OutcomePublisher {
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly store: LmdbStore,
+  ) {}
+
+  publish(outcomes: readonly OutcomeMessage[], outboxKey: OutboxKey | undefined): void {
+    for (const [subject, messageId, payload] of outcomes) {
+      const messageHeaders = headers();
+      messageHeaders.set(HEADER_MESSAGE_ID, messageId);
+      this.nc.publish(subject, payload, { headers: messageHeaders });
+    }
+    if (outboxKey === undefined) return;
+    this.chain = this.chain
+      .then(() => this.nc.flush())
+      .then(() => this.store.removeOutbox(outboxKey))
+      // A failed flush leaves the outbox entry: it is published again after a restart.
+      .catch(() => undefined);
+  }
+
+  idle(): Promise<void> {
+    return this.chain;
+  }
+}
+
+export default initialize();

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, EngineError } from '../config/errors.js';
+import { loadProgramFile } from '../config/program-file.js';
+import { loadSettings } from '../config/settings.js';
+import { Engine } from '../engine.js';
+import { createLogger } from '../log.js';
+
+/**
+ * loyalty <command>: the engine's entry points. Exit codes: 0 ok, 1 runtime
+ * failure, 2 bad configuration or usage, 130 forced stop.
+ */
+const USAGE = `usage: loyalty <command> [options]
+
+commands:
+  start                      start the engine (settings from LOYALTY_* environment variables)
+  program validate <file>    check a program file; lists every bad field
+  help                       this text
+
+Run 'loyalty <command> --help' for a command's options.`;
+
+const START_HELP = `usage: loyalty start
+
+Starts the engine. Every setting comes from an environment variable; the
+important ones:
+  LOYALTY_NATS_URL        NATS server(s); empty: start a local nats-server with JetStream
+  LOYALTY_DATA_DIR        state directory (default ./data)
+  LOYALTY_PROGRAM_FILE    loyalty program (default config/programs/retail.yaml)
+  LOYALTY_HTTP_PORT       HTTP port for /health and /metrics (default 8080)
+  LOYALTY_PARTITIONS      partitions, fixed per data directory (default 64)
+  LOYALTY_ACTORS          actor threads (default: one per core)
+See docs/operations.md for the full list.
+SIGTERM or SIGINT stops gracefully; a second signal exits at once.`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      if (rest.includes('--help')) return print(START_HELP);
+      return start();
+    case 'program':
+      return programCommand(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+      return print(USAGE);
+    default:
+      process.stderr.write(`unknown command: ${command}\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+function print(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return 0;
+}
+
+async function start(): Promise<number> {
+  let settings;
+  let program;
+  try {
+    settings = loadSettings();
+    program = loadProgramFile(settings.programFile);
+  } catch (error) {
+    return reportStartupError(error);
+  }
+  const logger = createLogger(settings.logLevel);
+  const engine = new Engine({ settings, program, logger });
+  let signals = 0;
+  const stopped = new Promise<number>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting at once');
+        process.exit(130);
+      }
+      logger.info({ signal }, 'stopping: finishing in-flight batches');
+      const timer = setTimeout(() => {
+        logger.error({ timeoutMs: settings.shutdownTimeoutMs }, 'graceful stop timed out');
+        process.exit(1);
+      }, settings.shutdownTimeoutMs);
+      timer.unref();
+      engine.stop().then(
+        () => resolve(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    void engine.failed.then(async () => {
+      await engine.stop().catch(() => undefined);
+      resolve(1);
+    });
+  });
+  try {
+    await engine.start();
+  } catch (error) {
+    logger.fatal({ err: error }, 'engine failed to start');
+    await engine.stop().catch(() => undefined);
+    return reportStartupError(error);
+  }
+  return stopped;
+}
+
+function programCommand(args: readonly string[]): number {
+  const { positionals, values } = parseArgs({ args: [...args], allowPositionals: true, options: { help: { type: 'boolean' } } });
+  if (values.help || positionals[0] !== 'validate' || positionals[1] === undefined) {
+    return print('usage: loyalty program validate <file>\n\nChecks a program file and lists every bad field; exit 0 when valid, 2 when not.');
+  }
+  try {
+    const program = loadProgramFile(positionals[1]);
+    process.stdout.write(`ok: program "${program.id}" (${program.name}) is valid\n`);
+    return 0;
+  } catch (error) {
+    return reportStartupError(error);
+  }
+}
+
+function reportStartupError(error: unknown): number {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    return 2;
+  }
+  if (error instanceof EngineError) {
+    process.stderr.write(`error ${error.code}: ${error.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`error: ${(error as Error)?.stack ?? String(error)}\n`);
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`fatal: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

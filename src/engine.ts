@@ -1,0 +1,212 @@
+import { join } from 'node:path';
+import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { headers, type NatsConnection } from '@nats-io/nats-core';
+import type { FastifyInstance } from 'fastify';
+import { Unpackr } from 'msgpackr';
+import { ActorPool } from './actors/pool.js';
+import type { OutcomeMessage } from './actors/actor.js';
+import { listeningPort, startHttpServer } from './api/http.js';
+import type { Settings } from './config/settings.js';
+import type { Program } from './domain/program.js';
+import type { Logger } from './log.js';
+import { EngineMetrics, reasonKind } from './metrics/metrics.js';
+import { Ingest, type InboundMessage } from './routing/ingest.js';
+import { LmdbStore } from './store/lmdb.js';
+import { encodingOf } from './transport/codec.js';
+import { connectNats } from './transport/connect.js';
+import { publishDeadLetter } from './transport/dead-letters.js';
+import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
+import { HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, subjectsFor } from './transport/subjects.js';
+import { ensureTopology } from './transport/topology.js';
+
+/**
+ * The engine: wires NATS, the actors, the store, metrics and HTTP together,
+ * and owns the order of start and shutdown.
+ */
+export interface EngineOptions {
+  readonly settings: Settings;
+  readonly program: Program;
+  readonly logger: Logger;
+}
+
+const GAUGE_INTERVAL_MS = 1000;
+const unpackr = new Unpackr({ useRecords: false });
+
+export class Engine {
+  private supervisor: NatsServerSupervisor | undefined;
+  private nc: NatsConnection | undefined;
+  private store: LmdbStore | undefined;
+  private pool: ActorPool | undefined;
+  private ingest: Ingest | undefined;
+  private messages: ConsumerMessages | undefined;
+  private http: FastifyInstance | undefined;
+  private gaugeTimer: NodeJS.Timeout | undefined;
+  private consuming = false;
+  private stopping: Promise<void> | undefined;
+  readonly metrics = new EngineMetrics();
+  natsUrl = '';
+  /** Resolves with an error when the engine fails and must stop (a failed commit). */
+  readonly failed: Promise<Error>;
+  private fail!: (error: Error) => void;
+
+  constructor(private readonly options: EngineOptions) {
+    this.failed = new Promise((resolve) => (this.fail = resolve));
+  }
+
+  get httpPort(): number {
+    return this.http === undefined ? 0 : listeningPort(this.http);
+  }
+
+  async start(): Promise<void> {
+    const { settings, logger } = this.options;
+    this.natsUrl = settings.natsUrl !== '' ? settings.natsUrl : await this.startEmbeddedNats();
+    this.nc = await connectNats({ ...settings, natsUrl: this.natsUrl }, 'loyalty-engine');
+    logger.info({ nats: this.natsUrl }, 'connected to NATS');
+    const jsm = await jetstreamManager(this.nc);
+    await ensureTopology(jsm, settings);
+
+    this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
+    const meta = await this.store.ensureMeta(settings.partitions, Date.now());
+    logger.info({ partitions: meta.partitions, dataDir: settings.dataDir }, 'store open');
+    await this.republishOutbox(this.store, this.nc);
+
+    const bootId = Date.now();
+    this.pool = new ActorPool({
+      actors: settings.actors,
+      batchesInFlightMax: settings.actorBatchesInFlightMax,
+      workerData: (actorIndex) => ({ actorIndex, settings, program: this.options.program, bootId, natsUrl: this.natsUrl }),
+    });
+    await this.pool.ready();
+    logger.info({ actors: settings.actors }, 'actors ready');
+
+    const subjects = subjectsFor(settings.subjectPrefix);
+    const js = jetstream(this.nc);
+    this.ingest = new Ingest({
+      partitions: settings.partitions,
+      subjectPrefixLength: subjects.transactionPrefix.length,
+      batchSizeMax: settings.batchSizeMax,
+      batchAgeMsMax: settings.batchAgeMsMax,
+      payloadBytesMax: settings.payloadBytesMax,
+      runner: this.pool,
+      encodingOf: (message) => encodingOf((message as JsMsg).headers?.get(HEADER_CONTENT_TYPE)),
+      deadLetter: async (message, memberToken, reason, encoding) => {
+        await publishDeadLetter(js, subjects, settings.streamName, {
+          streamSequence: message.info.streamSequence,
+          memberToken,
+          reason,
+          encoding,
+          payload: message.data,
+        });
+        this.metrics.deadLetters.inc({ reason: reasonKind(reason) });
+        this.metrics.events.inc({ type: 'unknown', result: 'invalid' });
+      },
+      onBatch: (actor, result, nowMs) => this.metrics.recordBatch(actor, result, nowMs),
+      onAck: (count) => this.metrics.acks.inc(count),
+      onFatal: (error) => {
+        logger.fatal({ err: error }, 'a batch failed to commit; stopping intake without acking it');
+        this.fail(error instanceof Error ? error : new Error(String(error)));
+      },
+    });
+
+    this.http = await startHttpServer({
+      host: settings.httpHost,
+      port: settings.httpPort,
+      registry: this.metrics.registry,
+      health: () => ({
+        ok: this.consuming,
+        detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors },
+      }),
+    });
+    this.gaugeTimer = setInterval(() => this.updateGauges(), GAUGE_INTERVAL_MS);
+    this.gaugeTimer.unref();
+
+    const consumer = await js.consumers.get(settings.streamName, settings.consumerName);
+    const ingest = this.ingest;
+    this.messages = await consumer.consume({
+      max_messages: Math.min(settings.ackPendingMax, 8192),
+      callback: (message) => ingest.onMessage(message as unknown as InboundMessage),
+    });
+    this.consuming = true;
+    logger.info({ http: `http://${settings.httpHost}:${this.httpPort}`, stream: settings.streamName }, 'engine ready');
+  }
+
+  /**
+   * Graceful stop: stop pulling, finish and commit what is in flight, ack it,
+   * let the actors publish their outcomes, then close everything.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const { logger } = this.options;
+    this.consuming = false;
+    if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
+    if (this.messages !== undefined) await this.messages.close().catch(() => undefined);
+    if (this.ingest !== undefined) await this.ingest.drain();
+    if (this.nc !== undefined) await this.nc.flush().catch(() => undefined);
+    if (this.pool !== undefined) await this.pool.close();
+    if (this.http !== undefined) await this.http.close();
+    if (this.store !== undefined) await this.store.close();
+    if (this.nc !== undefined) await this.nc.drain().catch(() => undefined);
+    if (this.supervisor !== undefined) await this.supervisor.stop();
+    logger.info('engine stopped');
+  }
+
+  private async startEmbeddedNats(): Promise<string> {
+    const { settings, logger } = this.options;
+    const binary = await findNatsServerBinary({ autoInstall: settings.embeddedNatsAutoInstall, log: (message) => logger.info(message) });
+    this.supervisor = new NatsServerSupervisor({
+      binary,
+      storeDir: join(settings.dataDir, 'nats'),
+      port: settings.embeddedNatsPort,
+      logFile: join(settings.dataDir, 'nats', 'nats-server.log'),
+      log: (message) => logger.info({ component: 'nats-server' }, message),
+    });
+    this.supervisor.on('error', (error) => {
+      logger.fatal({ err: error }, 'embedded nats-server keeps failing');
+      this.fail(error);
+    });
+    const handle = await this.supervisor.start();
+    return handle.url;
+  }
+
+  /** Outcomes committed before a crash but maybe never published: publish them again (same message ids). */
+  private async republishOutbox(store: LmdbStore, nc: NatsConnection): Promise<void> {
+    let batches = 0;
+    let messages = 0;
+    const keys = [];
+    for (const { key, messages: packed } of store.outboxEntries()) {
+      for (const [subject, messageId, payload] of unpackr.unpack(packed) as OutcomeMessage[]) {
+        const messageHeaders = headers();
+        messageHeaders.set(HEADER_MESSAGE_ID, messageId);
+        nc.publish(subject, payload, { headers: messageHeaders });
+        messages += 1;
+      }
+      keys.push(key);
+      batches += 1;
+      if (keys.length >= 1000) await this.flushAndRemove(nc, store, keys.splice(0));
+    }
+    await this.flushAndRemove(nc, store, keys);
+    if (batches > 0) this.options.logger.info({ batches, messages }, 're-published outcomes from the outbox');
+  }
+
+  private async flushAndRemove(nc: NatsConnection, store: LmdbStore, keys: Parameters<LmdbStore['removeOutbox']>[0][]): Promise<void> {
+    if (keys.length === 0) return;
+    await nc.flush();
+    await Promise.all(keys.map((key) => store.removeOutbox(key)));
+  }
+
+  private updateGauges(): void {
+    const ingest = this.ingest;
+    const pool = this.pool;
+    if (ingest === undefined || pool === undefined) return;
+    this.metrics.ackPending.set(ingest.ackPending);
+    this.metrics.consumerPending.set(ingest.consumerPending);
+    for (let actor = 0; actor < pool.actors; actor++) {
+      this.metrics.actorQueueDepth.set({ actor: String(actor) }, pool.batchesInFlight(actor));
+      this.metrics.actorPendingEvents.set({ actor: String(actor) }, ingest.pendingEvents(actor));
+    }
+  }
+}

@@ -1,0 +1,160 @@
+import { assert } from '../domain/assert.js';
+import type { BatchResult } from '../actors/actor.js';
+import { AckTracker } from './ack-tracker.js';
+import { Batcher } from './batcher.js';
+import { type Encoding } from './batch-buffer.js';
+import { actorOfPartition, fnv1a32 } from './partitioner.js';
+
+/**
+ * The main thread's whole job per message: read the member token from the
+ * subject, pick the actor, copy the raw payload into that actor's batch. It
+ * never decodes a payload. Acks follow the committed watermark.
+ */
+
+/** What ingest needs of a JetStream message (nats.js JsMsg satisfies it). */
+export interface InboundMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly info: { readonly streamSequence: number; readonly timestampNanos: number; readonly pending: number };
+  ack(): void;
+}
+
+export interface ActorRunner {
+  readonly actors: number;
+  hasRoom(actor: number): boolean;
+  batchesInFlight(actor: number): number;
+  runBatch(actor: number, buffer: ArrayBuffer, nowMs: number): Promise<BatchResult>;
+}
+
+export interface IngestOptions {
+  readonly partitions: number;
+  readonly subjectPrefixLength: number;
+  readonly batchSizeMax: number;
+  readonly batchAgeMsMax: number;
+  readonly payloadBytesMax: number;
+  readonly runner: ActorRunner;
+  readonly encodingOf: (message: InboundMessage) => Encoding;
+  /** Dead-letters a message the main thread rejects unread (oversized); resolves once stored. */
+  readonly deadLetter: (message: InboundMessage, memberToken: string, reason: string, encoding: Encoding) => Promise<void>;
+  readonly onBatch: (actor: number, result: BatchResult, nowMs: number) => void;
+  readonly onAck?: (count: number) => void;
+  /** A batch failed: its actor's memory may be ahead of its store. Intake must stop. */
+  readonly onFatal: (error: unknown) => void;
+  readonly now?: () => number;
+}
+
+export class Ingest {
+  private readonly tracker = new AckTracker<InboundMessage>();
+  private readonly batcher: Batcher;
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopped = false;
+  private failed = false;
+  private lastPending = 0;
+  private readonly asciiBuffer = new Uint8Array(256);
+  private readonly now: () => number;
+
+  constructor(private readonly options: IngestOptions) {
+    assert(options.partitions > 0, 'partitions must be positive');
+    this.now = options.now ?? Date.now;
+    this.batcher = new Batcher({
+      actors: options.runner.actors,
+      batchSizeMax: options.batchSizeMax,
+      batchAgeMsMax: options.batchAgeMsMax,
+      hasRoom: (actor) => options.runner.hasRoom(actor),
+      send: (actor, buffer) => this.send(actor, buffer),
+    });
+  }
+
+  get ackPending(): number {
+    return this.tracker.inFlight;
+  }
+
+  /** The consumer's pending count as of the last delivered message (its lag). */
+  get consumerPending(): number {
+    return this.lastPending;
+  }
+
+  pendingEvents(actor: number): number {
+    return this.batcher.pending(actor);
+  }
+
+  onMessage(message: InboundMessage): void {
+    if (this.stopped) return; // not acked: redelivered after the restart
+    const info = message.info;
+    const sequence = info.streamSequence;
+    this.lastPending = info.pending;
+    this.tracker.track(sequence, message);
+    const memberToken = message.subject.substring(this.options.subjectPrefixLength);
+    const encoding = this.options.encodingOf(message);
+    const data = message.data;
+    if (data.length > this.options.payloadBytesMax) {
+      const reason = `payload of ${data.length} bytes exceeds the limit of ${this.options.payloadBytesMax}`;
+      this.track(
+        this.options.deadLetter(message, memberToken, reason, encoding).then(() => this.complete(sequence)),
+      );
+      return;
+    }
+    const actor = actorOfPartition(this.partitionOfToken(memberToken), this.options.runner.actors);
+    this.batcher.add(actor, sequence, info.timestampNanos / 1e6, encoding, memberToken, data);
+  }
+
+  /** Stops taking messages, sends partial batches, waits for every in-flight batch and its ack. */
+  async drain(): Promise<void> {
+    this.stopped = true;
+    this.batcher.close();
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private send(actor: number, buffer: ArrayBuffer): void {
+    const promise = this.options.runner.runBatch(actor, buffer, this.now()).then((result) => {
+      const nowMs = this.now();
+      this.options.onBatch(actor, result, nowMs);
+      let acked: InboundMessage | undefined;
+      for (const sequence of result.committedSequences) acked = this.tracker.complete(sequence) ?? acked;
+      for (const letter of result.deadLetters) acked = this.tracker.complete(letter.streamSequence) ?? acked;
+      this.ack(acked);
+      this.batcher.poke(actor);
+    });
+    this.track(promise);
+  }
+
+  private complete(sequence: number): void {
+    this.ack(this.tracker.complete(sequence));
+  }
+
+  private ack(message: InboundMessage | undefined): void {
+    if (message === undefined || this.failed) return;
+    message.ack();
+    this.options.onAck?.(1);
+  }
+
+  private track(promise: Promise<void>): void {
+    const tracked = promise.catch((error: unknown) => {
+      if (!this.failed) {
+        this.failed = true;
+        this.stopped = true;
+        this.options.onFatal(error);
+      }
+    });
+    this.inFlight.add(tracked);
+    void tracked.finally(() => this.inFlight.delete(tracked));
+  }
+
+  /** fnv1a32 over the token's bytes; member ids are ASCII, anything else hashes its UTF-8. */
+  private partitionOfToken(token: string): number {
+    const length = token.length;
+    if (length <= this.asciiBuffer.length) {
+      let ascii = true;
+      for (let index = 0; index < length; index++) {
+        const code = token.charCodeAt(index);
+        if (code >= 0x80) {
+          ascii = false;
+          break;
+        }
+        this.asciiBuffer[index] = code;
+      }
+      if (ascii) return fnv1a32(this.asciiBuffer, 0, length) % this.options.partitions;
+    }
+    return fnv1a32(new TextEncoder().encode(token)) % this.options.partitions;
+  }
+}

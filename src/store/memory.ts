@@ -1,0 +1,46 @@
+import type { LedgerEntry, MemberState } from '../domain/state.js';
+import type { ActorStore, BatchWrite, OutboxKey } from './types.js';
+
+/** In-memory ActorStore for unit tests: same contract, commits atomically, can be told to fail. */
+export class MemoryStore implements ActorStore {
+  readonly members = new Map<string, MemberState>();
+  readonly ledger = new Map<string, LedgerEntry[]>();
+  readonly processed = new Map<string, Uint8Array>();
+  readonly outbox = new Map<string, Uint8Array>();
+  commits = 0;
+  failNextCommit: Error | undefined;
+
+  readMember(partition: number, memberId: string): MemberState | undefined {
+    return this.members.get(`${partition}/${memberId}`);
+  }
+
+  readProcessed(memberId: string, eventId: string): Uint8Array | undefined {
+    return this.processed.get(`${memberId}/${eventId}`);
+  }
+
+  async commit(write: BatchWrite): Promise<void> {
+    await Promise.resolve();
+    if (this.failNextCommit !== undefined) {
+      const error = this.failNextCommit;
+      this.failNextCommit = undefined;
+      throw error;
+    }
+    for (const { partition, state } of write.members) this.members.set(`${partition}/${state.memberId}`, state);
+    for (const { entry } of write.ledger) {
+      const entries = this.ledger.get(entry.memberId) ?? [];
+      entries.push(entry);
+      this.ledger.set(entry.memberId, entries);
+    }
+    for (const { memberId, eventId, outcomes } of write.processed) this.processed.set(`${memberId}/${eventId}`, outcomes);
+    if (write.outbox !== undefined) this.outbox.set(write.outbox.key.join('/'), write.outbox.messages);
+    this.commits += 1;
+  }
+
+  async durable(): Promise<void> {}
+
+  async removeOutbox(key: OutboxKey): Promise<void> {
+    this.outbox.delete(key.join('/'));
+  }
+
+  async close(): Promise<void> {}
+}

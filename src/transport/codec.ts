@@ -1,0 +1,42 @@
+import { Unpackr } from 'msgpackr';
+import { Encoding } from '../routing/batch-buffer.js';
+import { CONTENT_TYPE_MSGPACK } from './subjects.js';
+
+/**
+ * Payload codecs. Pure functions of bytes: the main thread only picks the
+ * encoding from the header; decoding happens in the actor threads.
+ */
+
+export function encodingOf(contentType: string | undefined): Encoding {
+  if (contentType === undefined || contentType === '') return Encoding.Json;
+  return contentType.toLowerCase().startsWith(CONTENT_TYPE_MSGPACK) ? Encoding.Msgpack : Encoding.Json;
+}
+
+export type Decoded = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: string };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+// Plain maps to objects, no records extension: producers speak standard msgpack.
+const unpackr = new Unpackr({ mapsAsObjects: true, useRecords: false, int64AsType: 'number' });
+
+export function decodePayload(payload: Uint8Array, encoding: Encoding): Decoded {
+  if (payload.length === 0) return { ok: false, reason: 'empty payload' };
+  if (encoding === Encoding.Msgpack) {
+    try {
+      const value = unpackr.unpack(payload);
+      return { ok: true, value };
+    } catch (error) {
+      return { ok: false, reason: `not valid msgpack: ${(error as Error).message}` };
+    }
+  }
+  let text: string;
+  try {
+    text = utf8.decode(payload);
+  } catch {
+    return { ok: false, reason: 'not valid UTF-8' };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (error) {
+    return { ok: false, reason: `not valid JSON: ${(error as Error).message}` };
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * Every subject the engine reads or writes, in one place (docs/contract.md
+ * documents the same names for producers and consumers).
+ */
+export interface Subjects {
+  /** Input: `<prefix>.tx.<memberId>`; the stream captures `<prefix>.tx.*`. */
+  readonly transactions: string;
+  readonly transactionPrefix: string;
+  /** Outcomes: `<prefix>.outcome.<kind>.<memberId>`. */
+  readonly outcomeWildcard: string;
+  readonly deadLetterWildcard: string;
+  outcome(kind: string, memberId: string): string;
+  deadLetter(memberToken: string): string;
+  transaction(memberId: string): string;
+}
+
+export function subjectsFor(prefix: string): Subjects {
+  return Object.freeze({
+    transactions: `${prefix}.tx.*`,
+    transactionPrefix: `${prefix}.tx.`,
+    outcomeWildcard: `${prefix}.outcome.>`,
+    deadLetterWildcard: `${prefix}.dlq.>`,
+    outcome: (kind: string, memberId: string) => `${prefix}.outcome.${kind}.${memberId}`,
+    deadLetter: (memberToken: string) => `${prefix}.dlq.${memberToken}`,
+    transaction: (memberId: string) => `${prefix}.tx.${memberId}`,
+  });
+}
+
+/** Header names of the contract. */
+export const HEADER_CONTENT_TYPE = 'Content-Type';
+export const CONTENT_TYPE_MSGPACK = 'application/msgpack';
+export const CONTENT_TYPE_JSON = 'application/json';
+export const HEADER_MESSAGE_ID = 'Nats-Msg-Id';
+export const HEADER_DEAD_LETTER_REASON = 'Loyalty-Dead-Letter-Reason';
+export const HEADER_ORIGINAL_SUBJECT = 'Loyalty-Original-Subject';
+export const HEADER_ORIGINAL_SEQUENCE = 'Loyalty-Original-Sequence';
+export const HEADER_DUPLICATE = 'Loyalty-Duplicate';

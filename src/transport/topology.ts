@@ -1,0 +1,84 @@
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
+import type { Settings } from '../config/settings.js';
+import { EngineError } from '../config/errors.js';
+import { subjectsFor } from './subjects.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** JetStream de-duplicates re-published outcomes and dead letters within this window. */
+const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+
+/**
+ * Creates (or updates) the engine's streams and its durable consumer. The
+ * consumer acks all-up-to: the engine acks one watermark per committed batch.
+ */
+export async function ensureTopology(jsm: JetStreamManager, settings: Settings): Promise<void> {
+  const subjects = subjectsFor(settings.subjectPrefix);
+  await ensureStream(jsm, {
+    name: settings.streamName,
+    subjects: [subjects.transactions],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(7 * DAY_MS),
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+  });
+  await ensureStream(jsm, {
+    name: settings.deadLetterStreamName,
+    subjects: [subjects.deadLetterWildcard],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: nanos(30 * DAY_MS),
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+  });
+  await ensureStream(jsm, {
+    name: settings.outcomeStreamName,
+    subjects: [subjects.outcomeWildcard],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: nanos(7 * DAY_MS),
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+  });
+  const consumer = {
+    durable_name: settings.consumerName,
+    ack_policy: AckPolicy.All,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: subjects.transactions,
+    max_ack_pending: settings.ackPendingMax,
+    ack_wait: nanos(settings.ackWaitMs),
+    max_deliver: -1,
+  };
+  try {
+    await jsm.consumers.info(settings.streamName, settings.consumerName);
+    await jsm.consumers.update(settings.streamName, settings.consumerName, {
+      max_ack_pending: consumer.max_ack_pending,
+      ack_wait: consumer.ack_wait,
+    });
+  } catch (error) {
+    if (!isNotFound(error)) throw wrap(error, `consumer ${settings.consumerName}`);
+    await jsm.consumers.add(settings.streamName, consumer);
+  }
+}
+
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, config);
+  } catch (error) {
+    if (!isNotFound(error)) throw wrap(error, `stream ${config.name}`);
+    try {
+      await jsm.streams.add(config);
+    } catch (inner) {
+      throw wrap(inner, `stream ${config.name}`);
+    }
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  const text = String((error as Error)?.message ?? error);
+  return /not found/i.test(text);
+}
+
+function wrap(error: unknown, what: string): EngineError {
+  return new EngineError('ERR_NATS_TOPOLOGY', `cannot set up ${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+}
