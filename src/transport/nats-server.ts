@@ -61,6 +61,14 @@ async function isExecutableFile(path: string): Promise<boolean> {
   }
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /** First executable `name` in the PATH entries, then the fallback directories. */
 export async function findExecutable(name: string, searchPath: string, fallbackDirs: readonly string[]): Promise<string | undefined> {
   const dirs = [...searchPath.split(delimiter), ...fallbackDirs].filter((dir) => dir.length > 0);
@@ -76,6 +84,10 @@ export async function findExecutable(name: string, searchPath: string, fallbackD
  * ship without them): an `apt-get update` fixes these, nothing else does.
  */
 const STALE_PACKAGE_LISTS = /Unable to locate package|has no installation candidate|Unable to fetch some archives|Failed to fetch/i;
+
+function searchedPlaces(fallbackDirs: readonly string[]): string {
+  return fallbackDirs.length === 0 ? 'PATH' : `PATH or ${fallbackDirs.join(', ')}`;
+}
 
 export async function findNatsServerBinary(options: FindNatsServerBinaryOptions): Promise<string> {
   const log = options.log ?? (() => {});
@@ -94,7 +106,7 @@ export async function findNatsServerBinary(options: FindNatsServerBinaryOptions)
         : 'apt-get is not available on this system';
     throw new EngineError(
       'ERR_NATS_SERVER_MISSING',
-      `nats-server was not found in PATH or ${fallbackDirs.join(', ')} and ${why}: ${INSTALL_HINT}`,
+      `nats-server was not found in ${searchedPlaces(fallbackDirs)} and ${why}: ${INSTALL_HINT}`,
     );
   }
 
@@ -107,24 +119,33 @@ export async function findNatsServerBinary(options: FindNatsServerBinaryOptions)
     return runCommand(aptGet, args, { env, timeoutMs, onLine: (line) => log(`apt-get: ${line}`) });
   };
   const install = ['install', '-y', 'nats-server'];
+  let attempted = install;
   let result = await run(install);
   if (result.code !== 0 && !result.timedOut && STALE_PACKAGE_LISTS.test(result.outputTail)) {
-    const update = await run(['update']);
-    if (update.code === 0) result = await run(install);
-    else result = update;
+    attempted = ['update'];
+    result = await run(attempted);
+    if (result.code === 0) {
+      attempted = install;
+      result = await run(install);
+    }
   }
   if (result.code !== 0) {
     const what = result.timedOut ? `timed out after ${timeoutMs} ms` : `failed (exit code ${result.code})`;
     throw new EngineError(
       'ERR_NATS_SERVER_MISSING',
-      `nats-server was not found and \`apt-get install -y nats-server\` ${what}:\n${result.outputTail}\n${INSTALL_HINT}`,
+      `nats-server was not found and \`apt-get ${attempted.join(' ')}\` ${what}:\n${result.outputTail}\n${INSTALL_HINT}`,
     );
   }
   const installed = await findExecutable('nats-server', searchPath, fallbackDirs);
   if (installed === undefined) {
-    throw new EngineError('ERR_NATS_SERVER_MISSING', `apt-get installed nats-server but no executable was found in PATH or ${fallbackDirs.join(', ')}: ${INSTALL_HINT}`);
+    throw new EngineError('ERR_NATS_SERVER_MISSING', `apt-get installed nats-server but no executable was found in ${searchedPlaces(fallbackDirs)}: ${INSTALL_HINT}`);
   }
   log(`installed ${installed}`);
+  if (await isDirectory('/run/systemd/system')) {
+    // The Debian package enables and starts its own nats-server.service on 127.0.0.1:4222
+    // (no JetStream) when systemd runs; it then holds the embedded server's default port.
+    log('note: the Debian package also started nats-server.service on 127.0.0.1:4222; if the embedded server reports ERR_NATS_PORT_IN_USE, run `systemctl disable --now nats-server` or set LOYALTY_EMBEDDED_NATS_PORT');
+  }
   return installed;
 }
 
@@ -504,6 +525,9 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     payloadBytesMax: options.payloadBytesMax ?? PAYLOAD_BYTES_MAX_DEFAULT,
     extraConfig: options.extraConfig,
   });
+  if (!(await isExecutableFile(options.binary))) {
+    throw new EngineError('ERR_NATS_SERVER_MISSING', `nats-server binary ${options.binary} is not an executable file: ${INSTALL_HINT}`);
+  }
   await mkdir(storeDir, { recursive: true });
   await stopOrphan(storeDir, configFile, log);
   await removeStalePortsFiles(storeDir);
@@ -518,7 +542,9 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     setpriv === undefined
       ? [options.binary, ['-c', configFile]]
       : [setpriv, ['--pdeathsig', 'SIGINT', '--', options.binary, '-c', configFile]];
-  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a terminal's Ctrl-C reaches only the engine, which
+  // then drains, acks and stops the server last (pdeathsig covers a crash).
+  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const onOutput = (chunk: string) => {
     tail.push(chunk);
     logStream?.write(chunk);
@@ -670,8 +696,15 @@ export class NatsServerSupervisor extends EventEmitter<NatsServerSupervisorEvent
   async start(): Promise<NatsServerHandle> {
     if (this.handle !== undefined || this.stopped) throw new EngineError('ERR_NATS_SUPERVISOR_STATE', 'supervisor already started or stopped');
     const handle = await startNatsServer(this.startOptions);
-    // Pin the ports the server picked so restarts come back where clients look.
-    this.startOptions = { ...this.startOptions, port: handle.port, monitorPort: handle.monitorPort };
+    if (this.stopped) {
+      // stop() ran while we were starting: it found nothing to stop, so this is ours to stop.
+      await handle.stop();
+      throw new EngineError('ERR_NATS_SUPERVISOR_STATE', 'supervisor stopped while the server was starting');
+    }
+    // Pin the client port the server picked so restarts come back where clients reconnect.
+    // The monitoring port stays as asked (usually "any"): nobody reconnects to it, and
+    // pinning it would only add a way for a restart to fail.
+    this.startOptions = { ...this.startOptions, port: handle.port };
     this.adopt(handle, false);
     return handle;
   }

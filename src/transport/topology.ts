@@ -39,25 +39,42 @@ export async function ensureTopology(jsm: JetStreamManager, settings: Settings):
     max_age: nanos(7 * DAY_MS),
     duplicate_window: nanos(DUPLICATE_WINDOW_MS),
   });
-  const consumer = {
-    durable_name: settings.consumerName,
-    ack_policy: AckPolicy.All,
-    deliver_policy: DeliverPolicy.All,
-    filter_subject: subjects.transactions,
-    max_ack_pending: settings.ackPendingMax,
-    ack_wait: nanos(settings.ackWaitMs),
-    max_deliver: -1,
-  };
+  await resetConsumerToAckFloor(jsm, settings, subjects.transactions);
+}
+
+/**
+ * (Re)creates the durable consumer so delivery restarts right after its ack
+ * floor. Why: the consumer acks all-up-to. Messages a crashed run had
+ * delivered but not acked stay pending on the server and would be redelivered
+ * only after ack_wait, behind newer messages; an ack-all watermark of this run
+ * would then ack them unprocessed (lost), and a member's events would arrive
+ * out of order. Starting over from the floor redelivers them first, in stream
+ * order; the processed-id records make the ones already committed no-ops.
+ * One engine instance owns the consumer.
+ */
+export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: Settings, filterSubject: string): Promise<number> {
+  let ackFloor = 0;
   try {
-    await jsm.consumers.info(settings.streamName, settings.consumerName);
-    await jsm.consumers.update(settings.streamName, settings.consumerName, {
-      max_ack_pending: consumer.max_ack_pending,
-      ack_wait: consumer.ack_wait,
-    });
+    const info = await jsm.consumers.info(settings.streamName, settings.consumerName);
+    ackFloor = info.ack_floor.stream_seq;
+    await jsm.consumers.delete(settings.streamName, settings.consumerName);
   } catch (error) {
     if (!isNotFound(error)) throw wrap(error, `consumer ${settings.consumerName}`);
-    await jsm.consumers.add(settings.streamName, consumer);
   }
+  try {
+    await jsm.consumers.add(settings.streamName, {
+      durable_name: settings.consumerName,
+      ack_policy: AckPolicy.All,
+      ...(ackFloor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: ackFloor + 1 } : { deliver_policy: DeliverPolicy.All }),
+      filter_subject: filterSubject,
+      max_ack_pending: settings.ackPendingMax,
+      ack_wait: nanos(settings.ackWaitMs),
+      max_deliver: -1,
+    });
+  } catch (error) {
+    throw wrap(error, `consumer ${settings.consumerName}`);
+  }
+  return ackFloor;
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

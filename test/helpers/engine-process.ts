@@ -1,0 +1,144 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { findFreePort } from '../../src/transport/nats-server.js';
+
+/**
+ * The engine as a real child process (node --import tsx src/cli/main.ts start),
+ * so tests can SIGKILL it mid-batch like a crashed host would.
+ */
+export const PROJECT_ROOT = resolve(import.meta.dirname, '../..');
+
+export interface EngineProcess {
+  readonly child: ChildProcess;
+  readonly httpPort: number;
+  readonly output: () => string;
+  readonly exited: Promise<number | null>;
+  kill(): Promise<void>;
+  stop(): Promise<number | null>;
+}
+
+export interface EngineProcessOptions {
+  readonly natsUrl: string;
+  readonly dataDir: string;
+  readonly programFile?: string;
+  readonly env?: Record<string, string>;
+  readonly readyTimeoutMs?: number;
+}
+
+export function tempDataDir(prefix = 'loyalty-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export async function startEngineProcess(options: EngineProcessOptions): Promise<EngineProcess> {
+  const httpPort = await findFreePort();
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/tmp',
+    LOYALTY_NATS_URL: options.natsUrl,
+    LOYALTY_DATA_DIR: options.dataDir,
+    LOYALTY_HTTP_PORT: String(httpPort),
+    LOYALTY_PROGRAM_FILE: options.programFile ?? join(PROJECT_ROOT, 'config/programs/simple.yaml'),
+    LOYALTY_LOG_LEVEL: 'warn',
+    ...options.env,
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'start'], {
+    cwd: PROJECT_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
+  let ready = false;
+  while (Date.now() < deadline && child.exitCode === null) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${httpPort}/health`);
+      if (response.status === 200) {
+        ready = true;
+        break;
+      }
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  if (!ready) {
+    child.kill('SIGKILL');
+    throw new Error(`engine did not become ready:\n${output}`);
+  }
+  return {
+    child,
+    httpPort,
+    output: () => output,
+    exited,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+export interface ConsumerProgress {
+  readonly ackFloor: number;
+  readonly pending: number;
+  readonly ackPending: number;
+}
+
+export async function consumerProgress(jsm: JetStreamManager, stream = 'LOYALTY_TX', consumer = 'loyalty-engine'): Promise<ConsumerProgress> {
+  const info = await jsm.consumers.info(stream, consumer);
+  return { ackFloor: info.ack_floor.stream_seq, pending: info.num_pending, ackPending: info.num_ack_pending };
+}
+
+/** Waits until the engine has acked everything up to `lastSequence`. */
+export async function waitForAckFloor(nc: NatsConnection, lastSequence: number, timeoutMs: number): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const deadline = Date.now() + timeoutMs;
+  let progress: ConsumerProgress | undefined;
+  while (Date.now() < deadline) {
+    progress = await consumerProgress(jsm).catch(() => undefined);
+    if (progress !== undefined && progress.ackFloor >= lastSequence && progress.ackPending === 0) return;
+    await sleep(100);
+  }
+  throw new Error(`ack floor did not reach ${lastSequence} in ${timeoutMs} ms: ${JSON.stringify(progress)}`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
+}
+
+/** Publishes raw payloads with core NATS (flushing in rounds) and checks the stream stored them all. */
+export async function publishAll(
+  nc: NatsConnection,
+  messages: readonly { subject: string; payload: Uint8Array; headers?: import('@nats-io/nats-core').MsgHdrs }[],
+  stream = 'LOYALTY_TX',
+): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const before = (await jsm.streams.info(stream)).state.last_seq;
+  for (let index = 0; index < messages.length; index++) {
+    const message = messages[index]!;
+    nc.publish(message.subject, message.payload, message.headers === undefined ? undefined : { headers: message.headers });
+    if (index % 2000 === 1999) await nc.flush();
+  }
+  await nc.flush();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const last = (await jsm.streams.info(stream)).state.last_seq;
+    if (last - before >= messages.length) return last;
+    if (Date.now() > deadline) throw new Error(`stream ${stream} holds ${last - before} of ${messages.length} published messages`);
+    await sleep(50);
+  }
+}
