@@ -79,9 +79,14 @@ export class Ingest {
   }
 
   onMessage(message: InboundMessage): void {
-    if (this.stopped) return; // not acked: redelivered after the restart
     const info = message.info;
     const sequence = info.streamSequence;
+    if (this.stopped) {
+      // Delivered after intake stopped: left unacked for redelivery, but
+      // tracked, so an ack-all watermark can never pass (and so ack) it.
+      this.tracker.track(sequence, message);
+      return;
+    }
     this.lastPending = info.pending;
     this.tracker.track(sequence, message);
     const memberToken = message.subject.substring(this.options.subjectPrefixLength);

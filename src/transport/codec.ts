@@ -1,4 +1,4 @@
-import { Unpackr } from 'msgpackr';
+import { C1, Unpackr } from 'msgpackr';
 import { Encoding } from '../routing/batch-buffer.js';
 import { CONTENT_TYPE_MSGPACK } from './subjects.js';
 
@@ -22,7 +22,21 @@ export function decodePayload(payload: Uint8Array, encoding: Encoding): Decoded 
   if (payload.length === 0) return { ok: false, reason: 'empty payload' };
   if (encoding === Encoding.Msgpack) {
     try {
-      const value = unpackr.unpack(payload);
+      // One value that spans the whole payload: trailing bytes mean a framing error.
+      let values = 0;
+      let value: unknown;
+      let end = 0;
+      unpackr.unpackMultiple(payload, (item: unknown, _start?: number, itemEnd?: number) => {
+        values += 1;
+        value = item;
+        end = itemEnd ?? payload.length;
+        return values < 2;
+      });
+      if (values !== 1 || end !== payload.length) return { ok: false, reason: 'not valid msgpack: trailing bytes after the first value' };
+      // 0xc1 is "never used" in the msgpack spec; msgpackr returns a marker for it.
+      if (value === C1 || (typeof value === 'object' && value !== null && value.constructor?.name === 'C1Type')) {
+        return { ok: false, reason: 'not valid msgpack: reserved byte 0xc1' };
+      }
       return { ok: true, value };
     } catch (error) {
       return { ok: false, reason: `not valid msgpack: ${(error as Error).message}` };

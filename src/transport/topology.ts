@@ -56,7 +56,9 @@ export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: S
   let ackFloor = 0;
   try {
     const info = await jsm.consumers.info(settings.streamName, settings.consumerName);
-    ackFloor = info.ack_floor.stream_seq;
+    // A consumer recreated at sequence S reports an ack floor of 0 until its
+    // first ack; its floor is then S - 1, not the stream's start.
+    ackFloor = Math.max(info.ack_floor.stream_seq, (info.config.opt_start_seq ?? 1) - 1);
     await jsm.consumers.delete(settings.streamName, settings.consumerName);
   } catch (error) {
     if (!isNotFound(error)) throw wrap(error, `consumer ${settings.consumerName}`);

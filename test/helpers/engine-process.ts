@@ -98,18 +98,23 @@ export interface ConsumerProgress {
   readonly ackPending: number;
 }
 
+/**
+ * Where the engine's consumer stands. A consumer recreated at sequence S
+ * reports ack floor 0 until its first ack; its real floor is then S - 1.
+ */
 export async function consumerProgress(jsm: JetStreamManager, stream = 'LOYALTY_TX', consumer = 'loyalty-engine'): Promise<ConsumerProgress> {
   const info = await jsm.consumers.info(stream, consumer);
-  return { ackFloor: info.ack_floor.stream_seq, pending: info.num_pending, ackPending: info.num_ack_pending };
+  const ackFloor = Math.max(info.ack_floor.stream_seq, (info.config.opt_start_seq ?? 1) - 1);
+  return { ackFloor, pending: info.num_pending, ackPending: info.num_ack_pending };
 }
 
 /** Waits until the engine has acked everything up to `lastSequence`. */
-export async function waitForAckFloor(nc: NatsConnection, lastSequence: number, timeoutMs: number): Promise<void> {
+export async function waitForAckFloor(nc: NatsConnection, lastSequence: number, timeoutMs: number, consumer = 'loyalty-engine'): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const deadline = Date.now() + timeoutMs;
   let progress: ConsumerProgress | undefined;
   while (Date.now() < deadline) {
-    progress = await consumerProgress(jsm).catch(() => undefined);
+    progress = await consumerProgress(jsm, 'LOYALTY_TX', consumer).catch(() => undefined);
     if (progress !== undefined && progress.ackFloor >= lastSequence && progress.ackPending === 0) return;
     await sleep(100);
   }
