@@ -1,0 +1,23 @@
+// Publishes one order with the standard NATS client and prints the outcome the
+// engine sends back. Usage: node examples/publish-order.mjs [memberId] [amountMinor]
+import { connect } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+
+const memberId = process.argv[2] ?? 'alice';
+const amountMinor = Number(process.argv[3] ?? 12_345);
+const nc = await connect({ servers: process.env.LOYALTY_NATS_URL || 'nats://127.0.0.1:4222' });
+const outcome = nc.subscribe(`loyalty.outcome.*.${memberId}`, { max: 1 });
+const event = {
+  id: `order-${Date.now()}`,
+  memberId,
+  type: 'purchase',
+  occurredAt: new Date().toISOString(),
+  amountMinor,
+  currency: 'EUR',
+  items: [{ sku: 'SKU-1', category: 'shoes', quantity: 1, unitPriceMinor: amountMinor }],
+  channel: 'web',
+};
+const ack = await jetstream(nc).publish(`loyalty.tx.${memberId}`, JSON.stringify(event));
+console.log(`published ${event.id} as stream sequence ${ack.seq}`);
+for await (const message of outcome) console.log(`${message.subject}: ${message.string()}`);
+await nc.close();

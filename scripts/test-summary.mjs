@@ -1,0 +1,20 @@
+// Prints "N passed, N failed[, N skipped]" from vitest's JSON report; exits 1
+// when the report is missing, any test failed, or no test ran.
+import { readFileSync } from 'node:fs';
+
+const file = process.argv[2] ?? '.vitest/results.json';
+let report;
+try {
+  report = JSON.parse(readFileSync(file, 'utf8'));
+} catch (error) {
+  console.log(`0 passed, 1 failed`);
+  console.error(`no test report at ${file}: ${error.message}`);
+  process.exit(1);
+}
+const passed = report.numPassedTests ?? 0;
+// A test file that failed to load counts as a failure too.
+const failedSuites = (report.testResults ?? []).filter((suite) => suite.status === 'failed' && (suite.assertionResults ?? []).length === 0).length;
+const failed = (report.numFailedTests ?? 0) + failedSuites;
+const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);
