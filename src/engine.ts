@@ -4,6 +4,13 @@ import { headers, type NatsConnection } from '@nats-io/nats-core';
 import type { FastifyInstance } from 'fastify';
 import { Unpackr } from 'msgpackr';
 import { ActorPool } from './actors/pool.js';
+import { createBudgetLayout } from './actors/budgets.js';
+import type { ReportReader } from './api/context.js';
+import { parseProgramText } from './config/program-file.js';
+import { globalBudgetLimits } from './domain/ports.js';
+import { buildReport } from './reports/report.js';
+import { EngineProgramManager } from './runtime/program-manager.js';
+import { Sweeper } from './runtime/sweeper.js';
 import type { OutcomeMessage } from './actors/actor.js';
 import { listeningPort, startHttpServer } from './api/http.js';
 import type { Settings } from './config/settings.js';
@@ -41,6 +48,9 @@ export class Engine {
   private messages: ConsumerMessages | undefined;
   private http: FastifyInstance | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
+  private sweeper: Sweeper | undefined;
+  programs: EngineProgramManager | undefined;
+  reports: ReportReader | undefined;
   private consuming = false;
   private stopping: Promise<void> | undefined;
   readonly metrics = new EngineMetrics();
@@ -69,15 +79,30 @@ export class Engine {
     const meta = await this.store.ensureMeta(settings.partitions, Date.now());
     logger.info({ partitions: meta.partitions, dataDir: settings.dataDir }, 'store open');
     await this.republishOutbox(this.store, this.nc);
+    const store = this.store;
+
+    // A program activated through the API outlives restarts; the file is the default.
+    const stored = store.storedProgram();
+    let program = this.options.program;
+    let programSource: 'file' | 'api' = 'file';
+    let programSinceMs = Date.now();
+    if (stored !== undefined) {
+      program = parseProgramText(stored.text, 'program activated through the API');
+      programSource = 'api';
+      programSinceMs = stored.activatedAtMs;
+      logger.warn({ program: program.id, activatedAtMs: stored.activatedAtMs }, 'using the program activated through the API; LOYALTY_PROGRAM_FILE is ignored');
+    }
+    const budgets = createBudgetLayout(globalBudgetLimits(program), store.budgetTotals());
 
     const bootId = Date.now();
     this.pool = new ActorPool({
       actors: settings.actors,
       batchesInFlightMax: settings.actorBatchesInFlightMax,
-      workerData: (actorIndex) => ({ actorIndex, settings, program: this.options.program, bootId, natsUrl: this.natsUrl }),
+      workerData: (actorIndex) => ({ actorIndex, settings, program, budgets, bootId, natsUrl: this.natsUrl }),
     });
     await this.pool.ready();
-    logger.info({ actors: settings.actors }, 'actors ready');
+    logger.info({ actors: settings.actors, program: program.id }, 'actors ready');
+    const pool = this.pool;
 
     const subjects = subjectsFor(settings.subjectPrefix);
     const js = jetstream(this.nc);
@@ -107,6 +132,51 @@ export class Engine {
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
     });
+
+    const ingestForPrograms = this.ingest;
+    this.programs = new EngineProgramManager({
+      initial: program,
+      initialSource: programSource,
+      initialAtMs: programSinceMs,
+      persist: (text, atMs) => store.storeProgram({ text, activatedAtMs: atMs }),
+      apply: (next) =>
+        ingestForPrograms.exclusive(async () => {
+          // No batch is in flight: the committed usage is the whole usage.
+          await pool.setProgram(next, createBudgetLayout(globalBudgetLimits(next), store.budgetTotals()));
+          logger.info({ program: next.id }, 'program activated');
+        }),
+    });
+    const programs = this.programs;
+    this.reports = {
+      kpis: (period, fromMs, toMs) => {
+        const active = programs.active();
+        return buildReport(
+          store.reportSource(),
+          {
+            utcOffsetMinutes: active.utcOffsetMinutes,
+            pointValues: new Map(
+              active.currencies.flatMap((currency) => (currency.value === undefined ? [] : [[currency.id, currency.value] as const])),
+            ),
+            promotionBudgets: new Map(Object.entries(globalBudgetLimits(active))),
+          },
+          period,
+          fromMs,
+          toMs,
+        );
+      },
+    };
+    this.sweeper = new Sweeper({
+      actors: settings.actors,
+      intervalMs: settings.sweepIntervalMs,
+      chunkMembers: settings.sweepChunkMembers,
+      runSweep: (actor, nowMs, limit) => pool.runSweep(actor, nowMs, limit),
+      onChunk: (_actor, result, seconds) => this.metrics.recordSweep(result, seconds),
+      onError: (error) => {
+        logger.fatal({ err: error }, 'a sweep failed to commit; stopping');
+        this.fail(error instanceof Error ? error : new Error(String(error)));
+      },
+    });
+    this.sweeper.start();
 
     this.http = await startHttpServer({
       host: settings.httpHost,
@@ -144,6 +214,7 @@ export class Engine {
     this.consuming = false;
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
     if (this.messages !== undefined) await this.messages.close().catch(() => undefined);
+    if (this.sweeper !== undefined) await this.sweeper.stop();
     if (this.ingest !== undefined) await this.ingest.drain();
     if (this.nc !== undefined) await this.nc.flush().catch(() => undefined);
     if (this.pool !== undefined) await this.pool.close();

@@ -1,11 +1,15 @@
 import { Packr } from 'msgpackr';
 import { applyEvent } from '../domain/apply.js';
 import { assert } from '../domain/assert.js';
+import { compileProgram, type CompiledProgram } from '../domain/compiled.js';
 import { validateEvent } from '../domain/events.js';
+import type { DomainPorts } from '../domain/ports.js';
 import type { Program } from '../domain/program.js';
-import type { LedgerEntry, MemberState, Outcome } from '../domain/state.js';
+import type { Decision, LedgerEntry, MemberState, Outcome } from '../domain/state.js';
+import { nextDueMs, sweepMember } from '../domain/sweep.js';
+import { addKpis, emptyDay, type DayCounters, type KpiTarget } from '../reports/kpis.js';
 import { type BatchRecord } from '../routing/batch-buffer.js';
-import { partitionOf } from '../routing/partitioner.js';
+import { actorOfPartition, partitionOf } from '../routing/partitioner.js';
 import type { ActorStore, BatchWrite, OutboxKey } from '../store/types.js';
 import { decodePayload } from '../transport/codec.js';
 import type { Subjects } from '../transport/subjects.js';
@@ -47,14 +51,24 @@ export interface BatchResult {
   readonly outcomeCount: number;
 }
 
+export interface SweepResult {
+  readonly scanned: number;
+  readonly swept: number;
+  readonly outcomeCount: number;
+  /** True when the actor's partitions were scanned to the end (the next sweep starts over). */
+  readonly finished: boolean;
+}
+
 export interface ActorOptions {
   readonly actorIndex: number;
+  readonly actors: number;
   readonly partitions: number;
   readonly memberCacheMax: number;
   readonly payloadBytesMax: number;
   readonly subjects: Subjects;
   /** Distinguishes this run's outbox keys from earlier runs'. */
   readonly bootId: number;
+  readonly ports: DomainPorts;
 }
 
 export interface ProcessedBatch {
@@ -65,26 +79,89 @@ export interface ProcessedBatch {
 
 const packr = new Packr({ useRecords: false });
 
+/** What one batch (of events, or of a sweep) accumulates before its commit. */
+class BatchChanges implements KpiTarget {
+  readonly members = new Map<string, { partition: number; state: MemberState }>();
+  readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
+  readonly processed: { memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
+  readonly outcomes: OutcomeMessage[] = [];
+  readonly budgetUsage = new Map<string, [points: number, uses: number]>();
+  readonly days = new Map<number, DayCounters>();
+  readonly weeks = new Map<number, number>();
+  readonly months = new Map<number, number>();
+  readonly idKeys: string[] = [];
+
+  day(dayKey: number): DayCounters {
+    let counters = this.days.get(dayKey);
+    if (counters === undefined) {
+      counters = emptyDay();
+      this.days.set(dayKey, counters);
+    }
+    return counters;
+  }
+
+  week(weekKey: number): { activeMembers: number } {
+    const target = this;
+    return {
+      get activeMembers() {
+        return target.weeks.get(weekKey) ?? 0;
+      },
+      set activeMembers(value: number) {
+        target.weeks.set(weekKey, value);
+      },
+    };
+  }
+
+  month(monthKey: number): { activeMembers: number } {
+    const target = this;
+    return {
+      get activeMembers() {
+        return target.months.get(monthKey) ?? 0;
+      },
+      set activeMembers(value: number) {
+        target.months.set(monthKey, value);
+      },
+    };
+  }
+
+  isEmpty(): boolean {
+    return this.members.size === 0 && this.processed.length === 0 && this.outcomes.length === 0 && this.ledger.length === 0;
+  }
+}
+
 export class Actor {
   private cache: MemberCache;
+  private program: CompiledProgram;
+  private tierRank = new Map<string, number>();
   private batchNumber = 0;
   /** The previous batch's commit: a batch commits only after it, and never after it failed. */
   private lastCommit: Promise<void> = Promise.resolve();
   private failure: Error | undefined;
   /** Event ids applied by batches not yet committed: `memberId\0eventId` → encoded outcome messages. */
   private readonly uncommittedIds = new Map<string, Uint8Array>();
+  private readonly ownedPartitions: number[];
+  /** Sweep cursor: the partition (index into ownedPartitions) and the last member id swept. */
+  private sweepCursor: { partitionIndex: number; afterMemberId: string | undefined } = { partitionIndex: 0, afterMemberId: undefined };
 
   constructor(
     private readonly store: ActorStore,
-    private program: Program,
+    program: Program,
     private readonly options: ActorOptions,
   ) {
     assert(options.partitions > 0, 'partitions must be positive');
+    assert(options.actorIndex >= 0 && options.actorIndex < options.actors, 'actor index out of range');
     this.cache = new MemberCache(options.memberCacheMax);
+    this.program = compileProgram(program);
+    this.setTierRank(program);
+    this.ownedPartitions = [];
+    for (let partition = 0; partition < options.partitions; partition++) {
+      if (actorOfPartition(partition, options.actors) === options.actorIndex) this.ownedPartitions.push(partition);
+    }
   }
 
   setProgram(program: Program): void {
-    this.program = program;
+    this.program = compileProgram(program);
+    this.setTierRank(program);
   }
 
   /**
@@ -100,11 +177,7 @@ export class Actor {
     const committedSequences: number[] = [];
     const publishedAtMs: number[] = [];
     const deadLetters: DeadLetter[] = [];
-    const outcomes: OutcomeMessage[] = [];
-    const changedMembers = new Map<string, { partition: number; state: MemberState }>();
-    const ledger: { partition: number; entry: LedgerEntry }[] = [];
-    const processed: { memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
-    const batchIds: string[] = [];
+    const changes = new BatchChanges();
 
     for (const record of records) {
       const invalid = (reason: string, type = 'unknown') => {
@@ -144,42 +217,134 @@ export class Actor {
       if (firstOutcome !== undefined) {
         // A redelivery or a producer re-sending: publish the first outcome again, change nothing.
         count(counts, event.type, 'duplicate');
-        for (const message of packr.unpack(firstOutcome) as OutcomeMessage[]) outcomes.push(message);
+        for (const message of packr.unpack(firstOutcome) as OutcomeMessage[]) changes.outcomes.push(message);
         continue;
       }
 
       const partition = partitionOf(event.memberId, this.options.partitions);
       const current = this.memberState(partition, event.memberId);
-      const decision = applyEvent(current, event, occurredAtMs, this.program);
+      const decision = applyEvent(current, event, occurredAtMs, this.program, this.options.ports);
       const rejected = decision.outcomes.some((outcome) => outcome.kind === 'rejected');
       count(counts, event.type, rejected ? 'rejected' : 'applied');
-      if (decision.state !== current) {
-        this.cache.set(event.memberId, decision.state, batch);
-        changedMembers.set(event.memberId, { partition, state: decision.state });
-      }
-      for (const entry of decision.ledger) ledger.push({ partition, entry });
-      const messages = decision.outcomes.map((outcome, index) => this.outcomeMessage(outcome, event.id, index));
-      for (const message of messages) outcomes.push(message);
+      const messages = this.record(changes, batch, partition, current, decision, occurredAtMs);
       const encoded = packr.pack(messages);
-      processed.push({ memberId: event.memberId, eventId: event.id, outcomes: encoded });
+      changes.processed.push({ memberId: event.memberId, eventId: event.id, outcomes: encoded });
       this.uncommittedIds.set(idKey, encoded);
-      batchIds.push(idKey);
+      changes.idKeys.push(idKey);
     }
 
     const applySeconds = (performance.now() - applyStarted) / 1000;
-    const outboxKey: OutboxKey | undefined = outcomes.length > 0 ? [this.options.bootId, this.options.actorIndex, batch] : undefined;
-    const write: BatchWrite = {
-      members: [...changedMembers.values()],
-      ledger,
-      processed,
-      ...(outboxKey !== undefined ? { outbox: { key: outboxKey, messages: packr.pack(outcomes) } } : {}),
-    };
     const commitStarted = performance.now();
+    const outboxKey = await this.commit(batch, changes);
+    return {
+      result: {
+        batch,
+        committedSequences: Float64Array.from(committedSequences),
+        publishedAtMs: Float64Array.from(publishedAtMs),
+        deadLetters,
+        counts,
+        commitSeconds: (performance.now() - commitStarted) / 1000,
+        applySeconds,
+        cachedMembers: this.cache.size,
+        outcomeCount: changes.outcomes.length,
+      },
+      outcomes: changes.outcomes,
+      outboxKey,
+    };
+  }
+
+  /**
+   * The scheduled sweep, travelling through this actor like a batch: releases
+   * pending points, expires lots, reviews tiers for up to `limit` members of
+   * its partitions whose next due time has come, continuing where the last
+   * sweep stopped.
+   */
+  async sweep(nowMs: number, limit: number): Promise<{ result: SweepResult; outcomes: readonly OutcomeMessage[]; outboxKey: OutboxKey | undefined }> {
+    if (this.failure !== undefined) throw this.failure;
+    assert(limit > 0, 'sweep limit must be positive');
+    const batch = ++this.batchNumber;
+    const changes = new BatchChanges();
+    let scanned = 0;
+    let swept = 0;
+    let finished = false;
+    while (scanned < limit) {
+      const partition = this.ownedPartitions[this.sweepCursor.partitionIndex];
+      if (partition === undefined) {
+        finished = true;
+        this.sweepCursor = { partitionIndex: 0, afterMemberId: undefined };
+        break;
+      }
+      const stored = this.store.scanMembers(partition, this.sweepCursor.afterMemberId, limit - scanned);
+      if (stored.length === 0) {
+        this.sweepCursor = { partitionIndex: this.sweepCursor.partitionIndex + 1, afterMemberId: undefined };
+        continue;
+      }
+      for (const storedState of stored) {
+        scanned += 1;
+        this.sweepCursor.afterMemberId = storedState.memberId;
+        // The cache is the truth between commits; the stored copy may be older.
+        const state = this.cache.get(storedState.memberId) ?? storedState;
+        const due = nextDueMs(state, this.program);
+        if (due === null || due > nowMs) continue;
+        const decision = sweepMember(state, nowMs, this.program);
+        if (decision.state === state && decision.ledger.length === 0 && decision.outcomes.length === 0) continue;
+        swept += 1;
+        this.record(changes, batch, partition, state, decision, nowMs);
+      }
+    }
+    const outboxKey = await this.commit(batch, changes);
+    return { result: { scanned, swept, outcomeCount: changes.outcomes.length, finished }, outcomes: changes.outcomes, outboxKey };
+  }
+
+  /** Adds one decision to the batch: new state, ledger record, outcomes, budget usage, KPI counters. */
+  private record(
+    changes: BatchChanges,
+    batch: number,
+    partition: number,
+    before: MemberState | undefined,
+    decision: Decision,
+    atMs: number,
+  ): OutcomeMessage[] {
+    const after = decision.state;
+    if (after !== undefined && after !== before) {
+      this.cache.set(after.memberId, after, batch);
+      changes.members.set(after.memberId, { partition, state: after });
+    }
+    if (decision.ledger.length > 0) changes.ledger.push({ partition, entries: decision.ledger });
+    for (const usage of decision.budgetUsage ?? []) {
+      const total = changes.budgetUsage.get(usage.promotionId) ?? [0, 0];
+      total[0] += usage.points;
+      total[1] += usage.uses;
+      changes.budgetUsage.set(usage.promotionId, total);
+    }
+    if (after !== undefined) {
+      addKpis(changes, { before, after, ledger: decision.ledger, tierRank: this.tierRank, atMs, utcOffsetMinutes: this.program.program.utcOffsetMinutes });
+    }
+    const messages = decision.outcomes.map((outcome, index) => this.outcomeMessage(outcome, index));
+    for (const message of messages) changes.outcomes.push(message);
+    return messages;
+  }
+
+  /** Commits after the previous batch; on failure this actor refuses everything after. */
+  private async commit(batch: number, changes: BatchChanges): Promise<OutboxKey | undefined> {
+    const outboxKey: OutboxKey | undefined = changes.outcomes.length > 0 ? [this.options.bootId, this.options.actorIndex, batch] : undefined;
+    const write: BatchWrite = {
+      members: [...changes.members.values()],
+      ledger: changes.ledger,
+      processed: changes.processed,
+      ...(changes.budgetUsage.size > 0
+        ? { budgets: { actor: this.options.actorIndex, usage: [...changes.budgetUsage].map(([id, [points, uses]]) => [id, points, uses] as const) } }
+        : {}),
+      ...(changes.days.size > 0 || changes.weeks.size > 0 || changes.months.size > 0
+        ? { kpis: { actor: this.options.actorIndex, days: [...changes.days], weeks: [...changes.weeks], months: [...changes.months] } }
+        : {}),
+      ...(outboxKey !== undefined ? { outbox: { key: outboxKey, messages: packr.pack(changes.outcomes) } } : {}),
+    };
     const previous = this.lastCommit;
     const commit = (async () => {
       await previous;
       if (this.failure !== undefined) throw this.failure;
-      if (write.members.length > 0 || write.processed.length > 0 || write.outbox !== undefined) await this.store.commit(write);
+      if (!changes.isEmpty()) await this.store.commit(write);
     })();
     // Later batches were applied on top of this one in memory: if this commit
     // fails they must not commit either (their state holds this batch's effects).
@@ -192,30 +357,16 @@ export class Actor {
       await this.lastCommit;
       await this.store.durable();
     } catch (error) {
+      // A failed flush is a failed commit: what is in memory is not durable.
+      this.failure ??= new ActorFailedError(batch, error);
       this.cache = new MemberCache(this.options.memberCacheMax);
       this.uncommittedIds.clear();
-      throw error;
+      throw this.failure;
     }
-    const commitSeconds = (performance.now() - commitStarted) / 1000;
-    this.cache.committed(changedMembers.keys(), batch);
-    for (const idKey of batchIds) this.uncommittedIds.delete(idKey);
+    this.cache.committed(changes.members.keys(), batch);
+    for (const idKey of changes.idKeys) this.uncommittedIds.delete(idKey);
     this.cache.evict();
-
-    return {
-      result: {
-        batch,
-        committedSequences: Float64Array.from(committedSequences),
-        publishedAtMs: Float64Array.from(publishedAtMs),
-        deadLetters,
-        counts,
-        commitSeconds,
-        applySeconds,
-        cachedMembers: this.cache.size,
-        outcomeCount: outcomes.length,
-      },
-      outcomes,
-      outboxKey,
-    };
+    return outboxKey;
   }
 
   private memberState(partition: number, memberId: string): MemberState | undefined {
@@ -226,14 +377,17 @@ export class Actor {
     return stored;
   }
 
-  private outcomeMessage(outcome: Outcome, eventId: string, index: number): OutcomeMessage {
+  private outcomeMessage(outcome: Outcome, index: number): OutcomeMessage {
     return [
       this.options.subjects.outcome(outcome.kind, outcome.memberId),
-      `${outcome.memberId}:${eventId}:${index}`,
+      `${outcome.memberId}:${outcome.eventId}:${index}`,
       JSON.stringify(outcome),
     ];
   }
 
+  private setTierRank(program: Program): void {
+    this.tierRank = new Map(program.tiers.map((tier, index) => [tier.id, index]));
+  }
 }
 
 /**

@@ -1,7 +1,8 @@
 import { Piscina } from 'piscina';
 import { assert } from '../domain/assert.js';
 import type { Program } from '../domain/program.js';
-import type { BatchResult } from './actor.js';
+import type { BatchResult, SweepResult } from './actor.js';
+import type { BudgetLayout } from './budgets.js';
 import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
 
 /**
@@ -77,8 +78,15 @@ export class ActorPool {
     }
   }
 
-  async setProgram(program: Program): Promise<void> {
-    await Promise.all(this.pools.map((pool) => pool.run({ kind: 'program', program } satisfies ActorTask)));
+  async runSweep(actor: number, nowMs: number, limit: number): Promise<SweepResult> {
+    const reply = (await this.pools[actor]!.run({ kind: 'sweep', nowMs, limit } satisfies ActorTask)) as ActorReply;
+    assert(reply.kind === 'sweep', 'actor answered a sweep with another reply');
+    return reply.result;
+  }
+
+  /** Call only while no batch is in flight (the engine pauses intake), so every actor switches at the same point. */
+  async setProgram(program: Program, budgets: BudgetLayout): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.run({ kind: 'program', program, budgets } satisfies ActorTask)));
   }
 
   /** Lets every actor finish publishing, then stops the threads. */

@@ -1,5 +1,5 @@
 import { headers, type NatsConnection } from '@nats-io/nats-core';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream } from '@nats-io/jetstream';
 import { workerData } from 'piscina';
 import { readBatch } from '../routing/batch-buffer.js';
 import { LmdbStore } from '../store/lmdb.js';
@@ -7,6 +7,7 @@ import { connectNats } from '../transport/connect.js';
 import { publishDeadLetter } from '../transport/dead-letters.js';
 import { HEADER_MESSAGE_ID, subjectsFor } from '../transport/subjects.js';
 import { Actor, type OutcomeMessage } from './actor.js';
+import { SharedBudgets } from './budgets.js';
 import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
 import type { OutboxKey } from '../store/types.js';
 
@@ -24,8 +25,17 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
   const store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
   const nc = await connectNats({ ...settings, natsUrl: data.natsUrl }, `loyalty-actor-${data.actorIndex}`);
   const js = jetstream(nc);
+  let budgets = new SharedBudgets(data.budgets);
+  const ports = {
+    // Through a getter: an activated program brings a new budget layout.
+    get budgets() {
+      return budgets;
+    },
+  };
   const actor = new Actor(store, data.program, {
     actorIndex: data.actorIndex,
+    actors: settings.actors,
+    ports,
     partitions: settings.partitions,
     memberCacheMax: settings.memberCacheMax,
     payloadBytesMax: settings.payloadBytesMax,
@@ -44,9 +54,15 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
         publisher.publish(outcomes, outboxKey);
         return { kind: 'batch', result: { ...result, deadLetters: result.deadLetters.map((letter) => ({ ...letter, payload: new Uint8Array(0) })) } };
       }
+      case 'sweep': {
+        const { result, outcomes, outboxKey } = await actor.sweep(task.nowMs, task.limit);
+        publisher.publish(outcomes, outboxKey);
+        return { kind: 'sweep', result };
+      }
       case 'ping':
         return { kind: 'ok' };
       case 'program':
+        budgets = new SharedBudgets(task.budgets);
         actor.setProgram(task.program);
         return { kind: 'ok' };
       case 'close':

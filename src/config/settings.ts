@@ -7,7 +7,12 @@ import { ConfigError } from './errors.js';
  * units last in every name, every limit bounded; parsed once and frozen.
  */
 
-const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole number from the environment (a string) or from code; an empty variable is an error, not 0. */
+const integer = (min: number, max: number) =>
+  z
+    .union([z.number(), z.string().trim().min(1, 'is empty; unset it to use the default').regex(/^-?\d+$/, 'must be a whole number')])
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 const booleanFromEnv = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
 
 const settingsObject = z
@@ -30,8 +35,8 @@ const settingsObject = z
     programFile: z.string().min(1).default('config/programs/retail.yaml'),
     /** Fixed when a data directory is created; a different value later refuses to start. */
     partitions: integer(1, 4096).default(64),
-    /** Actor threads; default one per core. */
-    actors: integer(1, 256).default(availableParallelism()),
+    /** Actor threads; default one per core, at most one per partition. */
+    actors: integer(1, 4096).optional(),
     streamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_TX'),
     subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('loyalty'),
     consumerName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('loyalty-engine'),
@@ -51,6 +56,20 @@ const settingsObject = z
     memberCacheMax: integer(1_000, 50_000_000).default(200_000),
     /** LMDB map size; the file grows up to it. */
     lmdbMapSizeBytes: integer(64 * 1024 * 1024, 2 ** 40).default(64 * 1024 ** 3),
+    /**
+     * API bearer tokens with roles, "role:token" pairs separated by commas
+     * (roles: read, write, admin; admin implies write implies read). Prefer
+     * apiTokensFile in production: environment variables leak into process lists.
+     */
+    apiTokens: z.string().default(''),
+    /** A file of "role:token" lines (# comments allowed). */
+    apiTokensFile: z.string().optional(),
+    /** Largest accepted HTTP request body (bulk files included). */
+    httpBodyBytesMax: integer(1024, 512 * 1024 * 1024).default(32 * 1024 * 1024),
+    /** How often the expiry / pending-release / tier-review sweep runs through the actors. */
+    sweepIntervalMs: integer(1_000, 86_400_000).default(60_000),
+    /** Members one sweep task looks at before yielding to event batches. */
+    sweepChunkMembers: integer(1, 1_000_000).default(5_000),
     httpHost: z.string().default('127.0.0.1'),
     httpPort: integer(0, 65535).default(8080),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -65,7 +84,7 @@ export const settingsSchema = settingsObject.superRefine((settings, context) => 
     if (settings.natsUser !== undefined && settings.natsPassword === undefined) {
       context.addIssue({ code: 'custom', path: ['natsPassword'], message: 'required when natsUser is set' });
     }
-    if (settings.actors > settings.partitions) {
+    if (settings.actors !== undefined && settings.actors > settings.partitions) {
       context.addIssue({ code: 'custom', path: ['actors'], message: `must not exceed partitions (${settings.partitions})` });
     }
     if (settings.batchSizeMax > settings.ackPendingMax) {
@@ -73,7 +92,7 @@ export const settingsSchema = settingsObject.superRefine((settings, context) => 
     }
   });
 
-export type Settings = Readonly<z.infer<typeof settingsSchema>>;
+export type Settings = Readonly<Omit<z.infer<typeof settingsSchema>, 'actors'> & { actors: number }>;
 
 /** camelCase key → LOYALTY_SNAKE_CASE environment variable. */
 export function envNameOf(key: string): string {
@@ -108,5 +127,6 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Pa
     }
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError('settings', problems);
-  return Object.freeze(parsed.data);
+  const actors = parsed.data.actors ?? Math.min(availableParallelism(), parsed.data.partitions);
+  return Object.freeze({ ...parsed.data, actors });
 }

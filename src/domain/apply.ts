@@ -1,113 +1,113 @@
+import { applyActivity } from './activities.js';
+import { applyAdjustment } from './adjustments.js';
 import { assert } from './assert.js';
-import type { LoyaltyEvent, PurchaseEvent } from './events.js';
-import { pointsForAmount } from './money.js';
+import { applyVoucherRedeem } from './benefits.js';
+import { compiledOf, type CompiledProgram } from './compiled.js';
+import { applyDue } from './due.js';
+import { applyPurchase } from './earn.js';
+import type { LoyaltyEvent } from './events.js';
+import { applyEnroll, applyErase, applyUnenroll, membershipOutcome, newMember } from './membership.js';
+import type { DomainPorts } from './ports.js';
 import type { Program } from './program.js';
-import type { Decision, LedgerEntry, MemberState, Outcome } from './state.js';
+import { applyRedemption, applyRedemptionCancel } from './redemption.js';
+import { rejection, type Rejection } from './rejection.js';
+import { applyReturn } from './returns.js';
+import type { Decision, MemberState } from './state.js';
+import { balanceOutcomes, finishDecision, startWork, type Work } from './work.js';
 
 /**
- * The pure core: (state, event, program) → decision. No I/O, no clock: the
- * event's own time drives every rule, so replaying the same events gives the
- * same state.
+ * The pure core: (state, event, program, event time) → decision. No I/O, no
+ * clock: the event's own time drives every rule, so replaying the same events
+ * gives the same state. The one port, global promotion budgets, is consulted
+ * only once the event is accepted.
+ *
+ * Idempotency is the store's job: the actor records processed event ids in
+ * the same transaction as the state and never applies an id twice.
  */
 export function applyEvent(
   current: MemberState | undefined,
   event: LoyaltyEvent,
   occurredAtMs: number,
-  program: Program,
+  program: Program | CompiledProgram,
+  ports: DomainPorts,
 ): Decision {
-  assert(current === undefined || current.memberId === event.memberId, 'state belongs to another member');
-  const state = current ?? enroll(event.memberId, occurredAtMs, program);
+  if (current !== undefined) assert(current.memberId === event.memberId, 'state belongs to another member');
+  assert(Number.isSafeInteger(occurredAtMs), 'occurredAtMs must be a safe integer');
+  const compiled = compiledOf(program);
+  let state = current;
+  let isNew = false;
+  if (state === undefined) {
+    const refused = refuseUnknown(compiled, event);
+    if (refused !== null) return reject(undefined, event, occurredAtMs, refused);
+    state = newMember(event.memberId, occurredAtMs, compiled);
+    isNew = true;
+  }
+  const refused = refuseByStatus(state, event);
+  if (refused !== null) return reject(current, event, occurredAtMs, refused);
+  const work = startWork(compiled, state, event.id, occurredAtMs, ports);
+  if (isNew && event.type !== 'enroll') membershipOutcome(work, 'enrolled');
+  applyDue(work, occurredAtMs);
+  const rejected = dispatch(work, event, isNew);
+  if (rejected !== null) {
+    assert(work.budgetUsage.length === 0, 'a rejected event must not take promotion budget');
+    return reject(current, event, occurredAtMs, rejected);
+  }
+  work.state.eventCount += 1;
+  balanceOutcomes(work);
+  return finishDecision(work);
+}
+
+function refuseUnknown(program: CompiledProgram, event: LoyaltyEvent): Rejection | null {
+  if (event.type === 'enroll') return null;
+  if (event.type === 'unenroll' || event.type === 'erase') return rejection('UNKNOWN_MEMBER', `member ${event.memberId} is not enrolled`);
+  if (!program.autoEnroll) {
+    return rejection('UNKNOWN_MEMBER', `member ${event.memberId} is not enrolled and this program does not enroll automatically`);
+  }
+  return null;
+}
+
+function refuseByStatus(state: MemberState, event: LoyaltyEvent): Rejection | null {
+  if (state.status === 'erased') return rejection('MEMBER_ERASED', `member ${state.memberId} was erased`);
+  if (state.status === 'unenrolled' && event.type !== 'enroll' && event.type !== 'erase') {
+    return rejection('MEMBER_NOT_ACTIVE', `member ${state.memberId} is unenrolled; enroll again first`);
+  }
+  return null;
+}
+
+function dispatch(work: Work, event: LoyaltyEvent, isNew: boolean): Rejection | null {
   switch (event.type) {
     case 'purchase':
-      return applyPurchase(state, event, occurredAtMs, program);
+      return applyPurchase(work, event);
+    case 'return':
+      return applyReturn(work, event);
+    case 'redemption':
+      return applyRedemption(work, event);
+    case 'redemption_cancel':
+      return applyRedemptionCancel(work, event);
+    case 'activity':
+      return applyActivity(work, event);
+    case 'adjustment':
+      return applyAdjustment(work, event);
+    case 'voucher_redeem':
+      return applyVoucherRedeem(work, event);
+    case 'enroll':
+      applyEnroll(work, event, isNew);
+      return null;
+    case 'unenroll':
+      applyUnenroll(work);
+      return null;
+    case 'erase':
+      applyErase(work);
+      return null;
   }
 }
 
-export function enroll(memberId: string, atMs: number, program: Program): MemberState {
-  const firstTier = program.tiers[0];
-  assert(firstTier !== undefined, 'program has no tiers');
-  return {
-    memberId,
-    enrolledAtMs: atMs,
-    balances: {},
-    qualifying: {},
-    tierId: firstTier.id,
-    ledgerSeq: 0,
-    lastActivityMs: atMs,
-    eventCount: 0,
-  };
-}
-
-function applyPurchase(state: MemberState, event: PurchaseEvent, occurredAtMs: number, program: Program): Decision {
-  if (event.currency !== program.currency) {
-    return reject(state, event.id, occurredAtMs, 'CURRENCY_NOT_ACCEPTED', `the program accepts ${program.currency}, not ${event.currency}`);
-  }
-  const currency = program.pointsCurrency;
-  const points = pointsForAmount(event.amountMinor, program.earn.points, program.earn.perAmountMinor, program.earn.rounding);
-  const balance = (state.balances[currency] ?? 0) + points;
-  const qualifying = (state.qualifying[currency] ?? 0) + points;
-  const ledger: LedgerEntry[] = [];
-  let ledgerSeq = state.ledgerSeq;
-  if (points !== 0) {
-    for (const kind of ['spendable', 'qualifying'] as const) {
-      ledgerSeq += 1;
-      ledger.push({
-        seq: ledgerSeq,
-        memberId: state.memberId,
-        eventId: event.id,
-        kind: 'earn',
-        balance: kind,
-        currency,
-        points,
-        ruleId: 'base-earn',
-        occurredAtMs,
-      });
-    }
-  }
-  const tierId = tierFor(qualifying, program, state.tierId);
-  const next: MemberState = {
-    ...state,
-    balances: { ...state.balances, [currency]: balance },
-    qualifying: { ...state.qualifying, [currency]: qualifying },
-    tierId,
-    ledgerSeq,
-    lastActivityMs: Math.max(state.lastActivityMs, occurredAtMs),
-    eventCount: state.eventCount + 1,
-  };
-  const outcomes: Outcome[] = [
-    { kind: 'balance', eventId: event.id, memberId: state.memberId, currency, delta: points, balance, qualifying, tierId, occurredAtMs },
-  ];
-  if (tierId !== state.tierId) {
-    outcomes.push({
-      kind: 'tier',
-      eventId: event.id,
-      memberId: state.memberId,
-      fromTierId: state.tierId,
-      toTierId: tierId,
-      reason: `qualifying points reached ${qualifying}`,
-      occurredAtMs,
-    });
-  }
-  return { state: next, ledger, outcomes };
-}
-
-/** Upgrades are immediate; this foundation rule never downgrades. */
-function tierFor(qualifying: number, program: Program, currentTierId: string): string {
-  let best = currentTierId;
-  let bestIndex = program.tiers.findIndex((tier) => tier.id === currentTierId);
-  program.tiers.forEach((tier, index) => {
-    if (index > bestIndex && qualifying >= tier.qualifyingPointsMin) {
-      best = tier.id;
-      bestIndex = index;
-    }
-  });
-  return best;
-}
-
-function reject(state: MemberState, eventId: string, occurredAtMs: number, code: string, reason: string): Decision {
+function reject(state: MemberState | undefined, event: LoyaltyEvent, occurredAtMs: number, refused: Rejection): Decision {
   return {
     state,
     ledger: [],
-    outcomes: [{ kind: 'rejected', eventId, memberId: state.memberId, code, reason, occurredAtMs }],
+    outcomes: [
+      { kind: 'rejected', eventId: event.id, memberId: event.memberId, code: refused.code, reason: refused.reason, occurredAtMs },
+    ],
   };
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BatchResult } from '../actors/actor.js';
+import type { BatchResult, SweepResult } from '../actors/actor.js';
 
 /**
  * Every metric the engine exposes, in one place. Labels are bounded (event
@@ -98,8 +98,29 @@ export class EngineMetrics {
     registers: [this.registry],
   });
 
+  readonly sweepMembers = new Counter({
+    name: 'loyalty_sweep_members_total',
+    help: 'Members looked at by the scheduled sweep (scanned) and changed by it (swept: points released, expired, tiers reviewed).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sweepDuration = new Histogram({
+    name: 'loyalty_sweep_chunk_duration_seconds',
+    help: 'One sweep task in one actor, commit included.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  recordSweep(result: SweepResult, seconds: number): void {
+    this.sweepMembers.inc({ result: 'scanned' }, result.scanned);
+    this.sweepMembers.inc({ result: 'swept' }, result.swept);
+    this.sweepDuration.observe(seconds);
+    this.outcomes.inc(result.outcomeCount);
   }
 
   recordBatch(actor: number, result: BatchResult, nowMs: number): void {

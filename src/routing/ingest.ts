@@ -49,6 +49,9 @@ export class Ingest {
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
   private failed = false;
+  /** While paused, full batches wait here in order instead of going to the actors. */
+  private paused = false;
+  private readonly held: [actor: number, buffer: ArrayBuffer][] = [];
   private lastPending = 0;
   private readonly asciiBuffer = new Uint8Array(256);
   private readonly now: () => number;
@@ -60,7 +63,7 @@ export class Ingest {
       actors: options.runner.actors,
       batchSizeMax: options.batchSizeMax,
       batchAgeMsMax: options.batchAgeMsMax,
-      hasRoom: (actor) => options.runner.hasRoom(actor),
+      hasRoom: (actor) => !this.paused && options.runner.hasRoom(actor),
       send: (actor, buffer) => this.send(actor, buffer),
     });
   }
@@ -110,7 +113,28 @@ export class Ingest {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
+  /**
+   * Runs `action` while no batch is in flight (for a program switch): new
+   * batches are held, in order, until it is done. Intake itself keeps going,
+   * bounded by the consumer's ack-pending limit.
+   */
+  async exclusive<T>(action: () => Promise<T>): Promise<T> {
+    this.paused = true;
+    try {
+      while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      return await action();
+    } finally {
+      this.paused = false;
+      for (const [actor, buffer] of this.held.splice(0)) this.send(actor, buffer);
+      for (let actor = 0; actor < this.options.runner.actors; actor++) this.batcher.poke(actor);
+    }
+  }
+
   private send(actor: number, buffer: ArrayBuffer): void {
+    if (this.paused) {
+      this.held.push([actor, buffer]);
+      return;
+    }
     const promise = this.options.runner.runBatch(actor, buffer, this.now()).then((result) => {
       const nowMs = this.now();
       this.options.onBatch(actor, result, nowMs);

@@ -14,6 +14,18 @@ export class MemoryStore implements ActorStore {
     return this.members.get(`${partition}/${memberId}`);
   }
 
+  scanMembers(partition: number, afterMemberId: string | undefined, limit: number): MemberState[] {
+    const prefix = `${partition}/`;
+    return [...this.members.entries()]
+      .filter(([key]) => key.startsWith(prefix))
+      .map(([, state]) => state)
+      .filter((state) => afterMemberId === undefined || state.memberId > afterMemberId)
+      .sort((a, b) => (a.memberId < b.memberId ? -1 : 1))
+      .slice(0, limit);
+  }
+
+  readonly budgetTotals = new Map<string, { points: number; uses: number }>();
+
   readProcessed(memberId: string, eventId: string): Uint8Array | undefined {
     return this.processed.get(`${memberId}/${eventId}`);
   }
@@ -26,10 +38,16 @@ export class MemoryStore implements ActorStore {
       throw error;
     }
     for (const { partition, state } of write.members) this.members.set(`${partition}/${state.memberId}`, state);
-    for (const { entry } of write.ledger) {
-      const entries = this.ledger.get(entry.memberId) ?? [];
-      entries.push(entry);
-      this.ledger.set(entry.memberId, entries);
+    for (const { entries } of write.ledger) {
+      for (const entry of entries) {
+        const existing = this.ledger.get(entry.memberId) ?? [];
+        existing.push(entry);
+        this.ledger.set(entry.memberId, existing);
+      }
+    }
+    for (const [promotionId, points, uses] of write.budgets?.usage ?? []) {
+      const total = this.budgetTotals.get(promotionId) ?? { points: 0, uses: 0 };
+      this.budgetTotals.set(promotionId, { points: total.points + points, uses: total.uses + uses });
     }
     for (const { memberId, eventId, outcomes } of write.processed) this.processed.set(`${memberId}/${eventId}`, outcomes);
     if (write.outbox !== undefined) this.outbox.set(write.outbox.key.join('/'), write.outbox.messages);

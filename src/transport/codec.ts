@@ -9,7 +9,10 @@ import { CONTENT_TYPE_MSGPACK } from './subjects.js';
 
 export function encodingOf(contentType: string | undefined): Encoding {
   if (contentType === undefined || contentType === '') return Encoding.Json;
-  return contentType.toLowerCase().startsWith(CONTENT_TYPE_MSGPACK) ? Encoding.Msgpack : Encoding.Json;
+  const type = contentType.toLowerCase();
+  return type.startsWith(CONTENT_TYPE_MSGPACK) || type.startsWith('application/x-msgpack') || type.startsWith('application/vnd.msgpack')
+    ? Encoding.Msgpack
+    : Encoding.Json;
 }
 
 export type Decoded = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: string };

@@ -13,7 +13,7 @@ export interface MemberView {
 }
 
 export function memberView(state: MemberState, ledger: readonly LedgerEntry[], currency = 'points'): MemberView {
-  const spendable = state.balances[currency] ?? 0;
+  const spendable = state.currencies[currency]?.spendable ?? 0;
   let ledgerSpendableSum = 0;
   const pointsByEvent = new Map<string, number>();
   for (const entry of ledger) {

@@ -1,0 +1,104 @@
+import type { LoyaltyEvent } from '../domain/events.js';
+import type { Program } from '../domain/program.js';
+import type { LedgerEntry, MemberState } from '../domain/state.js';
+import type { Settings } from '../config/settings.js';
+
+/**
+ * What the HTTP API and the NATS services get from the engine. Reads come
+ * straight from LMDB; every write travels as an event through JetStream to the
+ * owning actor (the single writer), never around it.
+ */
+
+export interface LedgerQuery {
+  /** Entries with a sequence number greater than this (the cursor); 0 = from the start. */
+  readonly afterSeq: number;
+  readonly limit: number;
+  /** Only these entry kinds, if given. */
+  readonly kinds?: readonly string[];
+  /** Event time range, inclusive start, exclusive end. */
+  readonly fromMs?: number;
+  readonly toMs?: number;
+}
+
+export interface LedgerPage {
+  readonly entries: readonly LedgerEntry[];
+  /** Pass as afterSeq for the next page; undefined when there is no more. */
+  readonly nextAfterSeq: number | undefined;
+}
+
+export interface MemberReads {
+  member(memberId: string): MemberState | undefined;
+  ledger(memberId: string, query: LedgerQuery): LedgerPage;
+}
+
+export interface SubmitResult {
+  readonly eventId: string;
+  /** The JetStream stream sequence the event was stored at. */
+  readonly sequence: number;
+  readonly duplicate: boolean;
+  /** The outcome messages (parsed JSON), when waited for and received in time. */
+  readonly outcomes?: readonly Record<string, unknown>[];
+  /** True when an outcome was requested and did not arrive within the wait. */
+  readonly timedOut?: boolean;
+}
+
+export interface EventSubmitter {
+  /** Validates, publishes to the input stream, and optionally waits for the outcome. */
+  submit(event: LoyaltyEvent, options?: { readonly waitMs?: number }): Promise<SubmitResult>;
+  /**
+   * Optional (JetStreamSubmitter has it): calls `listener` with every outcome
+   * (parsed JSON) of the event until the returned function is called; register
+   * before submitting. Bulk jobs use it to follow each line; without it a bulk
+   * job reports lines as submitted, never applied or rejected.
+   */
+  trackOutcomes?(memberId: string, eventId: string, listener: (outcome: Record<string, unknown>) => void): () => void;
+}
+
+export type ProgramCheck = { readonly ok: true; readonly program: Program } | { readonly ok: false; readonly errors: readonly string[] };
+
+export interface ProgramManager {
+  active(): Program;
+  /** When the active program was activated (ms), and from where ('file' or 'api'). */
+  activeSince(): { readonly atMs: number; readonly source: 'file' | 'api' };
+  validate(text: string): ProgramCheck;
+  /** Validates, persists and hands the program to every actor; no restart. */
+  activate(text: string): Promise<ProgramCheck>;
+}
+
+export type ReportPeriod = 'day' | 'week' | 'month';
+
+export interface ReportRow {
+  /** Period start, ISO date (UTC at the program's offset). */
+  readonly period: string;
+  readonly currency: string;
+  readonly pointsIssued: number;
+  readonly pointsRedeemed: number;
+  readonly pointsExpired: number;
+  readonly pointsAdjusted: number;
+  readonly pointsClawedBack: number;
+  /** Outstanding spendable points at the period's end, and their value in minor units. */
+  readonly liabilityPoints: number;
+  readonly liabilityMinor: number;
+  readonly activeMembers: number;
+  readonly enrollments: number;
+  readonly redemptions: number;
+  /** pointsRedeemed / pointsIssued over the period (0 when nothing was issued). */
+  readonly redemptionRate: number;
+  readonly tierDistribution: Readonly<Record<string, number>>;
+  readonly tierMovements: { readonly upgrades: number; readonly downgrades: number };
+  readonly promotions: readonly { readonly promotionId: string; readonly points: number; readonly uses: number; readonly budgetPoints?: number; readonly budgetUses?: number }[];
+}
+
+export interface ReportReader {
+  kpis(period: ReportPeriod, fromMs: number, toMs: number): readonly ReportRow[];
+}
+
+export interface ApiContext {
+  readonly settings: Settings;
+  readonly reads: MemberReads;
+  readonly submitter: EventSubmitter;
+  readonly programs: ProgramManager;
+  readonly reports: ReportReader;
+  /** Engine health for /health. */
+  readonly health: () => { readonly ok: boolean; readonly detail: Record<string, unknown> };
+}

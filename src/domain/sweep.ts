@@ -1,0 +1,65 @@
+import { compiledOf, type CompiledProgram } from './compiled.js';
+import { applyDue } from './due.js';
+import { inactivityDeadlineMs, notifyExpiring } from './expiry.js';
+import type { Program } from './program.js';
+import type { MemberState, SweepDecision } from './state.js';
+import { balanceOutcomes, finishDecision, readCurrency, startWork } from './work.js';
+
+/**
+ * What a scheduled sweep does for one member at wall time `nowMs` (injected,
+ * never read here): release pending points, expire lots and inactive
+ * balances, run tier period ends and grace deadlines, prune closed orders,
+ * and tell the member about points expiring soon. When nothing was due the
+ * decision carries the very same state object, so the engine can skip the write.
+ */
+export function sweepMember(state: MemberState, nowMs: number, program: Program | CompiledProgram): SweepDecision {
+  const compiled = compiledOf(program);
+  const work = startWork(compiled, state, sweepEventId(state.memberId, nowMs), nowMs, null);
+  applyDue(work, nowMs);
+  if (state.status !== 'erased') notifyExpiring(work, nowMs);
+  if (!work.changed) return { state, ledger: [], outcomes: [] };
+  balanceOutcomes(work);
+  return finishDecision(work) as SweepDecision;
+}
+
+/** The synthetic cause of a sweep's ledger entries and outcomes: deterministic, so a replayed sweep matches. */
+export function sweepEventId(memberId: string, nowMs: number): string {
+  return `sweep:${memberId}:${nowMs}`;
+}
+
+/**
+ * The earliest wall time at which a sweep would change this member, or null
+ * when nothing is scheduled. The engine may use it to sweep only members with
+ * something due (a timer wheel or an index by due time) instead of everyone.
+ */
+export function nextDueMs(state: MemberState, program: Program | CompiledProgram): number | null {
+  const compiled = compiledOf(program);
+  let next = Number.POSITIVE_INFINITY;
+  const consider = (atMs: number | null | undefined) => {
+    if (atMs !== null && atMs !== undefined && atMs < next) next = atMs;
+  };
+  for (const currencyId in state.currencies) {
+    const currency = readCurrency(state, currencyId);
+    consider(currency.pendingLots[0]?.releaseAtMs);
+    consider(currency.lots[0]?.expiresAtMs);
+    if (currency.lots.length > 0) consider(inactivityDeadlineMs(compiled, currencyId, state.lastActivityMs));
+    const horizonMs = compiled.currencyById.get(currencyId)?.expiringSoonMs ?? null;
+    if (horizonMs !== null) {
+      const deadline = inactivityDeadlineMs(compiled, currencyId, state.lastActivityMs);
+      const nextExpiry = deadline ?? currency.lots.find((lot) => lot.expiresAtMs !== null && lot.expiresAtMs > currency.noticeThroughMs)?.expiresAtMs;
+      if (nextExpiry !== null && nextExpiry !== undefined && nextExpiry > currency.noticeThroughMs && currency.spendable > 0) {
+        consider(nextExpiry - horizonMs);
+      }
+    }
+  }
+  // A period end is due even for an idle member: it moves the review date (one write per period).
+  consider(state.tierReviewAtMs);
+  consider(state.tierGrace?.untilMs);
+  consider(state.orders[0]?.closesAtMs);
+  consider(state.redemptions[0]?.cancelUntilMs);
+  for (const voucher of state.vouchers) consider(voucher.expiresAtMs);
+  for (const promotionId in state.promotionUsage) {
+    consider(compiled.promotions.find((promotion) => promotion.id === promotionId)?.endsAtMs ?? 0);
+  }
+  return next === Number.POSITIVE_INFINITY ? null : next;
+}

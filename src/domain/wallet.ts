@@ -1,0 +1,105 @@
+import { compiledOf, type CompiledProgram } from './compiled.js';
+import { expiringWithin } from './expiry.js';
+import type { Program } from './program.js';
+import type { BenefitKind, MemberState, MemberStatus } from './state.js';
+import { sweepMember } from './sweep.js';
+import { tierMeasure } from './tier-measure.js';
+import { tierOf } from './tiers.js';
+import { readCurrency } from './work.js';
+
+/**
+ * What a member sees (the HTTP API serves it): balances, pending points with
+ * release dates, expiring points by date, tier progress, active vouchers.
+ * Pure: it first applies whatever is due at `nowMs` to a copy, so the view
+ * never shows points that have already expired but not been swept.
+ */
+
+export interface WalletCurrencyView {
+  readonly currency: string;
+  readonly spendable: number;
+  readonly pending: number;
+  readonly qualifying: number;
+  readonly debt: number;
+  readonly pendingReleases: readonly { readonly releaseAtMs: number; readonly points: number }[];
+  /** Every dated expiry (or the inactivity deadline of the whole balance), soonest first. */
+  readonly expiring: readonly { readonly expiresAtMs: number; readonly points: number }[];
+  readonly inactivityDeadlineMs: number | null;
+}
+
+export interface WalletTierView {
+  readonly id: string;
+  readonly name: string;
+  readonly sinceMs: number;
+  readonly basis: 'points' | 'spend';
+  /** Qualifying points (or spend) in the current window. */
+  readonly measure: number;
+  /** When the current period ends and the tier is reviewed; null for a lifetime window. */
+  readonly periodEndsAtMs: number | null;
+  readonly next: { readonly id: string; readonly name: string; readonly threshold: number; readonly remaining: number } | null;
+  /** What keeps the current tier at the next review. */
+  readonly keep: { readonly threshold: number; readonly remaining: number; readonly byMs: number | null };
+  readonly grace: { readonly untilMs: number; readonly targetTierId: string } | null;
+}
+
+export interface WalletView {
+  readonly memberId: string;
+  readonly status: MemberStatus;
+  readonly asOfMs: number;
+  readonly tier: WalletTierView;
+  readonly currencies: readonly WalletCurrencyView[];
+  readonly vouchers: readonly {
+    readonly code: string;
+    readonly benefitId: string;
+    readonly kind: BenefitKind;
+    readonly issuedAtMs: number;
+    readonly expiresAtMs: number;
+  }[];
+}
+
+export function walletView(state: MemberState, program: Program | CompiledProgram, nowMs: number): WalletView {
+  const compiled = compiledOf(program);
+  const current = sweepMember(state, nowMs, compiled).state;
+  return {
+    memberId: current.memberId,
+    status: current.status,
+    asOfMs: nowMs,
+    tier: tierView(current, compiled),
+    currencies: compiled.currencies.map((currency) => currencyView(current, compiled, currency.id)),
+    vouchers: current.vouchers
+      .filter((voucher) => voucher.redeemedAtMs === null && voucher.expiresAtMs > nowMs)
+      .map(({ code, benefitId, kind, issuedAtMs, expiresAtMs }) => ({ code, benefitId, kind, issuedAtMs, expiresAtMs })),
+  };
+}
+
+function tierView(state: MemberState, program: CompiledProgram): WalletTierView {
+  const tier = tierOf(program, state.tierId);
+  const measure = tierMeasure(state);
+  const next = program.tiers[tier.index + 1];
+  return {
+    id: tier.id,
+    name: tier.name,
+    sinceMs: state.tierSinceMs,
+    basis: program.tierBasis,
+    measure,
+    periodEndsAtMs: state.tierReviewAtMs,
+    next: next === undefined ? null : { id: next.id, name: next.name, threshold: next.threshold, remaining: Math.max(0, next.threshold - measure) },
+    keep: { threshold: tier.threshold, remaining: Math.max(0, tier.threshold - measure), byMs: state.tierReviewAtMs },
+    grace: state.tierGrace,
+  };
+}
+
+function currencyView(state: MemberState, program: CompiledProgram, currencyId: string): WalletCurrencyView {
+  const currency = readCurrency(state, currencyId);
+  const expiring = expiringWithin({ program, state }, currencyId, Number.MAX_SAFE_INTEGER);
+  const inactivity = program.currencyById.get(currencyId)?.expiry.kind === 'inactivity';
+  return {
+    currency: currencyId,
+    spendable: currency.spendable,
+    pending: currency.pending,
+    qualifying: currency.qualifying,
+    debt: currency.debt,
+    pendingReleases: currency.pendingLots.map((lot) => ({ releaseAtMs: lot.releaseAtMs, points: lot.points })),
+    expiring,
+    inactivityDeadlineMs: inactivity ? (expiring[0]?.expiresAtMs ?? null) : null,
+  };
+}

@@ -1,0 +1,238 @@
+import { assert, assertSafeInteger } from './assert.js';
+import type { CompiledProgram } from './compiled.js';
+import type { DomainPorts } from './ports.js';
+import type {
+  BudgetUsage,
+  Decision,
+  CurrencyState,
+  LedgerBalance,
+  LedgerEntry,
+  LedgerKind,
+  Lot,
+  MemberState,
+  Outcome,
+  PendingLot,
+} from './state.js';
+
+/**
+ * A decision in progress. The input state is never mutated: the top-level
+ * object is copied once, and each nested part (a currency, the order list,
+ * a counter record) is copied the first time it is written. That keeps an
+ * event's cost proportional to what it changes, not to the member's size,
+ * and lets a rejection hand back the untouched input.
+ */
+
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+export interface MutableCurrency extends Mutable<Omit<CurrencyState, 'lots' | 'pendingLots'>> {
+  lots: Lot[];
+  pendingLots: PendingLot[];
+}
+
+type ListKey = 'orders' | 'redemptions' | 'vouchers' | 'tierBuckets' | 'segments';
+type RecordKey = 'activityCounts' | 'promotionUsage' | 'challenges' | 'benefitsIssued' | 'attributes';
+type Writable<K extends ListKey> = MemberState[K] extends readonly (infer T)[] ? T[] : never;
+type WritableRecord<K extends RecordKey> = MemberState[K] extends Readonly<Record<string, infer T>> ? Record<string, T> : never;
+
+export interface Work {
+  readonly program: CompiledProgram;
+  readonly ports: DomainPorts | null;
+  readonly original: MemberState;
+  readonly state: Mutable<MemberState>;
+  /** Cause of every ledger entry and outcome. */
+  readonly eventId: string;
+  /** The event time (or the sweep's now). */
+  readonly atMs: number;
+  readonly ledger: LedgerEntry[];
+  readonly outcomes: Outcome[];
+  readonly budgetUsage: BudgetUsage[];
+  /** Set by every write; a sweep that wrote nothing returns its input. */
+  changed: boolean;
+  /** Currencies copied for writing, in first-touch order (for balance outcomes). */
+  readonly touched: string[];
+  /** Bit per list or record already copied (a bitmask: no Set per event on the hot path). */
+  copied: number;
+  currenciesCopied: boolean;
+}
+
+const COPY_BIT: Readonly<Record<ListKey | RecordKey, number>> = {
+  orders: 1,
+  redemptions: 2,
+  vouchers: 4,
+  tierBuckets: 8,
+  segments: 16,
+  activityCounts: 32,
+  promotionUsage: 64,
+  challenges: 128,
+  benefitsIssued: 256,
+  attributes: 512,
+};
+
+/** Marks a part as already private to this work (it was replaced wholesale). */
+export function markCopied(work: Work, key: ListKey | RecordKey): void {
+  work.copied |= COPY_BIT[key];
+}
+
+export function startWork(
+  program: CompiledProgram,
+  state: MemberState,
+  eventId: string,
+  atMs: number,
+  ports: DomainPorts | null,
+): Work {
+  assertSafeInteger(atMs, 'atMs');
+  return {
+    program,
+    ports,
+    original: state,
+    state: { ...state },
+    eventId,
+    atMs,
+    ledger: [],
+    outcomes: [],
+    budgetUsage: [],
+    changed: false,
+    touched: [],
+    copied: 0,
+    currenciesCopied: false,
+  };
+}
+
+const EMPTY_CURRENCY: CurrencyState = Object.freeze({
+  spendable: 0,
+  pending: 0,
+  qualifying: 0,
+  debt: 0,
+  lifetimeEarned: 0,
+  lots: Object.freeze([]) as readonly Lot[],
+  pendingLots: Object.freeze([]) as readonly PendingLot[],
+  noticeThroughMs: 0,
+});
+
+/** A member's currency for reading; members hold only the currencies they have touched. */
+export function readCurrency(state: MemberState, currencyId: string): CurrencyState {
+  return Object.hasOwn(state.currencies, currencyId) ? state.currencies[currencyId]! : EMPTY_CURRENCY;
+}
+
+/**
+ * A currency copied for writing. A member may still hold a currency a newer
+ * program dropped: it keeps expiring and can be forfeited, it just earns nothing.
+ */
+export function writeCurrency(work: Work, currencyId: string): MutableCurrency {
+  work.changed = true;
+  if (!work.currenciesCopied) {
+    work.state.currencies = { ...work.state.currencies };
+    work.currenciesCopied = true;
+  }
+  if (work.touched.includes(currencyId)) return work.state.currencies[currencyId] as MutableCurrency;
+  const source = readCurrency(work.original, currencyId);
+  const copy: MutableCurrency = { ...source, lots: source.lots.slice(), pendingLots: source.pendingLots.slice() };
+  (work.state.currencies as Record<string, CurrencyState>)[currencyId] = copy;
+  work.touched.push(currencyId);
+  return copy;
+}
+
+export function writeList<K extends ListKey>(work: Work, key: K): Writable<K> {
+  work.changed = true;
+  if ((work.copied & COPY_BIT[key]) === 0) {
+    (work.state as Record<string, unknown>)[key] = (work.original[key] as readonly unknown[]).slice();
+    work.copied |= COPY_BIT[key];
+  }
+  return work.state[key] as unknown as Writable<K>;
+}
+
+export function writeRecord<K extends RecordKey>(work: Work, key: K): WritableRecord<K> {
+  work.changed = true;
+  if ((work.copied & COPY_BIT[key]) === 0) {
+    (work.state as Record<string, unknown>)[key] = { ...(work.original[key] as object) };
+    work.copied |= COPY_BIT[key];
+  }
+  return work.state[key] as unknown as WritableRecord<K>;
+}
+
+export interface EntryDetails {
+  readonly promotionId?: string;
+  readonly reference?: string;
+  readonly reason?: string;
+  readonly operator?: string;
+  /** When the change took effect, if not the event time (an expiry at midnight). */
+  readonly occurredAtMs?: number;
+}
+
+/**
+ * The only way a balance changes: the balance and its ledger entry move
+ * together, so the ledger invariant holds by construction. The lot fields are
+ * separate arguments (not merged into `details`) so the hot earn path
+ * allocates nothing but the entry itself.
+ */
+export function post(
+  work: Work,
+  currency: MutableCurrency,
+  currencyId: string,
+  balance: LedgerBalance,
+  points: number,
+  kind: LedgerKind,
+  ruleId: string,
+  details?: EntryDetails,
+  lotExpiresAtMs?: number | null,
+  releaseAtMs?: number,
+): void {
+  assertSafeInteger(points, 'ledger points');
+  assert(points !== 0, 'a ledger entry must change a balance');
+  currency[balance] += points;
+  assertSafeInteger(currency[balance], 'balance');
+  work.state.ledgerSeq += 1;
+  const entry: Mutable<LedgerEntry> = {
+    seq: work.state.ledgerSeq,
+    memberId: work.state.memberId,
+    eventId: work.eventId,
+    kind,
+    balance,
+    currency: currencyId,
+    points,
+    ruleId,
+    occurredAtMs: details?.occurredAtMs ?? work.atMs,
+  };
+  if (details !== undefined) {
+    if (details.promotionId !== undefined) entry.promotionId = details.promotionId;
+    if (details.reference !== undefined) entry.reference = details.reference;
+    if (details.reason !== undefined) entry.reason = details.reason;
+    if (details.operator !== undefined) entry.operator = details.operator;
+  }
+  if (lotExpiresAtMs !== undefined) entry.lotExpiresAtMs = lotExpiresAtMs;
+  if (releaseAtMs !== undefined) entry.releaseAtMs = releaseAtMs;
+  work.ledger.push(entry);
+}
+
+/** One balance outcome per currency whose balances moved, with the final figures. */
+export function balanceOutcomes(work: Work): void {
+  for (const currencyId of work.touched) {
+    const before = readCurrency(work.original, currencyId);
+    const after = readCurrency(work.state, currencyId);
+    const delta = after.spendable - before.spendable;
+    const pendingDelta = after.pending - before.pending;
+    const qualifyingDelta = after.qualifying - before.qualifying;
+    if (delta === 0 && pendingDelta === 0 && qualifyingDelta === 0 && after.debt === before.debt) continue;
+    work.outcomes.push({
+      kind: 'balance',
+      eventId: work.eventId,
+      memberId: work.state.memberId,
+      occurredAtMs: work.atMs,
+      currency: currencyId,
+      delta,
+      pendingDelta,
+      qualifyingDelta,
+      spendable: after.spendable,
+      pending: after.pending,
+      qualifying: after.qualifying,
+      debt: after.debt,
+      tierId: work.state.tierId,
+    });
+  }
+}
+
+export function finishDecision(work: Work): Decision {
+  const decision: Mutable<Decision> = { state: work.state, ledger: work.ledger, outcomes: work.outcomes };
+  if (work.budgetUsage.length > 0) decision.budgetUsage = work.budgetUsage;
+  return decision;
+}

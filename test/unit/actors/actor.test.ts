@@ -1,0 +1,369 @@
+import { readFileSync } from 'node:fs';
+import { pack, Unpackr } from 'msgpackr';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { Actor, ActorFailedError, type ActorOptions, type OutcomeMessage } from '../../../src/actors/actor.js';
+import { parseProgramText } from '../../../src/config/program-file.js';
+import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js';
+import { partitionOf } from '../../../src/routing/partitioner.js';
+import { MemoryStore } from '../../../src/store/memory.js';
+import { unlimitedBudgets } from '../../../src/domain/ports.js';
+import { subjectsFor } from '../../../src/transport/subjects.js';
+
+// Only purchase events and generic behaviour (results, counts, duplicates,
+// dead letters, ordering, commits): the member state's shape belongs to the domain.
+
+const program = parseProgramText(readFileSync(new URL('../../../config/programs/simple.yaml', import.meta.url), 'utf8'));
+const unpackr = new Unpackr({ useRecords: false });
+const PARTITIONS = 8;
+const PAYLOAD_BYTES_MAX = 2048;
+const BOOT_ID = 77;
+const ACTOR_INDEX = 3;
+
+const options: ActorOptions = {
+  actorIndex: ACTOR_INDEX,
+  actors: 4,
+  ports: { budgets: unlimitedBudgets },
+  partitions: PARTITIONS,
+  memberCacheMax: 1_000,
+  payloadBytesMax: PAYLOAD_BYTES_MAX,
+  subjects: subjectsFor('loyalty'),
+  bootId: BOOT_ID,
+};
+
+let nextSequence = 1;
+
+function purchase(memberId: string, id: string, amountMinor = 1_000, extra: Record<string, unknown> = {}) {
+  return { type: 'purchase', id, memberId, occurredAt: '2025-03-01T12:00:00Z', amountMinor, currency: 'EUR', ...extra };
+}
+
+function record(memberId: string, payload: unknown, encoding: Encoding = Encoding.Json): BatchRecord {
+  const bytes =
+    payload instanceof Uint8Array ? payload : encoding === Encoding.Msgpack ? pack(payload) : new TextEncoder().encode(JSON.stringify(payload));
+  return { streamSequence: nextSequence++, publishedAtMs: 1_000 + nextSequence, encoding, memberId, payload: bytes };
+}
+
+/** One record per event, its token taken from the event's memberId. */
+function records(...events: ReturnType<typeof purchase>[]): BatchRecord[] {
+  return events.map((event) => record(event.memberId, event));
+}
+
+function messageIdsOf(outcomes: readonly OutcomeMessage[]): string[] {
+  return outcomes.map(([, messageId]) => messageId);
+}
+
+function ledgerEventIds(store: MemoryStore, memberId: string): string[] {
+  return (store.ledger.get(memberId) ?? []).map((entry) => entry.eventId);
+}
+
+function snapshot(store: MemoryStore) {
+  return structuredClone({
+    members: [...store.members.entries()],
+    ledger: [...store.ledger.entries()],
+    processed: [...store.processed.keys()],
+  });
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (error: unknown) => error,
+  );
+}
+
+let store: MemoryStore;
+let actor: Actor;
+
+beforeEach(() => {
+  nextSequence = 1;
+  store = new MemoryStore();
+  actor = new Actor(store, program, options);
+});
+
+describe('Actor', () => {
+  it('applies purchases in order, commits them in one transaction and reports them committed', async () => {
+    const batch = records(purchase('m1', 'e1'), purchase('m2', 'e2'), purchase('m1', 'e3'), purchase('m1', 'e4'));
+    const { result, outcomes } = await actor.process(batch, 0);
+    expect([...result.committedSequences]).toEqual(batch.map((input) => input.streamSequence));
+    expect([...result.publishedAtMs]).toEqual(batch.map((input) => input.publishedAtMs));
+    expect(result.deadLetters).toEqual([]);
+    expect(result.counts).toEqual({ 'purchase|applied': 4 });
+    expect(result.batch).toBe(1);
+    expect(result.outcomeCount).toBe(outcomes.length);
+    expect(result.cachedMembers).toBe(2);
+    expect(store.commits).toBe(1);
+    // Both members are stored under their partition.
+    expect(store.readMember(partitionOf('m1', PARTITIONS), 'm1')?.memberId).toBe('m1');
+    expect(store.readMember(partitionOf('m2', PARTITIONS), 'm2')?.memberId).toBe('m2');
+    // In order: m1's ledger follows its events, with increasing sequence numbers.
+    const m1Ledger = store.ledger.get('m1')!;
+    expect([...new Set(m1Ledger.map((entry) => entry.eventId))]).toEqual(['e1', 'e3', 'e4']);
+    expect(m1Ledger.map((entry) => entry.seq)).toEqual(m1Ledger.map((_, index) => index + 1));
+    // Outcomes follow the events' order.
+    const eventOrder = outcomes.map(([, messageId]) => messageId.split(':').slice(0, 2).join(':'));
+    expect([...new Set(eventOrder)]).toEqual(['m1:e1', 'm2:e2', 'm1:e3', 'm1:e4']);
+    expect([...store.processed.keys()].sort()).toEqual(['m1/e1', 'm1/e3', 'm1/e4', 'm2/e2']);
+  });
+
+  it('continues a member\'s ledger across batches', async () => {
+    await actor.process(records(purchase('m1', 'e1')), 0);
+    await actor.process(records(purchase('m1', 'e2')), 0);
+    const ledger = store.ledger.get('m1')!;
+    expect(ledger.map((entry) => entry.seq)).toEqual(ledger.map((_, index) => index + 1));
+    expect([...new Set(ledger.map((entry) => entry.eventId))]).toEqual(['e1', 'e2']);
+    expect(store.commits).toBe(2);
+  });
+
+  it('names outcome subjects loyalty.outcome.<kind>.<memberId> and message ids <memberId>:<eventId>:<index>', async () => {
+    const { outcomes } = await actor.process(records(purchase('m-1', 'order-1', 12_345), purchase('m_2', 'order-2', 500)), 0);
+    expect(outcomes.length).toBeGreaterThan(0);
+    const perEvent = new Map<string, number>();
+    for (const [subject, messageId, payload] of outcomes) {
+      const outcome = JSON.parse(payload) as { kind: string; memberId: string; eventId: string };
+      expect(subject).toBe(`loyalty.outcome.${outcome.kind}.${outcome.memberId}`);
+      const index = perEvent.get(outcome.eventId) ?? 0;
+      expect(messageId).toBe(`${outcome.memberId}:${outcome.eventId}:${index}`);
+      perEvent.set(outcome.eventId, index + 1);
+    }
+    expect([...perEvent.keys()]).toEqual(['order-1', 'order-2']);
+    expect(outcomes.some(([subject]) => subject === 'loyalty.outcome.balance.m-1')).toBe(true);
+  });
+
+  it('writes one outbox entry per batch with outcomes, keyed [bootId, actor, batch]', async () => {
+    const first = await actor.process(records(purchase('m1', 'e1')), 0);
+    expect(first.outboxKey).toEqual([BOOT_ID, ACTOR_INDEX, 1]);
+    const second = await actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')), 0);
+    expect(second.outboxKey).toEqual([BOOT_ID, ACTOR_INDEX, 2]);
+    expect([...store.outbox.keys()]).toEqual([`${BOOT_ID}/${ACTOR_INDEX}/1`, `${BOOT_ID}/${ACTOR_INDEX}/2`]);
+    expect(unpackr.unpack(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/1`)!)).toEqual(first.outcomes);
+    expect(unpackr.unpack(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/2`)!)).toEqual(second.outcomes);
+  });
+
+  it('a batch with no outcomes writes no outbox entry and commits nothing', async () => {
+    const { outboxKey, result } = await actor.process([record('m1', '{"not":"an event"}' as unknown)], 0);
+    expect(outboxKey).toBeUndefined();
+    expect(result.outcomeCount).toBe(0);
+    expect(store.outbox.size).toBe(0);
+    expect(store.commits).toBe(0);
+    expect((await actor.process([], 0)).outboxKey).toBeUndefined();
+    expect(store.commits).toBe(0);
+  });
+
+  it('a duplicate id in the same batch returns the first outcome and changes nothing', async () => {
+    const batch = records(purchase('m1', 'e1', 1_000), purchase('m1', 'e1', 99_999), purchase('m1', 'e2', 700));
+    const { result, outcomes } = await actor.process(batch, 0);
+    expect(result.counts).toEqual({ 'purchase|applied': 2, 'purchase|duplicate': 1 });
+    // The duplicate is committed (acked) like any other event.
+    expect([...result.committedSequences]).toEqual(batch.map((input) => input.streamSequence));
+    const first = outcomes.filter(([, messageId]) => messageId.startsWith('m1:e1:'));
+    const count = first.length / 2;
+    expect(count).toBeGreaterThan(0);
+    // The same messages, byte for byte, right after the first ones.
+    expect(first.slice(count)).toEqual(first.slice(0, count));
+    expect(messageIdsOf(outcomes).filter((id) => id.startsWith('m1:e2:')).length).toBeGreaterThan(0);
+    expect([...store.processed.keys()].sort()).toEqual(['m1/e1', 'm1/e2']);
+    // The second amount (99,999) was never applied: the ledger is the one of e1 and e2 alone.
+    const without = new MemoryStore();
+    await new Actor(without, program, options).process(records(purchase('m1', 'e1', 1_000), purchase('m1', 'e2', 700)), 0);
+    expect(store.ledger.get('m1')).toEqual(without.ledger.get('m1'));
+    expect(store.members).toEqual(without.members);
+  });
+
+  it('a duplicate id across batches (a redelivery) returns the first outcome and does not change state', async () => {
+    const first = await actor.process(records(purchase('m1', 'e1', 2_500)), 0);
+    const before = snapshot(store);
+    const commitsBefore = store.commits;
+    const again = await actor.process(records(purchase('m1', 'e1', 2_500)), 0);
+    expect(again.result.counts).toEqual({ 'purchase|duplicate': 1 });
+    expect(again.result.committedSequences).toHaveLength(1);
+    expect(again.outcomes).toEqual(first.outcomes);
+    expect(snapshot(store)).toEqual(before);
+    // Only the outbox (to publish the outcome again) is written.
+    expect(store.commits).toBe(commitsBefore + 1);
+    expect(store.outbox.size).toBe(2);
+  });
+
+  it('a re-sent id with a different body is still a duplicate: the id is the idempotency key', async () => {
+    const first = await actor.process(records(purchase('m1', 'e1', 2_500)), 0);
+    const before = snapshot(store);
+    const resent = await actor.process(records(purchase('m1', 'e1', 9_900, { channel: 'web' })), 0);
+    expect(resent.result.counts).toEqual({ 'purchase|duplicate': 1 });
+    expect(resent.outcomes).toEqual(first.outcomes);
+    expect(snapshot(store)).toEqual(before);
+  });
+
+  it('the same event id for two members is two events', async () => {
+    const { result } = await actor.process(records(purchase('m1', 'shared'), purchase('m2', 'shared')), 0);
+    expect(result.counts).toEqual({ 'purchase|applied': 2 });
+  });
+
+  it('a duplicate survives a restart: a new actor over the same store reads the processed record', async () => {
+    const first = await actor.process(records(purchase('m1', 'e1')), 0);
+    const restarted = new Actor(store, program, { ...options, bootId: BOOT_ID + 1 });
+    const again = await restarted.process(records(purchase('m1', 'e1')), 0);
+    expect(again.result.counts).toEqual({ 'purchase|duplicate': 1 });
+    expect(again.outcomes).toEqual(first.outcomes);
+    expect(again.outboxKey).toEqual([BOOT_ID + 1, ACTOR_INDEX, 1]);
+  });
+
+  it('a batch started while the previous one is committing sees its event ids', async () => {
+    const firstPromise = actor.process(records(purchase('m1', 'e1')), 0);
+    const secondPromise = actor.process(records(purchase('m1', 'e1')), 0);
+    const [first, second] = await Promise.all([firstPromise, secondPromise]);
+    expect(first.result.counts).toEqual({ 'purchase|applied': 1 });
+    expect(second.result.counts).toEqual({ 'purchase|duplicate': 1 });
+    expect(second.outcomes).toEqual(first.outcomes);
+    expect(new Set(ledgerEventIds(store, 'm1'))).toEqual(new Set(['e1']));
+    expect(store.processed.size).toBe(1);
+  });
+
+  it('a purchase the program refuses is committed as rejected, and its rejection is its first outcome', async () => {
+    const { result, outcomes } = await actor.process(records(purchase('m1', 'usd-1', 1_000, { currency: 'USD' })), 0);
+    expect(result.counts).toEqual({ 'purchase|rejected': 1 });
+    expect(result.committedSequences).toHaveLength(1);
+    expect(outcomes.map(([subject]) => subject)).toEqual(['loyalty.outcome.rejected.m1']);
+    expect(store.processed.has('m1/usd-1')).toBe(true);
+    const again = await actor.process(records(purchase('m1', 'usd-1', 1_000, { currency: 'USD' })), 0);
+    expect(again.result.counts).toEqual({ 'purchase|duplicate': 1 });
+    expect(again.outcomes).toEqual(outcomes);
+  });
+
+  it('dead-letters invalid payloads with their reason and commits none of them', async () => {
+    const oversized = new TextEncoder().encode(JSON.stringify(purchase('m1', 'big', 1_000, { channel: 'x'.repeat(10) })).padEnd(PAYLOAD_BYTES_MAX + 1, ' '));
+    const batch = [
+      record('m1', new TextEncoder().encode('{"type": "purchase",')),
+      record('m1', new Uint8Array(0)),
+      record('m1', Uint8Array.of(0x22, 0xff, 0x22)),
+      record('m1', Uint8Array.of(0xc1), Encoding.Msgpack),
+      record('m1', { ...purchase('m1', 'e-schema'), amountMinor: -5, currency: 'euro' }),
+      record('m1', { type: 'refund', id: 'x', memberId: 'm1' }),
+      record('m1', purchase('m2', 'e-mismatch')),
+      record('m1', oversized),
+    ];
+    const { result, outcomes } = await actor.process(batch, 0);
+    expect(result.committedSequences).toHaveLength(0);
+    expect(outcomes).toEqual([]);
+    expect(result.deadLetters.map((letter) => letter.streamSequence)).toEqual(batch.map((input) => input.streamSequence));
+    const reasons = result.deadLetters.map((letter) => letter.reason);
+    expect(reasons[0]).toMatch(/^not valid JSON: /);
+    expect(reasons[1]).toBe('empty payload');
+    expect(reasons[2]).toBe('not valid UTF-8');
+    expect(reasons[3]).toMatch(/^not valid msgpack/);
+    expect(reasons[4]).toMatch(/amountMinor: /);
+    expect(reasons[4]).toMatch(/currency: /);
+    expect(reasons[5]).toMatch(/type/);
+    expect(reasons[6]).toBe('memberId "m2" differs from the subject\'s member token "m1"');
+    expect(reasons[7]).toBe(`payload of ${PAYLOAD_BYTES_MAX + 1} bytes exceeds the limit of ${PAYLOAD_BYTES_MAX}`);
+    for (const [index, letter] of result.deadLetters.entries()) {
+      expect(letter.memberToken).toBe('m1');
+      expect(letter.encoding).toBe(batch[index]!.encoding);
+      expect([...letter.payload]).toEqual([...batch[index]!.payload]);
+    }
+    // The schema error and the member mismatch are purchases; the rest have no known type.
+    expect(result.counts).toEqual({ 'unknown|invalid': 6, 'purchase|invalid': 2 });
+    // Nothing reached the store.
+    expect(store.commits).toBe(0);
+    expect(store.members.size + store.processed.size + store.outbox.size).toBe(0);
+  });
+
+  it('counts a schema error of a known type under that type', async () => {
+    const { result } = await actor.process([record('m1', { ...purchase('m1', 'e1'), amountMinor: 'ten' })], 0);
+    expect(result.counts).toEqual({ 'purchase|invalid': 1 });
+  });
+
+  it('a dead letter\'s payload is a copy, not a view of the batch buffer', async () => {
+    const input = record('m1', new TextEncoder().encode('nope'));
+    const { result } = await actor.process([input], 0);
+    input.payload.fill(0);
+    expect(new TextDecoder().decode(result.deadLetters[0]!.payload)).toBe('nope');
+  });
+
+  it('decodes msgpack payloads like JSON ones', async () => {
+    const { result } = await actor.process([record('m1', purchase('m1', 'mp-1'), Encoding.Msgpack)], 0);
+    expect(result.counts).toEqual({ 'purchase|applied': 1 });
+  });
+
+  it('counts a mixed batch by type|result, dead letters beside committed events', async () => {
+    await actor.process(records(purchase('m1', 'seen')), 0);
+    const batch = [
+      record('m1', purchase('m1', 'a')),
+      record('m1', purchase('m1', 'seen')),
+      record('m1', 'garbage' as unknown),
+      record('m2', purchase('m2', 'b')),
+      record('m2', purchase('m2', 'usd', 100, { currency: 'USD' })),
+      record('m2', purchase('m2', 'b')),
+    ];
+    const { result } = await actor.process(batch, 0);
+    expect(result.counts).toEqual({ 'purchase|applied': 2, 'purchase|duplicate': 2, 'purchase|rejected': 1, 'unknown|invalid': 1 });
+    expect([...result.committedSequences]).toEqual([batch[0], batch[1], batch[3], batch[4], batch[5]].map((input) => input!.streamSequence));
+    expect(result.deadLetters.map((letter) => letter.streamSequence)).toEqual([batch[2]!.streamSequence]);
+  });
+
+  describe('sweep', () => {
+    it('scans the members of its own partitions in chunks, continuing where the last chunk stopped', async () => {
+      const ids = Array.from({ length: 40 }, (_, index) => `member-${index}`);
+      await actor.process(records(...ids.map((id) => purchase(id, `${id}-e1`))), 0);
+      // Actor 3 of 4 owns the partitions p with p % 4 === 3.
+      const owned = ids.filter((id) => partitionOf(id, PARTITIONS) % 4 === ACTOR_INDEX);
+      expect(owned.length).toBeGreaterThan(3);
+      const chunks: number[] = [];
+      for (let chunk = 0; chunk < 50; chunk++) {
+        const { result } = await actor.sweep(Date.parse('2025-03-02T00:00:00Z'), 3);
+        expect(result.scanned).toBeLessThanOrEqual(3);
+        expect(result.swept).toBeLessThanOrEqual(result.scanned);
+        chunks.push(result.scanned);
+        if (result.finished) break;
+      }
+      expect(chunks.reduce((sum, scanned) => sum + scanned, 0)).toBe(owned.length);
+      // The next pass starts over.
+      const { result } = await actor.sweep(Date.parse('2025-03-02T00:00:00Z'), 1_000);
+      expect(result).toMatchObject({ scanned: owned.length, finished: true });
+    });
+
+    it('is refused after a failed commit', async () => {
+      store.failNextCommit = new Error('EIO');
+      await expect(actor.process(records(purchase('m1', 'e1')), 0)).rejects.toBeInstanceOf(ActorFailedError);
+      await expect(actor.sweep(0, 10)).rejects.toBeInstanceOf(ActorFailedError);
+    });
+  });
+
+  describe('a failed commit (crash-only recovery)', () => {
+    it('rejects that batch and one started before its commit finished, and refuses every later batch', async () => {
+      const diskFull = new Error('MDB_MAP_FULL');
+      store.failNextCommit = diskFull;
+      const first = actor.process(records(purchase('m1', 'e1')), 0);
+      // Started without awaiting the first: it was applied on top of the first's memory.
+      const second = actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')), 0);
+      const [firstError, secondError] = await Promise.all([rejection(first), rejection(second)]);
+      expect(firstError).toBeInstanceOf(ActorFailedError);
+      expect((firstError as ActorFailedError).code).toBe('ERR_ACTOR_COMMIT_FAILED');
+      expect((firstError as Error).cause).toBe(diskFull);
+      expect((firstError as Error).message).toContain('MDB_MAP_FULL');
+      expect(secondError).toBeInstanceOf(ActorFailedError);
+      // failNextCommit failed only one commit: the second batch must not have committed anyway.
+      expect(store.failNextCommit).toBeUndefined();
+      expect(store.commits).toBe(0);
+      expect(store.members.size + store.processed.size + store.outbox.size + store.ledger.size).toBe(0);
+      // Later batches are refused outright.
+      const third = await rejection(actor.process(records(purchase('m3', 'e4')), 0));
+      expect(third).toBeInstanceOf(ActorFailedError);
+      expect(third).toBe(firstError);
+      expect(store.commits).toBe(0);
+    });
+
+    it('keeps what earlier batches committed', async () => {
+      await actor.process(records(purchase('m1', 'e1')), 0);
+      const before = snapshot(store);
+      store.failNextCommit = new Error('EIO');
+      expect(await rejection(actor.process(records(purchase('m1', 'e2')), 0))).toBeInstanceOf(ActorFailedError);
+      expect(snapshot(store)).toEqual(before);
+      expect(store.commits).toBe(1);
+      // A restarted actor rebuilds from the store: e2 is new to it, e1 a duplicate.
+      const restarted = new Actor(store, program, options);
+      const { result } = await restarted.process(records(purchase('m1', 'e1'), purchase('m1', 'e2')), 0);
+      expect(result.counts).toEqual({ 'purchase|duplicate': 1, 'purchase|applied': 1 });
+    });
+  });
+});
+

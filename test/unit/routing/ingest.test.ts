@@ -1,0 +1,413 @@
+import { describe, expect, it, vi } from 'vitest';
+import type { BatchResult, DeadLetter } from '../../../src/actors/actor.js';
+import { Encoding, readBatch, type BatchRecord } from '../../../src/routing/batch-buffer.js';
+import { Ingest, type ActorRunner, type InboundMessage, type IngestOptions } from '../../../src/routing/ingest.js';
+import { actorOfPartition, partitionOf } from '../../../src/routing/partitioner.js';
+
+const PREFIX = 'loyalty.tx.';
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+interface FakeMessage extends InboundMessage {
+  readonly acks: number;
+  readonly name: string;
+}
+
+function message(sequence: number, memberId: string, data: Uint8Array | string = '{}', options: { name?: string; pending?: number } = {}): FakeMessage {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  let acks = 0;
+  return {
+    subject: `${PREFIX}${memberId}`,
+    data: bytes,
+    info: { streamSequence: sequence, timestampNanos: sequence * 1_000_000_000, pending: options.pending ?? 0 },
+    ack() {
+      acks += 1;
+    },
+    get acks() {
+      return acks;
+    },
+    name: options.name ?? `#${sequence}`,
+  };
+}
+
+interface Call {
+  readonly actor: number;
+  readonly records: BatchRecord[];
+  resolve(result: BatchResult): void;
+  reject(error: unknown): void;
+}
+
+class FakeRunner implements ActorRunner {
+  readonly calls: Call[] = [];
+  readonly room = new Map<number, boolean>();
+  constructor(readonly actors: number) {}
+  hasRoom(actor: number): boolean {
+    return this.room.get(actor) ?? true;
+  }
+  batchesInFlight(): number {
+    return 0;
+  }
+  runBatch(actor: number, buffer: ArrayBuffer): Promise<BatchResult> {
+    return new Promise((resolve, reject) => this.calls.push({ actor, records: readBatch(buffer), resolve, reject }));
+  }
+}
+
+function result(committed: readonly number[], deadLetters: readonly number[] = []): BatchResult {
+  return {
+    batch: 1,
+    committedSequences: Float64Array.from(committed),
+    publishedAtMs: Float64Array.from(committed.map(() => 0)),
+    deadLetters: deadLetters.map(
+      (streamSequence): DeadLetter => ({ streamSequence, memberToken: 'm', reason: 'schema', encoding: Encoding.Json, payload: new Uint8Array() }),
+    ),
+    counts: {},
+    commitSeconds: 0,
+    applySeconds: 0,
+    cachedMembers: 0,
+    outcomeCount: 0,
+  };
+}
+
+/** Completes a call with every record it carried committed. */
+function commitAll(call: Call): void {
+  call.resolve(result(call.records.map((record) => record.streamSequence)));
+}
+
+function setup(overrides: Partial<IngestOptions> & { actors?: number } = {}) {
+  const runner = new FakeRunner(overrides.actors ?? 1);
+  const onFatal = vi.fn();
+  const onBatch = vi.fn();
+  const onAck = vi.fn();
+  const deadLetter = vi.fn(async () => undefined);
+  const ingest = new Ingest({
+    partitions: 16,
+    subjectPrefixLength: PREFIX.length,
+    batchSizeMax: 1,
+    batchAgeMsMax: 10_000,
+    payloadBytesMax: 100,
+    runner,
+    encodingOf: (inbound) => (inbound.subject.endsWith('-mp') ? Encoding.Msgpack : Encoding.Json),
+    deadLetter,
+    onBatch,
+    onAck,
+    onFatal,
+    now: () => 42,
+    ...overrides,
+  });
+  return { ingest, runner, onFatal, onBatch, onAck, deadLetter };
+}
+
+describe('Ingest', () => {
+  it('routes each message to actorOfPartition(partitionOf(subject token)) without decoding it', async () => {
+    const actors = 4;
+    const partitions = 16;
+    const { ingest, runner } = setup({ actors, partitions });
+    const ids = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'm-mp', 'x'.repeat(300), 'zoë-ü'];
+    ids.forEach((id, index) => ingest.onMessage(message(index + 1, id, 'not even json')));
+    expect(runner.calls).toHaveLength(ids.length);
+    runner.calls.forEach((call, index) => {
+      const id = ids[index]!;
+      expect(call.actor).toBe(actorOfPartition(partitionOf(id, partitions), actors));
+      expect(call.records).toHaveLength(1);
+      const [record] = call.records;
+      expect(record!.streamSequence).toBe(index + 1);
+      expect(record!.publishedAtMs).toBe((index + 1) * 1000);
+      expect(new TextDecoder().decode(record!.payload)).toBe('not even json');
+      expect(record!.encoding).toBe(id.endsWith('-mp') ? Encoding.Msgpack : Encoding.Json);
+    });
+    expect(runner.calls[0]!.records[0]!.memberId).toBe('alice');
+    // Several actors are actually used.
+    expect(new Set(runner.calls.map((call) => call.actor)).size).toBeGreaterThan(1);
+    runner.calls.forEach(commitAll);
+    await ingest.drain();
+  });
+
+  it('batches a member\'s messages for one actor in arrival order', async () => {
+    const { ingest, runner } = setup({ batchSizeMax: 3 });
+    ingest.onMessage(message(1, 'a'));
+    ingest.onMessage(message(2, 'b'));
+    expect(runner.calls).toHaveLength(0);
+    expect(ingest.pendingEvents(0)).toBe(2);
+    ingest.onMessage(message(3, 'a'));
+    expect(runner.calls).toHaveLength(1);
+    expect(runner.calls[0]!.records.map((record) => [record.streamSequence, record.memberId])).toEqual([
+      [1, 'a'],
+      [2, 'b'],
+      [3, 'a'],
+    ]);
+    commitAll(runner.calls[0]!);
+    await ingest.drain();
+  });
+
+  it('acks only after the batch result, once, with the highest committed message (ack-all)', async () => {
+    const { ingest, runner, onAck, onBatch } = setup({ batchSizeMax: 2 });
+    const first = message(1, 'a', '{}', { pending: 7 });
+    const second = message(2, 'a', '{}', { pending: 6 });
+    ingest.onMessage(first);
+    ingest.onMessage(second);
+    expect(ingest.ackPending).toBe(2);
+    expect(ingest.consumerPending).toBe(6);
+    await settle();
+    expect(first.acks + second.acks).toBe(0);
+    const batchResult = result([1, 2]);
+    runner.calls[0]!.resolve(batchResult);
+    await settle();
+    expect(onBatch).toHaveBeenCalledWith(0, batchResult, 42);
+    expect(first.acks).toBe(0);
+    expect(second.acks).toBe(1);
+    expect(onAck).toHaveBeenCalledTimes(1);
+    expect(ingest.ackPending).toBe(0);
+    await ingest.drain();
+  });
+
+  it('counts dead letters in a batch result as done', async () => {
+    const { ingest, runner } = setup({ batchSizeMax: 3 });
+    const messages = [message(1, 'a'), message(2, 'a'), message(3, 'a')];
+    messages.forEach((inbound) => ingest.onMessage(inbound));
+    runner.calls[0]!.resolve(result([1, 3], [2]));
+    await settle();
+    expect(messages.map((inbound) => inbound.acks)).toEqual([0, 0, 1]);
+    await ingest.drain();
+  });
+
+  it('holds the ack while a lower sequence is still in another actor\'s batch', async () => {
+    const actors = 2;
+    // Two ids owned by different actors.
+    const ids: string[] = [];
+    for (let index = 0; ids.length < 2; index++) {
+      const id = `member-${index}`;
+      if (actorOfPartition(partitionOf(id, 16), actors) === ids.length) ids.push(id);
+    }
+    const { ingest, runner } = setup({ actors });
+    const low = message(1, ids[0]!);
+    const high = message(2, ids[1]!);
+    ingest.onMessage(low);
+    ingest.onMessage(high);
+    const [lowCall, highCall] = runner.calls;
+    expect(lowCall!.actor).toBe(0);
+    expect(highCall!.actor).toBe(1);
+    commitAll(highCall!);
+    await settle();
+    expect(low.acks + high.acks).toBe(0);
+    commitAll(lowCall!);
+    await settle();
+    expect(low.acks).toBe(0);
+    expect(high.acks).toBe(1);
+    await ingest.drain();
+  });
+
+  it('sends an oversized payload to deadLetter unread and acks it only after the dead letter is stored', async () => {
+    let store!: () => void;
+    const deadLetter = vi.fn(() => new Promise<void>((resolve) => (store = resolve)));
+    const { ingest, runner } = setup({ payloadBytesMax: 100, deadLetter });
+    const big = message(1, 'big-mp', new Uint8Array(101));
+    ingest.onMessage(big);
+    expect(runner.calls).toHaveLength(0);
+    expect(deadLetter).toHaveBeenCalledTimes(1);
+    expect(deadLetter).toHaveBeenCalledWith(big, 'big-mp', 'payload of 101 bytes exceeds the limit of 100', Encoding.Msgpack);
+    await settle();
+    expect(big.acks).toBe(0);
+    expect(ingest.ackPending).toBe(1);
+    store();
+    await settle();
+    expect(big.acks).toBe(1);
+    expect(ingest.ackPending).toBe(0);
+    await ingest.drain();
+  });
+
+  it('a payload of exactly payloadBytesMax goes to the actor', async () => {
+    const { ingest, runner, deadLetter } = setup({ payloadBytesMax: 100 });
+    ingest.onMessage(message(1, 'a', new Uint8Array(100)));
+    expect(deadLetter).not.toHaveBeenCalled();
+    expect(runner.calls).toHaveLength(1);
+    commitAll(runner.calls[0]!);
+    await ingest.drain();
+  });
+
+  it('an oversized message between batched ones is acked with the watermark, not before', async () => {
+    const { ingest, runner } = setup({ batchSizeMax: 2, payloadBytesMax: 100 });
+    const messages = [message(1, 'a'), message(2, 'a', new Uint8Array(500)), message(3, 'a')];
+    messages.forEach((inbound) => ingest.onMessage(inbound));
+    await settle(); // the dead letter is stored, but 1 is still in flight
+    expect(messages.map((inbound) => inbound.acks)).toEqual([0, 0, 0]);
+    commitAll(runner.calls[0]!);
+    await settle();
+    expect(messages.map((inbound) => inbound.acks)).toEqual([0, 0, 1]);
+    await ingest.drain();
+  });
+
+  it('a redelivered in-flight message is processed again but acked once, through the newest delivery', async () => {
+    const { ingest, runner } = setup();
+    const first = message(1, 'a', '{}', { name: 'first' });
+    const again = message(1, 'a', '{}', { name: 'again' });
+    ingest.onMessage(first);
+    ingest.onMessage(again);
+    expect(ingest.ackPending).toBe(1);
+    expect(runner.calls).toHaveLength(2);
+    commitAll(runner.calls[0]!);
+    await settle();
+    commitAll(runner.calls[1]!);
+    await settle();
+    expect(first.acks).toBe(0);
+    expect(again.acks).toBe(1);
+    await ingest.drain();
+  });
+
+  it('a failing batch calls onFatal once, stops intake and acks nothing afterwards', async () => {
+    const actors = 2;
+    const { ingest, runner, onFatal, onAck } = setup({ actors });
+    const messages = Array.from({ length: 4 }, (_, index) => message(index + 1, `member-${index}`));
+    messages.forEach((inbound) => ingest.onMessage(inbound));
+    expect(runner.calls).toHaveLength(4);
+    const failure = new Error('commit failed');
+    runner.calls[0]!.reject(failure);
+    runner.calls[1]!.reject(new Error('refused as well'));
+    await settle();
+    expect(onFatal).toHaveBeenCalledTimes(1);
+    expect(onFatal).toHaveBeenCalledWith(failure);
+    // Batches that succeed afterwards are not acked: the engine restarts from the ack floor.
+    commitAll(runner.calls[2]!);
+    commitAll(runner.calls[3]!);
+    await settle();
+    expect(messages.map((inbound) => inbound.acks)).toEqual([0, 0, 0, 0]);
+    expect(onAck).not.toHaveBeenCalled();
+    // Later messages are not taken (they are redelivered after the restart).
+    ingest.onMessage(message(9, 'late'));
+    expect(runner.calls).toHaveLength(4);
+    await ingest.drain();
+    expect(onFatal).toHaveBeenCalledTimes(1);
+  });
+
+  it('a failing dead-letter publish is fatal too', async () => {
+    const { ingest, onFatal } = setup({ deadLetter: vi.fn(async () => Promise.reject(new Error('no DLQ stream'))) });
+    const big = message(1, 'a', new Uint8Array(1000));
+    ingest.onMessage(big);
+    await settle();
+    expect(onFatal).toHaveBeenCalledTimes(1);
+    expect(big.acks).toBe(0);
+    await ingest.drain();
+  });
+
+  it('drain sends partial batches, waits for every in-flight batch and its ack, then ignores new messages', async () => {
+    const { ingest, runner } = setup({ batchSizeMax: 10 });
+    const messages = [message(1, 'a'), message(2, 'b')];
+    messages.forEach((inbound) => ingest.onMessage(inbound));
+    expect(runner.calls).toHaveLength(0);
+    let drained = false;
+    const draining = ingest.drain().then(() => (drained = true));
+    expect(runner.calls).toHaveLength(1);
+    await settle();
+    expect(drained).toBe(false);
+    commitAll(runner.calls[0]!);
+    await draining;
+    expect(drained).toBe(true);
+    expect(messages.map((inbound) => inbound.acks)).toEqual([0, 1]);
+    // Delivered after intake stopped: not processed, not acked (redelivered after the restart).
+    const late = message(3, 'c');
+    ingest.onMessage(late);
+    expect(runner.calls).toHaveLength(1);
+    expect(late.acks).toBe(0);
+  });
+
+  it('a redelivery arriving after intake stopped holds the watermark below it (it is never acked unprocessed)', async () => {
+    const { ingest, runner } = setup({ batchSizeMax: 10 });
+    const high = message(5, 'a');
+    ingest.onMessage(high);
+    const draining = ingest.drain();
+    expect(runner.calls).toHaveLength(1);
+    // A lower sequence redelivered while the drain waits for sequence 5's batch.
+    const lateLow = message(3, 'b');
+    ingest.onMessage(lateLow);
+    expect(ingest.ackPending).toBe(2);
+    commitAll(runner.calls[0]!);
+    await draining;
+    // Acking 5 would ack 3 too (ack-all), and 3 was never processed.
+    expect(high.acks).toBe(0);
+    expect(lateLow.acks).toBe(0);
+    expect(runner.calls).toHaveLength(1);
+  });
+
+  describe('exclusive (a program switch with no batch in flight)', () => {
+    it('waits for batches in flight, holds new full batches during the action, then sends them in order', async () => {
+      const { ingest, runner } = setup({ batchSizeMax: 1 });
+      ingest.onMessage(message(1, 'a'));
+      expect(runner.calls).toHaveLength(1);
+      const events: string[] = [];
+      let finishAction!: () => void;
+      const done = ingest.exclusive(async () => {
+        events.push(`action starts with ${runner.calls.length} batch(es) sent`);
+        await new Promise<void>((resolve) => (finishAction = resolve));
+        return 'switched';
+      });
+      ingest.onMessage(message(2, 'a'));
+      ingest.onMessage(message(3, 'b'));
+      await settle();
+      expect(events).toEqual([]); // batch 1 is still in flight
+      expect(runner.calls).toHaveLength(1);
+      commitAll(runner.calls[0]!);
+      await settle();
+      expect(events).toEqual(['action starts with 1 batch(es) sent']);
+      ingest.onMessage(message(4, 'a'));
+      expect(runner.calls).toHaveLength(1);
+      finishAction();
+      expect(await done).toBe('switched');
+      expect(runner.calls.map((call) => call.records.map((record) => record.streamSequence))).toEqual([[1], [2], [3], [4]]);
+      runner.calls.slice(1).forEach(commitAll);
+      await ingest.drain();
+    });
+
+    it('sends partial batches that waited for their age during the action', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        const { ingest, runner } = setup({ batchSizeMax: 10, batchAgeMsMax: 5 });
+        const done = ingest.exclusive(async () => {
+          ingest.onMessage(message(1, 'a'));
+          vi.advanceTimersByTime(50);
+          expect(runner.calls).toHaveLength(0);
+        });
+        await done;
+        expect(runner.calls.map((call) => call.records.map((record) => record.streamSequence))).toEqual([[1]]);
+        commitAll(runner.calls[0]!);
+        await ingest.drain();
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('resumes intake when the action fails', async () => {
+      const { ingest, runner } = setup({ batchSizeMax: 1 });
+      const failing = ingest.exclusive(async () => {
+        ingest.onMessage(message(1, 'a'));
+        throw new Error('bad program');
+      });
+      await expect(failing).rejects.toThrow('bad program');
+      expect(runner.calls).toHaveLength(1);
+      ingest.onMessage(message(2, 'a'));
+      expect(runner.calls).toHaveLength(2);
+      runner.calls.forEach(commitAll);
+      await ingest.drain();
+    });
+  });
+
+  it('a busy actor gets its partial batch when an earlier batch answers (poke)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { ingest, runner } = setup({ batchSizeMax: 2, batchAgeMsMax: 5 });
+      ingest.onMessage(message(1, 'a'));
+      ingest.onMessage(message(2, 'a'));
+      expect(runner.calls).toHaveLength(1);
+      runner.room.set(0, false);
+      ingest.onMessage(message(3, 'a'));
+      vi.advanceTimersByTime(5);
+      expect(runner.calls).toHaveLength(1);
+      runner.room.set(0, true);
+      commitAll(runner.calls[0]!);
+      await settle();
+      expect(runner.calls).toHaveLength(2);
+      expect(runner.calls[1]!.records.map((record) => record.streamSequence)).toEqual([3]);
+      commitAll(runner.calls[1]!);
+      await ingest.drain();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
