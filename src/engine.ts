@@ -5,7 +5,9 @@ import type { FastifyInstance } from 'fastify';
 import { Unpackr } from 'msgpackr';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
-import type { ReportReader } from './api/context.js';
+import type { ApiContext, ReportReader } from './api/context.js';
+import { JetStreamSubmitter } from './transport/submit.js';
+import { startLoyaltyServices, type LoyaltyServices } from './transport/services.js';
 import { parseProgramText } from './config/program-file.js';
 import { globalBudgetLimits } from './domain/ports.js';
 import { buildReport } from './reports/report.js';
@@ -49,6 +51,8 @@ export class Engine {
   private http: FastifyInstance | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
   private sweeper: Sweeper | undefined;
+  private submitter: JetStreamSubmitter | undefined;
+  private services: LoyaltyServices | undefined;
   programs: EngineProgramManager | undefined;
   reports: ReportReader | undefined;
   private consuming = false;
@@ -72,7 +76,8 @@ export class Engine {
     this.natsUrl = settings.natsUrl !== '' ? settings.natsUrl : await this.startEmbeddedNats();
     this.nc = await connectNats({ ...settings, natsUrl: this.natsUrl }, 'loyalty-engine');
     logger.info({ nats: this.natsUrl }, 'connected to NATS');
-    const jsm = await jetstreamManager(this.nc);
+    // Stream and consumer administration on a large stream takes longer than the default 5 s.
+    const jsm = await jetstreamManager(this.nc, { timeout: 60_000 });
     await ensureTopology(jsm, settings);
 
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
@@ -178,15 +183,14 @@ export class Engine {
     });
     this.sweeper.start();
 
-    this.http = await startHttpServer({
-      host: settings.httpHost,
-      port: settings.httpPort,
-      registry: this.metrics.registry,
-      health: () => ({
-        ok: this.consuming,
-        detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors },
-      }),
+    this.submitter = new JetStreamSubmitter(this.nc, { subjectPrefix: settings.subjectPrefix });
+    const health = () => ({
+      ok: this.consuming,
+      detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors },
     });
+    const api: ApiContext = { settings, reads: store, submitter: this.submitter, programs: this.programs, reports: this.reports, health };
+    this.http = await startHttpServer({ host: settings.httpHost, port: settings.httpPort, registry: this.metrics.registry, health, api, logger });
+    this.services = await startLoyaltyServices(this.nc, api);
     this.gaugeTimer = setInterval(() => this.updateGauges(), GAUGE_INTERVAL_MS);
     this.gaugeTimer.unref();
 
@@ -212,14 +216,16 @@ export class Engine {
   private async doStop(): Promise<void> {
     const { logger } = this.options;
     this.consuming = false;
+    if (this.services !== undefined) await this.services.stop().catch(() => undefined);
+    if (this.http !== undefined) await this.http.close();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
     if (this.messages !== undefined) await this.messages.close().catch(() => undefined);
     if (this.sweeper !== undefined) await this.sweeper.stop();
     if (this.ingest !== undefined) await this.ingest.drain();
     if (this.nc !== undefined) await this.nc.flush().catch(() => undefined);
     if (this.pool !== undefined) await this.pool.close();
-    if (this.http !== undefined) await this.http.close();
     if (this.store !== undefined) await this.store.close();
+    this.submitter?.close();
     if (this.nc !== undefined) await this.nc.drain().catch(() => undefined);
     if (this.supervisor !== undefined) await this.supervisor.stop();
     logger.info('engine stopped');

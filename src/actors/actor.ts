@@ -81,7 +81,7 @@ const packr = new Packr({ useRecords: false });
 
 /** What one batch (of events, or of a sweep) accumulates before its commit. */
 class BatchChanges implements KpiTarget {
-  readonly members = new Map<string, { partition: number; state: MemberState }>();
+  readonly members = new Map<string, { partition: number; state: MemberState; created: boolean }>();
   readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
   readonly processed: { memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
   readonly outcomes: OutcomeMessage[] = [];
@@ -308,7 +308,8 @@ export class Actor {
     const after = decision.state;
     if (after !== undefined && after !== before) {
       this.cache.set(after.memberId, after, batch);
-      changes.members.set(after.memberId, { partition, state: after });
+      const created = before === undefined || changes.members.get(after.memberId)?.created === true;
+      changes.members.set(after.memberId, { partition, state: after, created });
     }
     if (decision.ledger.length > 0) changes.ledger.push({ partition, entries: decision.ledger });
     for (const usage of decision.budgetUsage ?? []) {

@@ -5,6 +5,9 @@ import { loadProgramFile } from '../config/program-file.js';
 import { loadSettings } from '../config/settings.js';
 import { Engine } from '../engine.js';
 import { createLogger } from '../log.js';
+import { adjustCommand } from './commands/adjust.js';
+import { memberCommand } from './commands/member.js';
+import { reportCommand } from './commands/report.js';
 
 /**
  * loyalty <command>: the engine's entry points. Exit codes: 0 ok, 1 runtime
@@ -15,6 +18,9 @@ const USAGE = `usage: loyalty <command> [options]
 commands:
   start                      start the engine (settings from LOYALTY_* environment variables)
   program validate <file>    check a program file; lists every bad field
+  member <id>                a member's wallet and latest ledger entries (HTTP API)
+  adjust ...                 credit/debit points, one member or a CSV/NDJSON file (HTTP API)
+  report                     KPIs per day, week or month (HTTP API)
   help                       this text
 
 Run 'loyalty <command> --help' for a command's options.`;
@@ -40,6 +46,12 @@ async function main(argv: readonly string[]): Promise<number> {
       return start();
     case 'program':
       return programCommand(rest);
+    case 'member':
+      return memberCommand(rest);
+    case 'adjust':
+      return adjustCommand(rest);
+    case 'report':
+      return reportCommand(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -94,6 +94,9 @@ export const settingsSchema = settingsObject.superRefine((settings, context) => 
 
 export type Settings = Readonly<Omit<z.infer<typeof settingsSchema>, 'actors'> & { actors: number }>;
 
+/** Read by the CLI's client commands (member, adjust, report), not by the engine: allowed beside its settings. */
+const CLIENT_VARIABLES = new Set(['LOYALTY_API_URL', 'LOYALTY_API_TOKEN']);
+
 /** camelCase key → LOYALTY_SNAKE_CASE environment variable. */
 export function envNameOf(key: string): string {
   return `LOYALTY_${key.replace(/([A-Z])/g, '_$1').toUpperCase()}`;
@@ -110,7 +113,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Pa
   const input: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('LOYALTY_') || value === undefined) continue;
+    if (!name.startsWith('LOYALTY_') || value === undefined || CLIENT_VARIABLES.has(name)) continue;
     const key = known.get(name);
     if (key === undefined) {
       problems.push(`${name}: unknown setting`);

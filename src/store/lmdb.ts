@@ -14,17 +14,24 @@ import type { ActorStore, BatchWrite, KpiWrite, OutboxKey, StoreMeta } from './t
  * LMDB layout (one environment in <dataDir>/state, opened by every actor
  * thread and the main thread; LMDB serialises the writers):
  *   meta       'meta' → StoreMeta; 'program' → the program activated through the API
- *   members    [partition, memberId] → MemberState
- *   ledger     [partition, memberId, firstSeq] → LedgerEntry[] (one applied event's entries)
- *   processed  [memberId, eventId] → encoded first outcome (binary)
+ *   members    a member's records side by side, so one event's writes dirty one or two pages:
+ *                [partition, memberId, 0]                 → MemberState
+ *                [partition, memberId, 1, firstSeq]       → LedgerEntry[] (one applied event's entries)
+ *                [partition, memberId, 2, eventId]        → encoded first outcome (the idempotency record)
+ *   index      [partition, memberId] → 1: the member list the sweep walks (one write per new member)
  *   outbox     [bootId, actor, batch] → encoded outcome messages (binary)
  *   kpis       ['d', dayKey, actor] → DayCounters; ['w'|'m', weekKey|monthKey, actor] → active members
  *   budgets    [promotionId, actor] → { points, uses } of global promotion budgets
- * Keys start with the partition where a partition may one day move to another
- * instance, so a partition's members and ledger are one key range. An event's
- * ledger entries share one record: one write per event instead of one per entry.
+ * Keys start with the partition, so a partition is one key range that can one
+ * day move to another instance. Why one tree for a member's records: LMDB
+ * copies every page a transaction touches; records of one member kept apart in
+ * three trees cost three random pages per event, side by side mostly one.
  */
-export const STORE_FORMAT_VERSION = 2;
+export const STORE_FORMAT_VERSION = 3;
+
+const STATE = 0;
+const LEDGER = 1;
+const PROCESSED = 2;
 
 export interface LmdbStoreOptions {
   readonly dataDir: string;
@@ -41,9 +48,8 @@ export interface StoredProgram {
 export class LmdbStore implements ActorStore, MemberReads {
   readonly root: RootDatabase;
   private readonly meta: Database<unknown, string>;
-  private readonly members: Database<MemberState, [number, string]>;
-  private readonly ledgerDb: Database<LedgerEntry[], [number, string, number]>;
-  private readonly processed: Database<Uint8Array, [string, string]>;
+  private readonly records: Database<MemberState | LedgerEntry[] | Uint8Array, (string | number)[]>;
+  private readonly index: Database<number, [number, string]>;
   private readonly outbox: Database<Uint8Array, OutboxKey>;
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
   private readonly budgets: Database<{ points: number; uses: number }, [string, number]>;
@@ -57,14 +63,14 @@ export class LmdbStore implements ActorStore, MemberReads {
     } catch (error) {
       throw new EngineError('ERR_STORE_OPEN', `cannot open the LMDB store at ${path}: ${(error as Error).message}`, { cause: error });
     }
-    this.partitions = options.partitions;
     this.meta = this.root.openDB({ name: 'meta', encoding: 'msgpack' });
-    this.members = this.root.openDB({ name: 'members', encoding: 'msgpack' });
-    this.ledgerDb = this.root.openDB({ name: 'ledger', encoding: 'msgpack' });
-    this.processed = this.root.openDB({ name: 'processed', encoding: 'binary' });
+    this.records = this.root.openDB({ name: 'members', encoding: 'msgpack' });
+    this.index = this.root.openDB({ name: 'index', encoding: 'msgpack' });
     this.outbox = this.root.openDB({ name: 'outbox', encoding: 'binary' });
     this.kpis = this.root.openDB({ name: 'kpis', encoding: 'msgpack' });
     this.budgets = this.root.openDB({ name: 'budgets', encoding: 'msgpack' });
+    // The data directory's own partition count wins: member records are found by it.
+    this.partitions = (this.meta.get('meta') as StoreMeta | undefined)?.partitions ?? options.partitions;
   }
 
   /** Creates the meta record on first use; refuses a data directory made with another partition count. */
@@ -91,7 +97,7 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   readMember(partition: number, memberId: string): MemberState | undefined {
-    const state = this.members.get([partition, memberId]);
+    const state = this.records.get([partition, memberId, STATE]) as MemberState | undefined;
     assert(state === undefined || state.memberId === memberId, 'stored member state has another member id');
     return state;
   }
@@ -99,9 +105,10 @@ export class LmdbStore implements ActorStore, MemberReads {
   scanMembers(partition: number, afterMemberId: string | undefined, limit: number): MemberState[] {
     const members: MemberState[] = [];
     const start: [number, string] | [number] = afterMemberId === undefined ? [partition] : [partition, afterMemberId];
-    for (const { key, value } of this.members.getRange({ start, end: [partition + 1], limit: limit + 1 })) {
+    for (const { key } of this.index.getRange({ start, end: [partition + 1], limit: limit + 1 })) {
       if (afterMemberId !== undefined && key[1] === afterMemberId) continue;
-      members.push(value);
+      const state = this.readMember(partition, key[1]);
+      if (state !== undefined) members.push(state);
       if (members.length >= limit) break;
     }
     return members;
@@ -118,41 +125,79 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   readProcessed(memberId: string, eventId: string): Uint8Array | undefined {
-    return this.processed.get([memberId, eventId]);
+    return this.records.get([partitionOf(memberId, this.requirePartitions()), memberId, PROCESSED, eventId]) as Uint8Array | undefined;
   }
 
+  /**
+   * Plain asynchronous puts, all issued in one synchronous run: lmdb-js
+   * commits the writes of one event turn as one transaction, and applies them
+   * on its own write thread, so the actor's thread never holds LMDB's single
+   * write lock (two actors' puts would otherwise take turns). The promise of
+   * the last put resolves when that transaction is committed.
+   */
   async commit(write: BatchWrite): Promise<void> {
-    await this.root.transaction(() => {
-      for (const { partition, state } of write.members) this.members.put([partition, state.memberId], state);
-      for (const { partition, entries } of write.ledger) {
-        const first = entries[0];
-        assert(first !== undefined, 'a ledger record holds at least one entry');
-        this.ledgerDb.put([partition, first.memberId, first.seq], entries as LedgerEntry[]);
+    let last: Promise<unknown> = Promise.resolve();
+    for (const { partition, state, created } of write.members) {
+      last = this.records.put([partition, state.memberId, STATE], state);
+      if (created) this.index.put([partition, state.memberId], 1);
+    }
+    for (const { partition, entries } of write.ledger) {
+      const first = entries[0];
+      assert(first !== undefined, 'a ledger record holds at least one entry');
+      last = this.records.put([partition, first.memberId, LEDGER, first.seq], entries as LedgerEntry[]);
+    }
+    const partitions = write.processed.length > 0 ? this.requirePartitions() : 0;
+    for (const { memberId, eventId, outcomes } of write.processed) {
+      last = this.records.put([partitionOf(memberId, partitions), memberId, PROCESSED, eventId], outcomes);
+    }
+    if (write.kpis !== undefined) last = this.addKpis(write.kpis) ?? last;
+    if (write.budgets !== undefined) {
+      const actor = write.budgets.actor;
+      for (const [promotionId, points, uses] of write.budgets.usage) {
+        const key: [string, number] = [promotionId, actor];
+        const name = `b\u0000${promotionId}\u0000${actor}`;
+        const total = this.runningTotal(name, () => this.budgets.get(key) ?? { points: 0, uses: 0 }) as { points: number; uses: number };
+        const next = { points: total.points + points, uses: total.uses + uses };
+        this.running.set(name, next);
+        last = this.budgets.put(key, next);
       }
-      for (const { memberId, eventId, outcomes } of write.processed) this.processed.put([memberId, eventId], outcomes);
-      if (write.kpis !== undefined) this.addKpis(write.kpis);
-      for (const [promotionId, points, uses] of write.budgets?.usage ?? []) {
-        const key: [string, number] = [promotionId, write.budgets!.actor];
-        const total = this.budgets.get(key) ?? { points: 0, uses: 0 };
-        this.budgets.put(key, { points: total.points + points, uses: total.uses + uses });
-      }
-      if (write.outbox !== undefined) this.outbox.put(write.outbox.key, write.outbox.messages);
-    });
+    }
+    if (write.outbox !== undefined) last = this.outbox.put(write.outbox.key, write.outbox.messages);
+    await last;
   }
 
-  /** Read-modify-write inside the write transaction: each actor owns its own KPI keys. */
-  private addKpis(kpis: KpiWrite): void {
+  /**
+   * Running totals this instance writes (its actor is the only writer of its
+   * KPI and budget keys): read once from the store, then kept in memory, so a
+   * commit never reads a value an earlier, still uncommitted put will change.
+   */
+  private readonly running = new Map<string, unknown>();
+
+  private runningTotal(key: string, load: () => unknown): unknown {
+    if (!this.running.has(key)) this.running.set(key, load());
+    return this.running.get(key);
+  }
+
+  private addKpis(kpis: KpiWrite): Promise<unknown> | undefined {
+    let last: Promise<unknown> | undefined;
     for (const [dayKey, counters] of kpis.days) {
       const key: [string, number, number] = ['d', dayKey, kpis.actor];
-      const current = (this.kpis.get(key) as DayCounters | undefined) ?? emptyDay();
-      this.kpis.put(key, mergeDay(current, counters));
+      const name = `d\u0000${dayKey}\u0000${kpis.actor}`;
+      const current = this.runningTotal(name, () => (this.kpis.get(key) as DayCounters | undefined) ?? emptyDay()) as DayCounters;
+      const next = mergeDay(structuredClone(current), counters);
+      this.running.set(name, next);
+      last = this.kpis.put(key, next);
     }
     for (const [kind, entries] of [['w', kpis.weeks], ['m', kpis.months]] as const) {
       for (const [periodKey, active] of entries) {
         const key: [string, number, number] = [kind, periodKey, kpis.actor];
-        this.kpis.put(key, ((this.kpis.get(key) as number | undefined) ?? 0) + active);
+        const name = `${kind}\u0000${periodKey}\u0000${kpis.actor}`;
+        const next = (this.runningTotal(name, () => (this.kpis.get(key) as number | undefined) ?? 0) as number) + active;
+        this.running.set(name, next);
+        last = this.kpis.put(key, next);
       }
     }
+    return last;
   }
 
   /** With overlappingSync the fsync finishes after the commit; we ack only after it. */
@@ -171,14 +216,17 @@ export class LmdbStore implements ActorStore, MemberReads {
 
   /** A member's ledger entries in sequence order. */
   *ledgerOf(partition: number, memberId: string, afterSeq = 0): Generator<LedgerEntry> {
-    for (const { value } of this.ledgerDb.getRange({ start: [partition, memberId, 0], end: [partition, memberId, Number.MAX_SAFE_INTEGER] })) {
-      for (const entry of value) if (entry.seq > afterSeq) yield entry;
+    for (const { value } of this.records.getRange({ start: [partition, memberId, LEDGER, 0], end: [partition, memberId, LEDGER, Number.MAX_SAFE_INTEGER] })) {
+      for (const entry of value as LedgerEntry[]) if (entry.seq > afterSeq) yield entry;
     }
   }
 
   /** All members of one partition, in key order. */
   *membersOf(partition: number): Generator<MemberState> {
-    for (const { value } of this.members.getRange({ start: [partition], end: [partition + 1] })) yield value;
+    for (const { key } of this.index.getRange({ start: [partition], end: [partition + 1] })) {
+      const state = this.readMember(partition, key[1]);
+      if (state !== undefined) yield state;
+    }
   }
 
   // MemberReads, for the API: the partition comes from the member id.
@@ -194,11 +242,11 @@ export class LmdbStore implements ActorStore, MemberReads {
     let more = false;
     // Records hold one event's entries; start from the record holding afterSeq + 1.
     let startSeq = 0;
-    for (const { key } of this.ledgerDb.getRange({ start: [partition, memberId, query.afterSeq + 1], end: [partition, memberId, -1], reverse: true, limit: 1 })) {
-      startSeq = key[2];
+    for (const { key } of this.records.getRange({ start: [partition, memberId, LEDGER, query.afterSeq + 1], end: [partition, memberId, LEDGER, -1], reverse: true, limit: 1 })) {
+      startSeq = key[3] as number;
     }
-    for (const { value } of this.ledgerDb.getRange({ start: [partition, memberId, startSeq], end: [partition, memberId, Number.MAX_SAFE_INTEGER] })) {
-      for (const entry of value) {
+    for (const { value } of this.records.getRange({ start: [partition, memberId, LEDGER, startSeq], end: [partition, memberId, LEDGER, Number.MAX_SAFE_INTEGER] })) {
+      for (const entry of value as LedgerEntry[]) {
         if (entry.seq <= query.afterSeq) continue;
         if (entries.length >= query.limit) {
           more = true;
@@ -243,7 +291,11 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   private partitionOf(memberId: string): number {
-    assert(this.partitions !== undefined, 'the store needs the partition count for reads by member id');
-    return partitionOf(memberId, this.partitions);
+    return partitionOf(memberId, this.requirePartitions());
+  }
+
+  private requirePartitions(): number {
+    assert(this.partitions !== undefined, 'the store needs the partition count for records by member id');
+    return this.partitions;
   }
 }

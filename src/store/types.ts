@@ -10,7 +10,8 @@ export type OutboxKey = [bootId: number, actor: number, batch: number];
 
 /** Everything one actor batch changes, committed in one transaction. */
 export interface BatchWrite {
-  readonly members: readonly { readonly partition: number; readonly state: MemberState }[];
+  /** `created`: the member is new (it joins the member index the sweep walks). */
+  readonly members: readonly { readonly partition: number; readonly state: MemberState; readonly created?: boolean }[];
   /** The ledger entries of one applied event, stored together under their first sequence number. */
   readonly ledger: readonly { readonly partition: number; readonly entries: readonly LedgerEntry[] }[];
   /** The first outcome of each applied event, keyed by (member, event id): the idempotency record. */

@@ -121,6 +121,8 @@ export function natsConnectOptions(settings: Settings, name: string, servers?: s
   const options: NodeConnectionOptions = {
     servers: list,
     name,
+    // nats.js otherwise builds an Error with a stack per request, 30% of the CPU on the bulk path.
+    noAsyncTraces: true,
     maxReconnectAttempts: -1, // reconnect forever: the engine must outlive any server restart
     reconnectTimeWait: NATS_RECONNECT_TIME_WAIT_MS,
     reconnectJitter: NATS_RECONNECT_JITTER_MS,

@@ -39,7 +39,7 @@ export async function ensureTopology(jsm: JetStreamManager, settings: Settings):
     max_age: nanos(7 * DAY_MS),
     duplicate_window: nanos(DUPLICATE_WINDOW_MS),
   });
-  await resetConsumerToAckFloor(jsm, settings, subjects.transactions);
+  await resetConsumerToAckFloor(jsm, settings);
 }
 
 /**
@@ -52,7 +52,7 @@ export async function ensureTopology(jsm: JetStreamManager, settings: Settings):
  * order; the processed-id records make the ones already committed no-ops.
  * One engine instance owns the consumer.
  */
-export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: Settings, filterSubject: string): Promise<number> {
+export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: Settings): Promise<number> {
   let ackFloor = 0;
   try {
     const info = await jsm.consumers.info(settings.streamName, settings.consumerName);
@@ -68,7 +68,9 @@ export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: S
       durable_name: settings.consumerName,
       ack_policy: AckPolicy.All,
       ...(ackFloor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: ackFloor + 1 } : { deliver_policy: DeliverPolicy.All }),
-      filter_subject: filterSubject,
+      // No filter subject: the stream holds only input subjects, and nats-server
+      // 2.9 walks the whole stream to count a filtered consumer's pending
+      // messages, which timed out on a stream of 200,000 messages.
       max_ack_pending: settings.ackPendingMax,
       ack_wait: nanos(settings.ackWaitMs),
       max_deliver: -1,

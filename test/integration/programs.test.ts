@@ -21,7 +21,11 @@ const event = (body: Record<string, unknown>) => ({ subject: `loyalty.tx.${body.
 
 function collect(nc: NatsConnection): Msg[] {
   const messages: Msg[] = [];
-  nc.subscribe('loyalty.outcome.>', { callback: (_error, message) => messages.push(message) });
+  nc.subscribe('loyalty.outcome.>', {
+    callback: (_error, message) => {
+      messages.push(message);
+    },
+  });
   return messages;
 }
 

@@ -29,7 +29,7 @@ function purchase(memberId: string, id: string, amountMinor = 1_000): BatchRecor
 describe('Actor over LmdbStore', () => {
   it('commits state, ledger, processed ids and outbox; a reopened store makes a redelivery a duplicate', async () => {
     const dataDir = join(root, 'a');
-    const store = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024 });
+    const store = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024, partitions: 64 });
     const actor = new Actor(store, program, options);
     // Two batches in flight at once, as the worker runs them.
     const [first, second] = await Promise.all([
@@ -50,7 +50,7 @@ describe('Actor over LmdbStore', () => {
     const stateBefore = store.readMember(partition, 'm1');
     await store.close();
 
-    const reopened = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024 });
+    const reopened = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024, partitions: 64 });
     try {
       const restarted = new Actor(reopened, program, { ...options, bootId: 6 });
       const again = await restarted.process([purchase('m1', 'e1'), purchase('m1', 'e3')], 0);

@@ -24,7 +24,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 let counter = 0;
 const open: LmdbStore[] = [];
 function openStore(dataDir = join(root, `store-${++counter}`), partitions?: number): LmdbStore {
-  const store = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024, ...(partitions !== undefined ? { partitions } : {}) });
+  const store = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024, partitions: partitions ?? 64 });
   open.push(store);
   return store;
 }
@@ -48,8 +48,8 @@ describe('LmdbStore', () => {
     const store = openStore();
     await store.commit({
       members: [
-        { partition: 3, state: member('m1') },
-        { partition: 5, state: member('m2') },
+        { partition: 3, created: true, state: member('m1') },
+        { partition: 5, created: true, state: member('m2') },
       ],
       // One applied event's entries travel together.
       ledger: [{ partition: 3, entries: [entry('m1', 1, 'e1'), entry('m1', 2, 'e1')] }],
@@ -69,8 +69,8 @@ describe('LmdbStore', () => {
 
   it('a later commit replaces a member\'s state; commits apply in call order', async () => {
     const store = openStore();
-    const first = store.commit({ members: [{ partition: 0, state: member('m1', 1) }], ledger: [], processed: [] });
-    const second = store.commit({ members: [{ partition: 0, state: member('m1', 2) }], ledger: [], processed: [] });
+    const first = store.commit({ members: [{ partition: 0, created: true, state: member('m1', 1) }], ledger: [], processed: [] });
+    const second = store.commit({ members: [{ partition: 0, created: true, state: member('m1', 2) }], ledger: [], processed: [] });
     await Promise.all([first, second]);
     expect(store.readMember(0, 'm1')).toEqual(member('m1', 2));
   });
@@ -192,10 +192,10 @@ describe('LmdbStore', () => {
     const store = openStore();
     await store.commit({
       members: [
-        { partition: 1, state: member('b') },
-        { partition: 1, state: member('a') },
-        { partition: 2, state: member('c') },
-        { partition: 0, state: member('d') },
+        { partition: 1, created: true, state: member('b') },
+        { partition: 1, created: true, state: member('a') },
+        { partition: 2, created: true, state: member('c') },
+        { partition: 0, created: true, state: member('d') },
       ],
       ledger: [],
       processed: [],
@@ -209,7 +209,7 @@ describe('LmdbStore', () => {
     const store = openStore();
     const ids = ['m-05', 'm-01', 'm-04', 'm-02', 'm-03'];
     await store.commit({
-      members: [...ids.map((id) => ({ partition: 2, state: member(id) })), { partition: 3, state: member('m-00') }, { partition: 1, state: member('m-99') }],
+      members: [...ids.map((id) => ({ partition: 2, created: true, state: member(id) })), { partition: 3, created: true, state: member('m-00') }, { partition: 1, created: true, state: member('m-99') }],
       ledger: [],
       processed: [],
     });
@@ -247,7 +247,7 @@ describe('LmdbStore', () => {
     const store = openStore(dataDir);
     await store.ensureMeta(16, 5);
     await store.commit({
-      members: [{ partition: 4, state: member('m1', 7) }],
+      members: [{ partition: 4, created: true, state: member('m1', 7) }],
       ledger: [{ partition: 4, entries: [entry('m1', 1)] }],
       processed: [{ memberId: 'm1', eventId: 'e1', outcomes: bytes(42) }],
       outbox: { key: [1, 0, 1], messages: bytes(43) },
@@ -286,7 +286,7 @@ describe('LmdbStore', () => {
       const store = openStore(undefined, PARTITIONS);
       const partition = partitionOf('alice', PARTITIONS);
       await store.commit({
-        members: [{ partition, state: member('alice') }],
+        members: [{ partition, created: true, state: member('alice') }],
         ledger: [...events.map((entries) => ({ partition, entries })), { partition, entries: [entry('alicia', 1)] }],
         processed: [],
       });
@@ -313,7 +313,8 @@ describe('LmdbStore', () => {
 
     it('needs the partition count, from the options or from ensureMeta', async () => {
       const dataDir = join(root, 'reads-partitions');
-      const store = openStore(dataDir);
+      const store = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024 });
+      open.push(store);
       expect(() => store.member('alice')).toThrow(AssertionError);
       await store.ensureMeta(PARTITIONS, 1);
       expect(store.member('alice')).toBeUndefined();

@@ -52,6 +52,7 @@ describe('natsConnectOptions', () => {
     expect(options).toEqual({
       servers: ['nats://a:4222', 'nats://b:4222'],
       name: 'loyalty-engine',
+      noAsyncTraces: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: NATS_RECONNECT_TIME_WAIT_MS,
       reconnectJitter: 500,

@@ -1,0 +1,231 @@
+import { performance } from 'node:perf_hooks';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import type { GeneratedLoad } from '../generator/load.js';
+import { startBenchNatsServer } from '../harness/nats-server.js';
+import { median } from '../measure/stats.js';
+import { machineBusySeconds, ProcessSampler, readMachineTicks, type ProcessUsageSummary } from '../measure/process-sampler.js';
+import { publishLoad, streamLastSeq, verifyStreamCount, type PublishResult, type StreamCountResult } from '../publisher/publisher.js';
+
+/**
+ * The transport's limit on this machine: how fast JetStream alone ingests the
+ * same messages and hands them to a durable pull consumer that acks in bulk
+ * (ack policy "all", one ack per `ackEvery` messages). Whatever the engine
+ * does, it cannot consume faster than this, so the engine's figure is reported
+ * as a ratio of it.
+ *
+ * The consume pass is repeated (a fresh durable consumer each time, over the
+ * same stored messages) and the median is the figure: one pass of 200k
+ * messages lasts about a second, short enough for noise to matter.
+ *
+ * It runs on its own nats-server and stream, never at the same time as the
+ * engine run (two cores would be shared and both figures would be wrong).
+ */
+
+export const RAW_STREAM = 'BENCH_RAW';
+
+export interface RawBaselineOptions {
+  load: GeneratedLoad;
+  /** Ack-all once per this many messages (and on the last one). */
+  ackEvery?: number;
+  /** Messages the client asks for per pull request (consume buffer). */
+  pullBatch?: number;
+  /** The consumer's max_ack_pending; must exceed ackEvery. */
+  ackPendingMax?: number;
+  /** Consume passes; the median rate is reported. */
+  repeats?: number;
+  /** Bound on each phase; a pass that has not finished by then is reported incomplete. */
+  phaseTimeoutMs?: number;
+  /** Called about every second. */
+  onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+export interface ConsumePass {
+  consumed: number;
+  durationMs: number;
+  ratePerSecond: number;
+  /** The consumer's ack floor after the last ack: proves every message was acked. */
+  ackFloorStreamSeq: number;
+  complete: boolean;
+  /** Machine-wide busy CPU during the pass, in % of one core (nats-server and the bench included). */
+  machineCpuPercent: number | null;
+}
+
+export interface RawBaselineResult {
+  messages: number;
+  meanPayloadBytes: number;
+  ingest: {
+    publish: PublishResult;
+    stream: StreamCountResult;
+    /** Messages stored per second, from the first publish until the stream held them all. */
+    storedPerSecond: number;
+  };
+  consume: {
+    /** Median over the passes: the transport's consume-and-ack limit. */
+    ratePerSecond: number;
+    minRatePerSecond: number;
+    maxRatePerSecond: number;
+    passes: ConsumePass[];
+    ackEvery: number;
+    pullBatch: number;
+    ackPendingMax: number;
+    complete: boolean;
+  };
+  natsServer: { version: string; ingestUsage: ProcessUsageSummary; consumeUsage: ProcessUsageSummary };
+  /** CPU used by anything but nats-server and this bench during the consume passes, in % of one core (near 0 when quiet). */
+  otherProcessesCpuPercentMean: number | null;
+}
+
+export async function runRawBaseline(options: RawBaselineOptions): Promise<RawBaselineResult> {
+  const { load } = options;
+  const ackEvery = options.ackEvery ?? 1_000;
+  const pullBatch = options.pullBatch ?? 10_000;
+  const ackPendingMax = options.ackPendingMax ?? 50_000;
+  const repeats = options.repeats ?? 5;
+  const phaseTimeoutMs = options.phaseTimeoutMs ?? Math.max(60_000, load.count / 5);
+  if (ackPendingMax <= ackEvery) throw new RangeError('ackPendingMax must exceed ackEvery, or the consumer stalls waiting for an ack');
+  if (!Number.isInteger(repeats) || repeats < 1) throw new RangeError('repeats must be an integer >= 1');
+  const server = await startBenchNatsServer();
+  const nc = await connect({ servers: server.url, name: 'bench-raw' });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({
+      name: RAW_STREAM,
+      subjects: ['loyalty.tx.*'],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+    });
+
+    // Ingest: same payloads, same subjects, same publisher as the engine run.
+    const ingestUsage = new ProcessSampler(server.pid);
+    ingestUsage.start();
+    const base = await streamLastSeq(jsm, RAW_STREAM);
+    const counter = { published: 0 };
+    const progress = setInterval(() => options.onProgress?.('raw ingest', counter.published, load.count), 1_000);
+    const started = performance.now();
+    let publish: PublishResult;
+    let stream: StreamCountResult;
+    try {
+      publish = await publishLoad({ nc, load, ratePerSecond: undefined, publishTimesMs: new Float64Array(load.count), counter });
+      stream = await verifyStreamCount(jsm, RAW_STREAM, base, load.count, 5_000, phaseTimeoutMs);
+    } finally {
+      clearInterval(progress);
+    }
+    const storedMs = stream.lastStoredAtMs - started;
+    const ingestSummary = ingestUsage.stop();
+
+    const js = jetstream(nc);
+    const consumeUsage = new ProcessSampler(server.pid);
+    consumeUsage.start();
+    const machineBefore = readMachineTicks();
+    const benchCpuBefore = process.cpuUsage();
+    const consumeStarted = performance.now();
+    const passes: ConsumePass[] = [];
+    for (let pass = 1; pass <= repeats; pass++) {
+      passes.push(
+        await consumePass(jsm, js, {
+          name: `bench-raw-${pass}`,
+          target: stream.stored,
+          base,
+          ackEvery,
+          pullBatch,
+          ackPendingMax,
+          timeoutMs: phaseTimeoutMs,
+          onProgress: (done) => options.onProgress?.(`raw consume ${pass}/${repeats}`, done, stream.stored),
+        }),
+      );
+    }
+    const benchCpu = process.cpuUsage(benchCpuBefore);
+    const machineBusy = machineBusySeconds(machineBefore, readMachineTicks());
+    const consumeWallSeconds = (performance.now() - consumeStarted) / 1000;
+    const consumeSummary = consumeUsage.stop();
+    const otherSeconds =
+      machineBusy === null ? null : machineBusy - (benchCpu.user + benchCpu.system) / 1e6 - consumeSummary.cpuSecondsTotal;
+    const rates = passes.map((pass) => pass.ratePerSecond);
+    return {
+      messages: load.count,
+      meanPayloadBytes: load.bytes.length / load.count,
+      ingest: { publish, stream, storedPerSecond: stream.stored / (storedMs / 1000) },
+      consume: {
+        ratePerSecond: median(rates),
+        minRatePerSecond: Math.min(...rates),
+        maxRatePerSecond: Math.max(...rates),
+        passes,
+        ackEvery,
+        pullBatch,
+        ackPendingMax,
+        complete: passes.every((pass) => pass.complete),
+      },
+      natsServer: { version: server.version, ingestUsage: ingestSummary, consumeUsage: consumeSummary },
+      otherProcessesCpuPercentMean: otherSeconds === null ? null : Math.max(0, Math.round((otherSeconds / consumeWallSeconds) * 1000) / 10),
+    };
+  } finally {
+    await nc.close().catch(() => undefined);
+    await server.stop();
+  }
+}
+
+interface PassOptions {
+  name: string;
+  target: number;
+  base: number;
+  ackEvery: number;
+  pullBatch: number;
+  ackPendingMax: number;
+  timeoutMs: number;
+  onProgress: (done: number) => void;
+}
+
+async function consumePass(jsm: JetStreamManager, js: JetStreamClient, options: PassOptions): Promise<ConsumePass> {
+  await jsm.consumers.add(RAW_STREAM, {
+    durable_name: options.name,
+    ack_policy: AckPolicy.All,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: options.ackPendingMax,
+    ack_wait: 60_000_000_000, // ns: no redelivery during a pass
+  });
+  const consumer = await js.consumers.get(RAW_STREAM, options.name);
+  const machineBefore = readMachineTicks();
+  let consumed = 0;
+  let lastMessage: JsMsg | undefined;
+  const started = performance.now();
+  const progress = setInterval(() => options.onProgress(consumed), 1_000);
+  const messages = await consumer.consume({ max_messages: options.pullBatch });
+  const deadline = setTimeout(() => void messages.stop(), options.timeoutMs);
+  try {
+    for await (const message of messages) {
+      consumed += 1;
+      lastMessage = message;
+      if (consumed >= options.target) break;
+      if (consumed % options.ackEvery === 0) message.ack();
+    }
+    // The clock stops when the server confirms the final ack, not when it is sent.
+    if (lastMessage !== undefined) await lastMessage.ackAck();
+  } finally {
+    clearTimeout(deadline);
+    clearInterval(progress);
+  }
+  const durationMs = performance.now() - started;
+  const machineBusy = machineBusySeconds(machineBefore, readMachineTicks());
+  await messages.close();
+  const info = await jsm.consumers.info(RAW_STREAM, options.name);
+  await jsm.consumers.delete(RAW_STREAM, options.name);
+  return {
+    consumed,
+    durationMs,
+    ratePerSecond: consumed / (durationMs / 1000),
+    ackFloorStreamSeq: info.ack_floor.stream_seq,
+    complete: consumed === options.target && info.ack_floor.stream_seq === options.base + options.target,
+    machineCpuPercent: machineBusy === null ? null : Math.round((machineBusy / (durationMs / 1000)) * 1000) / 10,
+  };
+}

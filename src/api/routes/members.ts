@@ -1,0 +1,118 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { walletView } from '../../domain/wallet.js';
+import type { ApiContext } from '../context.js';
+import { ApiError, errorBodySchema } from '../errors.js';
+import { instantMs, instantSchema, memberIdParam, queryInteger } from '../schema.js';
+import { decodeCursor, encodeCursor, ledgerEntryResponse, ledgerEntrySchema, walletResponse, walletResponseSchema } from '../views.js';
+
+/** What members see: the wallet (balances, pending, expiring, tier progress, vouchers) and the ledger. */
+
+export const LEDGER_KINDS = [
+  'earn',
+  'activity',
+  'adjustment',
+  'release',
+  'clawback',
+  'redeem',
+  'redeem_cancel',
+  'expire',
+  'forfeit',
+  'qualifying_lapse',
+  'debt',
+  'debt_repayment',
+] as const;
+
+export const LEDGER_LIMIT_DEFAULT = 50;
+export const LEDGER_LIMIT_MAX = 500;
+
+const memberParams = z.object({ memberId: memberIdParam }).strict();
+
+const kindList = z
+  .union([z.string(), z.array(z.string()).max(LEDGER_KINDS.length)])
+  .transform((value) => (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(',')).filter((item) => item !== ''))
+  .pipe(z.array(z.enum(LEDGER_KINDS)).max(LEDGER_KINDS.length))
+  .optional()
+  .meta({ description: `ledger entry kinds, comma separated or repeated: ${LEDGER_KINDS.join(', ')}` });
+
+const ledgerQuery = z
+  .object({
+    cursor: z.string().max(64).optional().meta({ description: 'nextCursor of the previous page' }),
+    limit: queryInteger(1, LEDGER_LIMIT_MAX).meta({ description: `entries per page, 1..${LEDGER_LIMIT_MAX}, default ${LEDGER_LIMIT_DEFAULT}` }),
+    kind: kindList,
+    from: instantSchema.optional().meta({ description: 'event time, inclusive (ISO 8601)' }),
+    to: instantSchema.optional().meta({ description: 'event time, exclusive (ISO 8601)' }),
+  })
+  .strict();
+
+export function registerMemberRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get(
+    '/v1/members/:memberId/wallet',
+    {
+      config: { role: 'read' },
+      schema: {
+        tags: ['members'],
+        summary: 'A member wallet: balances, pending points, expiring points, tier progress, active vouchers',
+        params: memberParams,
+        response: { 200: walletResponseSchema, 404: errorBodySchema },
+      },
+    },
+    async (request) => {
+      const { memberId } = request.params as z.output<typeof memberParams>;
+      const state = ctx.reads.member(memberId);
+      if (state === undefined) throw new ApiError('MEMBER_NOT_FOUND', `member ${memberId} is not known`);
+      const program = ctx.programs.active();
+      return walletResponse(walletView(state, program, Date.now()), program);
+    },
+  );
+
+  app.get(
+    '/v1/members/:memberId/ledger',
+    {
+      config: { role: 'read' },
+      schema: {
+        tags: ['members'],
+        summary: 'A member ledger, oldest first, cursor paginated',
+        params: memberParams,
+        querystring: ledgerQuery,
+        response: {
+          200: z.object({ memberId: z.string(), entries: z.array(ledgerEntrySchema), nextCursor: z.string().nullable() }),
+          400: errorBodySchema,
+          404: errorBodySchema,
+        },
+      },
+    },
+    async (request) => {
+      const { memberId } = request.params as z.output<typeof memberParams>;
+      const query = request.query as z.output<typeof ledgerQuery>;
+      let afterSeq = 0;
+      if (query.cursor !== undefined) {
+        const decoded = decodeCursor(query.cursor);
+        if (decoded === undefined) {
+          throw new ApiError('VALIDATION_FAILED', 'querystring.cursor: not a cursor of this API (pass nextCursor of the previous page)', {
+            issues: [{ field: 'querystring.cursor', message: 'not a cursor of this API' }],
+          });
+        }
+        afterSeq = decoded;
+      }
+      const fromMs = query.from === undefined ? undefined : instantMs(query.from);
+      const toMs = query.to === undefined ? undefined : instantMs(query.to);
+      if (fromMs !== undefined && toMs !== undefined && fromMs >= toMs) {
+        throw new ApiError('VALIDATION_FAILED', 'querystring.to: must be after from', { issues: [{ field: 'querystring.to', message: 'must be after from' }] });
+      }
+      if (ctx.reads.member(memberId) === undefined) throw new ApiError('MEMBER_NOT_FOUND', `member ${memberId} is not known`);
+      const page = ctx.reads.ledger(memberId, {
+        afterSeq,
+        limit: query.limit ?? LEDGER_LIMIT_DEFAULT,
+        ...(query.kind !== undefined && query.kind.length > 0 ? { kinds: query.kind } : {}),
+        ...(fromMs !== undefined ? { fromMs } : {}),
+        ...(toMs !== undefined ? { toMs } : {}),
+      });
+      return {
+        memberId,
+        entries: page.entries.map(ledgerEntryResponse),
+        nextCursor: page.nextAfterSeq === undefined ? null : encodeCursor(page.nextAfterSeq),
+      };
+    },
+  );
+}

@@ -1,0 +1,96 @@
+import type { FastifyInstance, FastifySchema } from 'fastify';
+import { z } from 'zod';
+import { RequestValidationError } from './errors.js';
+
+/**
+ * zod schemas are the single source of truth for requests and responses:
+ * fastify validates with them (no second validator), and the OpenAPI
+ * document is generated from them with z.toJSONSchema.
+ */
+
+/** Schemas shown in the document but checked by the handler itself (e.g. with the domain's validateEvent). */
+const documentedOnly = new WeakSet<object>();
+
+/** Marks a schema as documentation only: fastify passes the value through, the handler validates. */
+export function documentOnly<T extends z.ZodType>(schema: T): T {
+  documentedOnly.add(schema);
+  return schema;
+}
+
+function isZod(value: unknown): value is z.ZodType {
+  return typeof value === 'object' && value !== null && typeof (value as { safeParse?: unknown }).safeParse === 'function';
+}
+
+/** Validates body, querystring, params and headers with the route's zod schemas. */
+export function installZodCompilers(app: FastifyInstance): void {
+  app.setValidatorCompiler(({ schema }) => {
+    if (!isZod(schema) || documentedOnly.has(schema)) return () => true;
+    return (data: unknown) => {
+      const result = schema.safeParse(data);
+      return result.success ? { value: result.data } : { error: new RequestValidationError(result.error.issues) };
+    };
+  });
+  // Responses are built by our own code: plain JSON.stringify, the zod schemas there are for the document only.
+  app.setSerializerCompiler(() => (data: unknown) => JSON.stringify(data));
+}
+
+/** JSON schema of a zod schema, for OpenAPI 3.0. */
+export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const json = z.toJSONSchema(schema, { target: 'openapi-3.0', io, unrepresentable: 'any' }) as Record<string, unknown>;
+  delete json.$schema;
+  return json;
+}
+
+const PARTS = ['body', 'querystring', 'params', 'headers'] as const;
+
+/** @fastify/swagger transform: zod → JSON schema in every part of a route's schema. */
+export function swaggerTransform({ schema, url }: { schema: FastifySchema | undefined; url: string }): { schema: FastifySchema; url: string } {
+  if (schema === undefined || schema === null) return { schema: {} as FastifySchema, url };
+  const out: Record<string, unknown> = { ...schema };
+  for (const part of PARTS) {
+    const value = (schema as Record<string, unknown>)[part];
+    if (isZod(value)) out[part] = jsonSchemaOf(value, 'input');
+  }
+  const response = (schema as { response?: Record<string, unknown> }).response;
+  if (response !== undefined) {
+    const converted: Record<string, unknown> = {};
+    for (const [status, value] of Object.entries(response)) {
+      if (isZod(value)) {
+        const { description, ...rest } = jsonSchemaOf(value, 'output');
+        converted[status] = { description: typeof description === 'string' ? description : `HTTP ${status}`, ...rest };
+      } else {
+        converted[status] = value;
+      }
+    }
+    out.response = converted;
+  }
+  return { schema: out as FastifySchema, url };
+}
+
+// ---- query helpers: query values arrive as strings (or arrays when repeated) ----
+
+/** An integer query parameter in [min, max]. */
+export function queryInteger(min: number, max: number): z.ZodType<number | undefined, string | undefined> {
+  return z
+    .string()
+    .regex(/^-?\d{1,16}$/, 'must be an integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    .optional() as unknown as z.ZodType<number | undefined, string | undefined>;
+}
+
+export const queryBoolean = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1')
+  .optional();
+
+/** An instant: ISO 8601 date-time with offset, or a date (midnight UTC). */
+export const instantSchema = z
+  .union([z.iso.datetime({ offset: true }), z.iso.date()])
+  .meta({ description: 'ISO 8601 date-time with offset (2026-11-23T10:00:00Z) or date (2026-11-23, midnight UTC)' });
+
+export function instantMs(value: string): number {
+  return Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
+}
+
+export const memberIdParam = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]{1,64}$/, 'member id may hold only letters, digits, "_" and "-"');

@@ -1,0 +1,158 @@
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
+import { Svcm, type ServiceMsg } from '@nats-io/services';
+import type { ApiContext, SubmitResult } from '../api/context.js';
+import { walletResponse } from '../api/views.js';
+import { memberIdSchema, validateEvent } from '../domain/events.js';
+import { walletView } from '../domain/wallet.js';
+
+/**
+ * NATS request/reply services over the same ApiContext as HTTP, with the NATS
+ * services framework ("micro"): `nats micro ls|info|stats loyalty` finds them
+ * through $SRV.PING / $SRV.INFO / $SRV.STATS. Endpoints:
+ *   <prefix>.svc.wallet  {"memberId": "ann"}             → wallet JSON (as GET /v1/members/ann/wallet)
+ *   <prefix>.svc.submit  event JSON, or {"event": {...}, "waitMs": 5000}  → SubmitResult
+ * Errors carry the framework's Nats-Service-Error-Code (an HTTP-like number)
+ * and Nats-Service-Error headers, our stable code in Loyalty-Error-Code, and
+ * a body `{ "error": { "code", "message" } }` like the HTTP API.
+ * Access control is NATS's: grant these subjects only to trusted clients
+ * (docs/api.md, "NATS services"). Erase is refused here unless allowed.
+ */
+
+export const SERVICE_NAME = 'loyalty';
+export const SERVICE_VERSION = '1.0.0';
+export const HEADER_ERROR_CODE = 'Loyalty-Error-Code';
+export const HEADER_WAIT_MS = 'Loyalty-Wait-Ms';
+
+export interface LoyaltyServicesOptions {
+  /** settings.subjectPrefix; default "loyalty". */
+  readonly subjectPrefix?: string;
+  /** Queue group: instances share the requests. */
+  readonly queue?: string;
+  /** Accept erase events on the submit endpoint (default false: erase is an admin act, use the HTTP API). */
+  readonly allowErase?: boolean;
+  /** Bound on a submit's wait. */
+  readonly waitMsMax?: number;
+}
+
+export interface LoyaltyServices {
+  /** The service instance id (as `nats micro ls` shows it). */
+  readonly id: string;
+  stop(): Promise<void>;
+}
+
+const encoder = new TextEncoder();
+const STATUS = { VALIDATION_FAILED: 400, FORBIDDEN: 403, MEMBER_NOT_FOUND: 404, SUBMIT_FAILED: 503, INTERNAL_ERROR: 500 } as const;
+type ServiceErrorCode = keyof typeof STATUS;
+
+function respondError(message: ServiceMsg, code: ServiceErrorCode, text: string, extra: Record<string, unknown> = {}): void {
+  const headers = natsHeaders();
+  headers.set(HEADER_ERROR_CODE, code);
+  message.respondError(STATUS[code], `${code}: ${text}`, encoder.encode(JSON.stringify({ error: { code, message: text }, ...extra })), {
+    headers: headers as never,
+  });
+}
+
+function respondJson(message: ServiceMsg, value: unknown): void {
+  message.respond(encoder.encode(JSON.stringify(value)));
+}
+
+function jsonOf(message: ServiceMsg): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: message.json() };
+  } catch {
+    return { ok: false };
+  }
+}
+
+export async function startLoyaltyServices(nc: NatsConnection, ctx: ApiContext, options: LoyaltyServicesOptions = {}): Promise<LoyaltyServices> {
+  const prefix = options.subjectPrefix ?? ctx.settings.subjectPrefix;
+  const waitMsMax = options.waitMsMax ?? 30_000;
+  // @nats-io/services is built against an earlier nats-core; the connection is the same protocol object.
+  const svcm = new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]);
+  const service = await svcm.add({
+    name: SERVICE_NAME,
+    version: SERVICE_VERSION,
+    description: 'Loyalty engine: member wallets and event submission (docs/api.md)',
+    queue: options.queue ?? SERVICE_NAME,
+    metadata: { subjectPrefix: prefix },
+  });
+
+  service.addEndpoint('wallet', {
+    subject: `${prefix}.svc.wallet`,
+    metadata: { request: '{"memberId": string}', response: 'wallet JSON, as GET /v1/members/{memberId}/wallet' },
+    handler: (error, message) => {
+      if (error !== null) return;
+      try {
+        const body = jsonOf(message);
+        const memberId = body.ok ? memberIdSchema.safeParse((body.value as { memberId?: unknown } | null)?.memberId) : undefined;
+        if (memberId === undefined || !memberId.success) {
+          respondError(message, 'VALIDATION_FAILED', 'request must be {"memberId": "<member id>"}');
+          return;
+        }
+        const state = ctx.reads.member(memberId.data);
+        if (state === undefined) {
+          respondError(message, 'MEMBER_NOT_FOUND', `member ${memberId.data} is not known`);
+          return;
+        }
+        const program = ctx.programs.active();
+        respondJson(message, walletResponse(walletView(state, program, Date.now()), program));
+      } catch (failure) {
+        respondError(message, 'INTERNAL_ERROR', (failure as Error)?.message ?? String(failure));
+      }
+    },
+  });
+
+  service.addEndpoint('submit', {
+    subject: `${prefix}.svc.submit`,
+    metadata: {
+      request: `an event (docs/contract.md), or {"event": {...}, "waitMs": n}; header ${HEADER_WAIT_MS} also sets the wait`,
+      response: 'SubmitResult: {eventId, sequence, duplicate, outcomes?, timedOut?}',
+    },
+    handler: (error, message) => {
+      if (error !== null) return;
+      void submit(message).catch((failure: unknown) => respondError(message, 'INTERNAL_ERROR', (failure as Error)?.message ?? String(failure)));
+    },
+  });
+
+  async function submit(message: ServiceMsg): Promise<void> {
+    const body = jsonOf(message);
+    if (!body.ok || typeof body.value !== 'object' || body.value === null) {
+      respondError(message, 'VALIDATION_FAILED', 'request must be a JSON event, or {"event": {...}, "waitMs": n}');
+      return;
+    }
+    const wrapped = 'event' in body.value && !('type' in body.value);
+    const candidate = wrapped ? (body.value as { event: unknown }).event : body.value;
+    const waitRaw = wrapped ? (body.value as { waitMs?: unknown }).waitMs : message.headers?.get(HEADER_WAIT_MS);
+    const waitMs = Number(waitRaw ?? 0);
+    if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > waitMsMax) {
+      respondError(message, 'VALIDATION_FAILED', `waitMs must be an integer from 0 to ${waitMsMax}`);
+      return;
+    }
+    const validation = validateEvent(candidate);
+    if (!validation.ok) {
+      respondError(message, 'VALIDATION_FAILED', validation.reason);
+      return;
+    }
+    if (validation.event.type === 'erase' && options.allowErase !== true) {
+      respondError(message, 'FORBIDDEN', 'erase is not accepted on this service; use POST /v1/members/{id}/erase (admin)');
+      return;
+    }
+    let result: SubmitResult;
+    try {
+      result = await ctx.submitter.submit(validation.event, waitMs > 0 ? { waitMs } : {});
+    } catch (failure) {
+      respondError(message, 'SUBMIT_FAILED', `event ${validation.event.id} could not be published (${(failure as Error).message}); re-send it with the same id, which is safe`, {
+        eventId: validation.event.id,
+      });
+      return;
+    }
+    respondJson(message, result);
+  }
+
+  return {
+    id: service.info().id,
+    stop: async () => {
+      await service.stop();
+    },
+  };
+}
