@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/nats-core';
 import type { FastifyInstance } from 'fastify';
-import { Unpackr } from 'msgpackr';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
 import type { ApiContext, ReportReader } from './api/context.js';
@@ -13,7 +12,7 @@ import { globalBudgetLimits } from './domain/ports.js';
 import { buildReport } from './reports/report.js';
 import { EngineProgramManager } from './runtime/program-manager.js';
 import { Sweeper } from './runtime/sweeper.js';
-import type { OutcomeMessage } from './actors/actor.js';
+import { unpackOutbox } from './actors/actor.js';
 import { listeningPort, startHttpServer } from './api/http.js';
 import type { Settings } from './config/settings.js';
 import type { Program } from './domain/program.js';
@@ -39,7 +38,6 @@ export interface EngineOptions {
 }
 
 const GAUGE_INTERVAL_MS = 1000;
-const unpackr = new Unpackr({ useRecords: false });
 
 export class Engine {
   private supervisor: NatsServerSupervisor | undefined;
@@ -255,7 +253,7 @@ export class Engine {
     let messages = 0;
     const keys = [];
     for (const { key, messages: packed } of store.outboxEntries()) {
-      for (const [subject, messageId, payload] of unpackr.unpack(packed) as OutcomeMessage[]) {
+      for (const [subject, messageId, payload] of unpackOutbox(packed)) {
         const messageHeaders = headers();
         messageHeaders.set(HEADER_MESSAGE_ID, messageId);
         nc.publish(subject, payload, { headers: messageHeaders });

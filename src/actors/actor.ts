@@ -25,6 +25,15 @@ import { MemberCache } from './member-cache.js';
 /** [subject, message id, JSON payload] of one outcome to publish. */
 export type OutcomeMessage = [subject: string, messageId: string, payload: string];
 
+/** An outbox entry: the packed outcome messages of each event (or swept member) of one batch. */
+export function unpackOutbox(packed: Uint8Array): OutcomeMessage[] {
+  const messages: OutcomeMessage[] = [];
+  for (const perEvent of packr.unpack(packed) as Uint8Array[]) {
+    for (const message of packr.unpack(perEvent) as OutcomeMessage[]) messages.push(message);
+  }
+  return messages;
+}
+
 export interface DeadLetter {
   readonly streamSequence: number;
   readonly memberToken: string;
@@ -85,6 +94,8 @@ class BatchChanges implements KpiTarget {
   readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
   readonly processed: { memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
   readonly outcomes: OutcomeMessage[] = [];
+  /** The same outcomes as packed per event (the processed records): the outbox nests them instead of packing again. */
+  readonly encodedOutcomes: Uint8Array[] = [];
   readonly budgetUsage = new Map<string, [points: number, uses: number]>();
   readonly days = new Map<number, DayCounters>();
   readonly weeks = new Map<number, number>();
@@ -213,21 +224,23 @@ export class Actor {
       publishedAtMs.push(record.publishedAtMs);
 
       const idKey = `${event.memberId}\u0000${event.id}`;
+      const partition = partitionOf(event.memberId, this.options.partitions);
+      const current = this.memberState(partition, event.memberId);
       const firstOutcome = this.uncommittedIds.get(idKey) ?? this.store.readProcessed(event.memberId, event.id);
       if (firstOutcome !== undefined) {
         // A redelivery or a producer re-sending: publish the first outcome again, change nothing.
         count(counts, event.type, 'duplicate');
         for (const message of packr.unpack(firstOutcome) as OutcomeMessage[]) changes.outcomes.push(message);
+        changes.encodedOutcomes.push(firstOutcome);
         continue;
       }
 
-      const partition = partitionOf(event.memberId, this.options.partitions);
-      const current = this.memberState(partition, event.memberId);
       const decision = applyEvent(current, event, occurredAtMs, this.program, this.options.ports);
       const rejected = decision.outcomes.some((outcome) => outcome.kind === 'rejected');
       count(counts, event.type, rejected ? 'rejected' : 'applied');
       const messages = this.record(changes, batch, partition, current, decision, occurredAtMs);
       const encoded = packr.pack(messages);
+      changes.encodedOutcomes.push(encoded);
       changes.processed.push({ memberId: event.memberId, eventId: event.id, outcomes: encoded });
       this.uncommittedIds.set(idKey, encoded);
       changes.idKeys.push(idKey);
@@ -289,7 +302,8 @@ export class Actor {
         const decision = sweepMember(state, nowMs, this.program);
         if (decision.state === state && decision.ledger.length === 0 && decision.outcomes.length === 0) continue;
         swept += 1;
-        this.record(changes, batch, partition, state, decision, nowMs);
+        const messages = this.record(changes, batch, partition, state, decision, nowMs);
+        if (messages.length > 0) changes.encodedOutcomes.push(packr.pack(messages));
       }
     }
     const outboxKey = await this.commit(batch, changes);
@@ -339,7 +353,7 @@ export class Actor {
       ...(changes.days.size > 0 || changes.weeks.size > 0 || changes.months.size > 0
         ? { kpis: { actor: this.options.actorIndex, days: [...changes.days], weeks: [...changes.weeks], months: [...changes.months] } }
         : {}),
-      ...(outboxKey !== undefined ? { outbox: { key: outboxKey, messages: packr.pack(changes.outcomes) } } : {}),
+      ...(outboxKey !== undefined ? { outbox: { key: outboxKey, messages: packr.pack(changes.encodedOutcomes) } } : {}),
     };
     const previous = this.lastCommit;
     const commit = (async () => {

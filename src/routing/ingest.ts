@@ -3,7 +3,7 @@ import type { BatchResult } from '../actors/actor.js';
 import { AckTracker } from './ack-tracker.js';
 import { Batcher } from './batcher.js';
 import { type Encoding } from './batch-buffer.js';
-import { actorOfPartition, fnv1a32 } from './partitioner.js';
+import { actorOfPartition, partitionOf } from './partitioner.js';
 
 /**
  * The main thread's whole job per message: read the member token from the
@@ -53,7 +53,6 @@ export class Ingest {
   private paused = false;
   private readonly held: [actor: number, buffer: ArrayBuffer][] = [];
   private lastPending = 0;
-  private readonly asciiBuffer = new Uint8Array(256);
   private readonly now: () => number;
 
   constructor(private readonly options: IngestOptions) {
@@ -102,7 +101,7 @@ export class Ingest {
       );
       return;
     }
-    const actor = actorOfPartition(this.partitionOfToken(memberToken), this.options.runner.actors);
+    const actor = actorOfPartition(partitionOf(memberToken, this.options.partitions), this.options.runner.actors);
     this.batcher.add(actor, sequence, info.timestampNanos / 1e6, encoding, memberToken, data);
   }
 
@@ -167,23 +166,5 @@ export class Ingest {
     });
     this.inFlight.add(tracked);
     void tracked.finally(() => this.inFlight.delete(tracked));
-  }
-
-  /** fnv1a32 over the token's bytes; member ids are ASCII, anything else hashes its UTF-8. */
-  private partitionOfToken(token: string): number {
-    const length = token.length;
-    if (length <= this.asciiBuffer.length) {
-      let ascii = true;
-      for (let index = 0; index < length; index++) {
-        const code = token.charCodeAt(index);
-        if (code >= 0x80) {
-          ascii = false;
-          break;
-        }
-        this.asciiBuffer[index] = code;
-      }
-      if (ascii) return fnv1a32(this.asciiBuffer, 0, length) % this.options.partitions;
-    }
-    return fnv1a32(new TextEncoder().encode(token)) % this.options.partitions;
   }
 }

@@ -18,8 +18,24 @@ export function fnv1a32(bytes: Uint8Array, start = 0, end = bytes.length): numbe
 
 const encoder = new TextEncoder();
 
+/**
+ * fnv1a32 over a string's UTF-8 bytes. Member ids are ASCII, where a char code
+ * is its byte: hashing the codes directly avoids encoding (an allocation per
+ * event on the hot path); anything else is encoded first.
+ */
+export function fnv1a32OfString(text: string): number {
+  let hash = FNV_OFFSET_BASIS_32;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code >= 0x80) return fnv1a32(encoder.encode(text));
+    hash ^= code;
+    hash = Math.imul(hash, FNV_PRIME_32);
+  }
+  return hash >>> 0;
+}
+
 export function partitionOf(memberId: string, partitions: number): number {
-  return fnv1a32(encoder.encode(memberId)) % partitions;
+  return fnv1a32OfString(memberId) % partitions;
 }
 
 /** The actor that owns a partition: partitions are dealt round-robin to actors. */

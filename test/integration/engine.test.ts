@@ -153,7 +153,8 @@ describe('engine end to end', () => {
     const store = new LmdbStore({ dataDir: data.path, mapSizeBytes: 256 * 1024 * 1024 });
     await store.ensureMeta(64, Date.now());
     const payload = JSON.stringify({ kind: 'balance', eventId: 'lost-1', memberId: 'zed', delta: 5, balance: 5 });
-    await store.commit({ members: [], ledger: [], processed: [], outbox: { key: [1, 0, 1], messages: pack([['loyalty.outcome.balance.zed', 'zed:lost-1:0', payload]]) } });
+    // An outbox entry nests each event's packed outcome messages.
+    await store.commit({ members: [], ledger: [], processed: [], outbox: { key: [1, 0, 1], messages: pack([pack([['loyalty.outcome.balance.zed', 'zed:lost-1:0', payload]])]) } });
     await store.durable();
     await store.close();
 

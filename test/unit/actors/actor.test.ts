@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { pack, Unpackr } from 'msgpackr';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Actor, ActorFailedError, type ActorOptions, type OutcomeMessage } from '../../../src/actors/actor.js';
+import { Actor, ActorFailedError, unpackOutbox, type ActorOptions, type OutcomeMessage } from '../../../src/actors/actor.js';
 import { parseProgramText } from '../../../src/config/program-file.js';
 import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
@@ -136,8 +136,8 @@ describe('Actor', () => {
     const second = await actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')), 0);
     expect(second.outboxKey).toEqual([BOOT_ID, ACTOR_INDEX, 2]);
     expect([...store.outbox.keys()]).toEqual([`${BOOT_ID}/${ACTOR_INDEX}/1`, `${BOOT_ID}/${ACTOR_INDEX}/2`]);
-    expect(unpackr.unpack(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/1`)!)).toEqual(first.outcomes);
-    expect(unpackr.unpack(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/2`)!)).toEqual(second.outcomes);
+    expect(unpackOutbox(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/1`)!)).toEqual(first.outcomes);
+    expect(unpackOutbox(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/2`)!)).toEqual(second.outcomes);
   });
 
   it('a batch with no outcomes writes no outbox entry and commits nothing', async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Unpackr } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Actor } from '../../../src/actors/actor.js';
+import { Actor, unpackOutbox } from '../../../src/actors/actor.js';
 import { parseProgramText } from '../../../src/config/program-file.js';
 import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
@@ -46,7 +46,7 @@ describe('Actor over LmdbStore', () => {
       [5, 1, 1],
       [5, 1, 2],
     ]);
-    expect(unpackr.unpack([...store.outboxEntries()][0]!.messages)).toEqual(first.outcomes);
+    expect(unpackOutbox([...store.outboxEntries()][0]!.messages)).toEqual(first.outcomes);
     const stateBefore = store.readMember(partition, 'm1');
     await store.close();
 
