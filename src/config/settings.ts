@@ -66,10 +66,10 @@ const settingsObject = z
     apiTokensFile: z.string().optional(),
     /** Largest accepted HTTP request body (bulk files included). */
     httpBodyBytesMax: integer(1024, 512 * 1024 * 1024).default(32 * 1024 * 1024),
-    /** How often the expiry / pending-release / tier-review sweep runs through the actors. */
-    sweepIntervalMs: integer(1_000, 86_400_000).default(60_000),
-    /** Members one sweep task looks at before yielding to event batches. */
-    sweepChunkMembers: integer(1, 1_000_000).default(5_000),
+    /** How often each actor sweeps one chunk of its members (expiry, pending release, tier review). */
+    sweepIntervalMs: integer(100, 86_400_000).default(1_000),
+    /** Members one sweep chunk looks at; a full pass over M members takes M / (actors × chunk) intervals. */
+    sweepChunkMembers: integer(1, 1_000_000).default(2_000),
     httpHost: z.string().default('127.0.0.1'),
     httpPort: integer(0, 65535).default(8080),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -2,10 +2,14 @@ import type { SweepResult } from '../actors/actor.js';
 import { assert } from '../domain/assert.js';
 
 /**
- * Runs the scheduled sweep: every interval, each actor scans its members in
- * chunks (releasing pending points, expiring lots, reviewing tiers) until it
- * has seen all of them. Sweeps travel through the actors like batches, so the
- * single-writer rule holds; events keep flowing between chunks.
+ * Runs the scheduled sweep: every interval, each actor looks at one chunk of
+ * its members (releasing pending points, expiring lots, reviewing tiers),
+ * continuing where the last chunk stopped, so a full pass over M members takes
+ * M / (actors × chunk) intervals. Why chunks rather than full passes: at ten
+ * million members a full pass per interval would take most of a core; the
+ * rules are also applied whenever a member's own events arrive, so the sweep
+ * only has to catch idle members. Sweeps travel through the actors like
+ * batches, so the single-writer rule holds; events keep flowing between chunks.
  */
 export interface SweeperOptions {
   readonly actors: number;
@@ -34,23 +38,18 @@ export class Sweeper {
     this.timer.unref();
   }
 
-  /** One full pass over every actor's members; resolves when done. */
+  /** One chunk per actor. */
   async sweepOnce(): Promise<void> {
     const nowMs = (this.options.now ?? Date.now)();
     await Promise.all(
       Array.from({ length: this.options.actors }, async (_, actor) => {
-        for (;;) {
-          if (this.stopped) return;
-          const started = performance.now();
-          let result: SweepResult;
-          try {
-            result = await this.options.runSweep(actor, nowMs, this.options.chunkMembers);
-          } catch (error) {
-            this.options.onError(error);
-            return;
-          }
+        if (this.stopped) return;
+        const started = performance.now();
+        try {
+          const result = await this.options.runSweep(actor, nowMs, this.options.chunkMembers);
           this.options.onChunk(actor, result, (performance.now() - started) / 1000);
-          if (result.finished) return;
+        } catch (error) {
+          this.options.onError(error);
         }
       }),
     );
