@@ -6,7 +6,9 @@ import { jetstream } from '@nats-io/jetstream';
 const memberId = process.argv[2] ?? 'alice';
 const amountMinor = Number(process.argv[3] ?? 12_345);
 const nc = await connect({ servers: process.env.LOYALTY_NATS_URL || 'nats://127.0.0.1:4222' });
-const outcome = nc.subscribe(`loyalty.outcome.*.${memberId}`, { max: 1 });
+// Every outcome of this member; we print those of our event (a first purchase
+// gives `membership`, then `balance`, maybe `tier` or `benefit`).
+const outcomes = nc.subscribe(`loyalty.outcome.*.${memberId}`);
 const event = {
   id: `order-${Date.now()}`,
   memberId,
@@ -19,5 +21,9 @@ const event = {
 };
 const ack = await jetstream(nc).publish(`loyalty.tx.${memberId}`, JSON.stringify(event));
 console.log(`published ${event.id} as stream sequence ${ack.seq}`);
-for await (const message of outcome) console.log(`${message.subject}: ${message.string()}`);
+const timer = setTimeout(() => outcomes.unsubscribe(), 2_000);
+for await (const message of outcomes) {
+  if (message.json().eventId === event.id) console.log(`${message.subject}: ${message.string()}`);
+}
+clearTimeout(timer);
 await nc.close();

@@ -235,7 +235,20 @@ export class Actor {
         continue;
       }
 
-      const decision = applyEvent(current, event, occurredAtMs, this.program, this.options.ports);
+      let decision: Decision;
+      try {
+        decision = applyEvent(current, event, occurredAtMs, this.program, this.options.ports);
+      } catch (error) {
+        // A check inside the domain refused this event (say, an amount whose
+        // points overflow exact integers). The domain never changes its inputs
+        // and decides the same way every time, so a redelivery would fail again
+        // and stop the engine in a loop: the event goes to the dead letters
+        // instead, and nothing of it is committed.
+        committedSequences.pop();
+        publishedAtMs.pop();
+        invalid(`refused by an internal check: ${(error as Error)?.message ?? String(error)}`, event.type);
+        continue;
+      }
       const rejected = decision.outcomes.some((outcome) => outcome.kind === 'rejected');
       count(counts, event.type, rejected ? 'rejected' : 'applied');
       const messages = this.record(changes, batch, partition, current, decision, occurredAtMs);

@@ -80,8 +80,13 @@ async function start(): Promise<number> {
   const engine = new Engine({ settings, program, logger });
   let signals = 0;
   const stopped = new Promise<number>((resolve) => {
+    let firstSignalAtMs = 0;
     const onSignal = (signal: NodeJS.Signals) => {
+      // Ctrl-C under `npm start` arrives twice (the terminal's process group,
+      // then npm forwarding it): a repeat within half a second is the same one.
+      if (signals > 0 && Date.now() - firstSignalAtMs < 500) return;
       signals += 1;
+      if (signals === 1) firstSignalAtMs = Date.now();
       if (signals > 1) {
         logger.warn({ signal }, 'second signal: exiting at once');
         process.exit(130);

@@ -26,7 +26,12 @@ export const lineItemSchema = z
     quantity: z.number().int().min(1).max(100_000),
     unitPriceMinor: amountMinorSchema,
   })
-  .strict();
+  .strict()
+  // The line's value must stay an exact integer: the earn rules multiply it further.
+  .refine((line) => Number.isSafeInteger(line.quantity * line.unitPriceMinor), {
+    message: 'quantity × unitPriceMinor exceeds the largest exact integer (2^53 - 1)',
+    path: ['unitPriceMinor'],
+  });
 
 const eventBase = {
   /** The idempotency key, unique per member: a re-sent id changes nothing. */

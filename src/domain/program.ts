@@ -182,8 +182,12 @@ export const returnsSchema = z
     windowDays: z.number().int().min(1).max(366),
     /** When a clawback exceeds the spendable balance: go negative, forgive the rest, or record a debt repaid from future earns. */
     shortfall: z.enum(['negative', 'floor', 'debt']).default('floor'),
-    /** Orders kept per member; beyond this the oldest can no longer be returned (keeps state bounded). */
-    ordersMax: z.number().int().min(1).max(10_000).default(1_000),
+    /**
+     * Orders kept per member; beyond this the oldest can no longer be returned.
+     * Why 100: every event re-encodes the member's state, so its cost grows with
+     * the orders kept; few members place 100 orders inside one return window.
+     */
+    ordersMax: z.number().int().min(1).max(10_000).default(100),
   })
   .strict();
 

@@ -148,5 +148,6 @@ export function reasonKind(reason: string): string {
   if (reason.startsWith('not valid msgpack')) return 'bad_msgpack';
   if (reason.startsWith('empty payload')) return 'empty';
   if (reason.includes("differs from the subject's member token")) return 'member_mismatch';
+  if (reason.startsWith('refused by an internal check')) return 'internal_check';
   return 'schema';
 }

@@ -79,6 +79,17 @@ describe('dead letters', () => {
         reason: /differs from the subject/,
       },
       { subject: 'loyalty.tx.bob', payload: new Uint8Array(0), reason: /empty payload/ },
+      {
+        // Its points would overflow exact integers: once a poison message that stopped the engine.
+        subject: 'loyalty.tx.bob',
+        payload: encoder.encode(
+          JSON.stringify({
+            id: 'w7', memberId: 'bob', type: 'purchase', occurredAt: '2026-11-23T10:00:00Z', amountMinor: 100, currency: 'EUR',
+            items: [{ sku: 'X', quantity: 100_000, unitPriceMinor: 9_000_000_000_000_000 }],
+          }),
+        ),
+        reason: /largest exact integer/,
+      },
     ];
     const messages: { subject: string; payload: Uint8Array; headers?: ReturnType<typeof headers> }[] = [];
     let validCount = 0;
