@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { Packr } from 'msgpackr';
 import { applyEvent } from '../domain/apply.js';
 import { assert } from '../domain/assert.js';
@@ -58,6 +59,8 @@ export interface BatchResult {
   readonly applySeconds: number;
   readonly cachedMembers: number;
   readonly outcomeCount: number;
+  /** V8 heap in use by this actor's thread, after the batch. */
+  readonly heapUsedBytes: number;
 }
 
 export interface SweepResult {
@@ -273,6 +276,7 @@ export class Actor {
         applySeconds,
         cachedMembers: this.cache.size,
         outcomeCount: changes.outcomes.length,
+        heapUsedBytes: getHeapStatistics().used_heap_size,
       },
       outcomes: changes.outcomes,
       outboxKey,

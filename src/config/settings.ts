@@ -52,8 +52,13 @@ const settingsObject = z
     ackWaitMs: integer(1_000, 3_600_000).default(60_000),
     /** Payloads larger than this go to the dead-letter stream unread. */
     payloadBytesMax: integer(256, 8 * 1024 * 1024).default(64 * 1024),
-    /** Members kept in each actor's memory; the rest are read from LMDB on demand. */
-    memberCacheMax: integer(1_000, 50_000_000).default(200_000),
+    /**
+     * Members kept in each actor's memory; the rest are read from LMDB on
+     * demand. A cached member costs about 3.6 KB of heap (measured with the
+     * simple program), so the default keeps both actors' caches near 360 MB
+     * however many members there are.
+     */
+    memberCacheMax: integer(1_000, 50_000_000).default(50_000),
     /** LMDB map size; the file grows up to it. */
     lmdbMapSizeBytes: integer(64 * 1024 * 1024, 2 ** 40).default(64 * 1024 ** 3),
     /**

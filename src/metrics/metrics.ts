@@ -67,6 +67,13 @@ export class EngineMetrics {
     registers: [this.registry],
   });
 
+  readonly actorHeap = new Gauge({
+    name: 'loyalty_actor_heap_used_bytes',
+    help: "V8 heap in use by an actor's thread (the process metrics show the main thread's only).",
+    labelNames: ['actor'] as const,
+    registers: [this.registry],
+  });
+
   readonly deadLetters = new Counter({
     name: 'loyalty_dead_letters_total',
     help: 'Messages sent to the dead-letter stream, by reason kind.',
@@ -137,6 +144,7 @@ export class EngineMetrics {
     this.commitDuration.observe({ actor: actorLabel }, result.commitSeconds);
     this.applyDuration.observe({ actor: actorLabel }, result.applySeconds);
     this.cachedMembers.set({ actor: actorLabel }, result.cachedMembers);
+    this.actorHeap.set({ actor: actorLabel }, result.heapUsedBytes);
     this.outcomes.inc(result.outcomeCount);
   }
 }

@@ -17,6 +17,7 @@ function batchResult(overrides: Partial<BatchResult> = {}): BatchResult {
     applySeconds: 0.0007,
     cachedMembers: 1234,
     outcomeCount: 5,
+    heapUsedBytes: 1_000_000,
     ...overrides,
   };
 }

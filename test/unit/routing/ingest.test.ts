@@ -64,6 +64,7 @@ function result(committed: readonly number[], deadLetters: readonly number[] = [
     applySeconds: 0,
     cachedMembers: 0,
     outcomeCount: 0,
+    heapUsedBytes: 0,
   };
 }
 
