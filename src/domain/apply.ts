@@ -13,7 +13,7 @@ import { applyRedemption, applyRedemptionCancel } from './redemption.js';
 import { rejection, type Rejection } from './rejection.js';
 import { applyReturn } from './returns.js';
 import type { Decision, MemberState } from './state.js';
-import { balanceOutcomes, finishDecision, startWork, type Work } from './work.js';
+import { balanceOutcomes, unchangedBalanceOutcome, finishDecision, startWork, type Work } from './work.js';
 
 /**
  * The pure core: (state, event, program, event time) → decision. No I/O, no
@@ -54,6 +54,9 @@ export function applyEvent(
   }
   work.state.eventCount += 1;
   balanceOutcomes(work);
+  // Every accepted event gets at least one outcome, even one that moved no
+  // balance (a purchase too small to earn a point): producers wait for it.
+  if (work.outcomes.length === 0) unchangedBalanceOutcome(work);
   return finishDecision(work);
 }
 

@@ -231,6 +231,27 @@ export function balanceOutcomes(work: Work): void {
   }
 }
 
+/** A balance outcome of the first currency with nothing moved, for an accepted event that changed no balance. */
+export function unchangedBalanceOutcome(work: Work): void {
+  const currencyId = work.program.program.currencies[0]!.id;
+  const current = readCurrency(work.state, currencyId);
+  work.outcomes.push({
+    kind: 'balance',
+    eventId: work.eventId,
+    memberId: work.state.memberId,
+    occurredAtMs: work.atMs,
+    currency: currencyId,
+    delta: 0,
+    pendingDelta: 0,
+    qualifyingDelta: 0,
+    spendable: current.spendable,
+    pending: current.pending,
+    qualifying: current.qualifying,
+    debt: current.debt,
+    tierId: work.state.tierId,
+  });
+}
+
 export function finishDecision(work: Work): Decision {
   const decision: Mutable<Decision> = { state: work.state, ledger: work.ledger, outcomes: work.outcomes };
   if (work.budgetUsage.length > 0) decision.budgetUsage = work.budgetUsage;
