@@ -6,7 +6,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# npm install, not npm ci: optional native builds for other platforms are missing from the lock.
+RUN npm install --omit=dev --no-audit --no-fund
 COPY src ./src
 COPY config ./config
 COPY tsconfig.json ./
