@@ -89,8 +89,9 @@ export const instantSchema = z
   .union([z.iso.datetime({ offset: true }), z.iso.date()])
   .meta({ description: 'ISO 8601 date-time with offset (2026-11-23T10:00:00Z) or date (2026-11-23, midnight UTC)' });
 
-export function instantMs(value: string): number {
-  return Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
+/** An ISO instant, or a date (YYYY-MM-DD) meaning its midnight at the given UTC offset (the program's). */
+export function instantMs(value: string, utcOffsetMinutes = 0): number {
+  return value.length === 10 ? Date.parse(`${value}T00:00:00Z`) - utcOffsetMinutes * 60_000 : Date.parse(value);
 }
 
 export const memberIdParam = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]{1,64}$/, 'member id may hold only letters, digits, "_" and "-"');

@@ -86,6 +86,8 @@ export function addKpis(target: KpiTarget, input: KpiInput): void {
     if (after.status === 'active') {
       day.enrollments += 1;
       day.tierDelta[after.tierId] = (day.tierDelta[after.tierId] ?? 0) + 1;
+      // A first event can lift a new member above the first tier: that is an upgrade too.
+      if ((input.tierRank.get(after.tierId) ?? 0) > 0) day.upgrades += 1;
     }
   } else if (after.status !== 'active') {
     day.tierDelta[before.tierId] = (day.tierDelta[before.tierId] ?? 0) - 1;

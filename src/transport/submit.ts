@@ -207,14 +207,15 @@ export class JetStreamSubmitter implements EventSubmitter {
       waiter?.cancel();
       throw new SubmitError(`cannot publish event ${event.id} to ${subject}: ${(error as Error).message}`, { cause: error });
     }
-    if (waiter === undefined) return { eventId: event.id, sequence: ack.seq, duplicate: ack.duplicate };
     if (ack.duplicate) {
       // The stream dropped this copy, so no actor will see it: if the first copy's
-      // outcome is already out, it would never come again. Re-send under another
-      // message id; the actor knows the event id and answers with the first outcome,
-      // changing nothing (the engine's own exactly-once, not the stream's).
+      // outcome is already out, it would never come again (a bulk job tracking
+      // outcomes waited two minutes for it). Re-send under another message id;
+      // the actor knows the event id and answers with the first outcome, changing
+      // nothing (the engine's own exactly-once, not the stream's).
       this.js.publish(subject, payload, { msgID: `${messageId}:resend:${nuid.next()}`, timeout: this.publishTimeoutMs }).catch(() => undefined);
     }
+    if (waiter === undefined) return { eventId: event.id, sequence: ack.seq, duplicate: ack.duplicate };
     const { outcomes, timedOut } = await waiter.promise;
     return { eventId: event.id, sequence: ack.seq, duplicate: ack.duplicate, outcomes, ...(timedOut ? { timedOut: true } : {}) };
   }

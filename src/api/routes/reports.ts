@@ -91,8 +91,10 @@ export function registerReportRoutes(app: FastifyInstance, ctx: ApiContext): voi
     async (request, reply) => {
       const query = request.query as z.output<typeof kpisQuery>;
       const period = query.period ?? 'day';
-      const toMs = query.to === undefined ? Date.now() : instantMs(query.to);
-      const fromMs = query.from === undefined ? toMs - DEFAULT_SPAN_DAYS[period] * DAY_MS : instantMs(query.from);
+      // A date alone is that day at the program's offset, the days the report is kept in.
+      const offset = ctx.programs.active().utcOffsetMinutes;
+      const toMs = query.to === undefined ? Date.now() : instantMs(query.to, offset);
+      const fromMs = query.from === undefined ? toMs - DEFAULT_SPAN_DAYS[period] * DAY_MS : instantMs(query.from, offset);
       if (fromMs >= toMs) throw new ApiError('VALIDATION_FAILED', 'querystring.to: must be after from', { issues: [{ field: 'querystring.to', message: 'must be after from' }] });
       const spanDays = (toMs - fromMs) / DAY_MS;
       const periods = period === 'day' ? spanDays : period === 'week' ? spanDays / 7 : spanDays / 30.4;
