@@ -294,7 +294,7 @@ describe('KPI report against a hand-computed scenario', () => {
     expect(month.text.trim().split(/\r?\n/).join('\n')).toBe(expectedCsv([EXPECTED_OCTOBER]));
   });
 
-  // BUG (src/reports/kpis.ts addKpis): a member whose FIRST event already lifts them to a higher tier (here a
+  // Once a bug, now fixed (src/reports/kpis.ts addKpis): a member whose FIRST event already lifts them to a higher tier (here a
   // new member's first purchase of 150 EUR, 150 ≥ 100 → Silver; the engine publishes a `tier` outcome
   // member → silver, direction up) is counted as an enrollment into silver, but never as an upgrade: the
   // `before === undefined` branch adds the enrollment and the tier count, and the upgrade/downgrade branch is
@@ -315,7 +315,7 @@ describe('KPI report against a hand-computed scenario', () => {
     ]);
   });
 
-  // BUG (src/api/routes/reports.ts with src/api/schema.ts instantMs): `from`/`to` given as dates are read as
+  // Once a bug, now fixed (src/api/routes/reports.ts with src/api/schema.ts instantMs): `from`/`to` given as dates are read as
   // midnight UTC, but periods are days/months at the program's offset (+01:00 here). to=2026-10-07 is then
   // 2026-10-07T01:00 at the program's offset, so the report adds a row for 7 October (whole-day counters although
   // only its first hour is before `to`); to=2026-11-01 adds a November row, whose activeMembers counts the whole
