@@ -51,7 +51,8 @@ export const errorBodySchema = z
       details: z.unknown().optional(),
     }),
   })
-  .meta({ id: 'Error' });
+  // No id: @fastify/swagger rewrote the $ref to #/components/schemas/Error but left components empty.
+  .meta({ description: 'Every error: { error: { code, message, details? } }' });
 
 export interface Issue {
   /** Where: body, querystring, params or headers, then the field path. */
