@@ -309,88 +309,98 @@ export const programSchema = z
       .prefault({}),
   })
   .strict()
-  .superRefine((program, context) => {
-    const issue = (path: (string | number)[], message: string) => context.addIssue({ code: 'custom', path, message });
-    const currencyIds = uniqueIds(program.currencies, ['currencies'], issue);
-    const checkCurrency = (id: string | undefined, path: (string | number)[]) => {
-      if (id !== undefined && !currencyIds.has(id)) issue(path, `unknown points currency ${id}`);
-    };
-    program.currencies.forEach((currency, index) => {
-      if (currency.expiringSoonDays !== undefined && currency.expiry.kind === 'none') {
-        issue(['currencies', index, 'expiringSoonDays'], 'a currency without expiry has nothing expiring soon');
-      }
-    });
-    checkCurrency(program.earn.currency, ['earn', 'currency']);
-    refineTiers(program, issue);
-    const tierIds = new Set(program.tiers.map((tier) => tier.id));
-    const checkTier = (id: string, path: (string | number)[]) => {
-      if (!tierIds.has(id)) issue(path, `unknown tier ${id}`);
-    };
-    const qualification = program.tierQualification;
-    checkCurrency(qualification.currency, ['tierQualification', 'currency']);
-    if (qualification.basis === 'points') {
-      const tierCurrency = program.currencies.find((currency) => currency.id === (qualification.currency ?? program.currencies[0]?.id));
-      if (tierCurrency !== undefined && !tierCurrency.qualifying) {
-        issue(['tierQualification', 'currency'], `tiers are measured on ${tierCurrency.id}, which has qualifying: false`);
-      }
-    }
-    if (qualification.window.kind === 'lifetime' && qualification.graceDays > 0) {
-      issue(['tierQualification', 'graceDays'], 'a lifetime window never downgrades, so a grace period has no effect');
-    }
-    // Rules, promotions, activities and benefits all name ledger entries: one namespace.
-    const ruleIds = new Set<string>();
-    const claimRuleId = (id: string, path: (string | number)[]) => {
-      if (ruleIds.has(id)) issue(path, `duplicate rule id ${id} (rules, promotions, activities and benefits share ids)`);
-      ruleIds.add(id);
-    };
-    program.earn.rules.forEach((rule, index) => {
-      claimRuleId(rule.id, ['earn', 'rules', index, 'id']);
-      checkCurrency(rule.currency, ['earn', 'rules', index, 'currency']);
-      refineAward(rule.award, rule.when, ['earn', 'rules', index], issue);
-    });
-    program.promotions.forEach((promotion, index) => {
-      const path = ['promotions', index];
-      claimRuleId(promotion.id, [...path, 'id']);
-      checkCurrency(promotion.currency, [...path, 'currency']);
-      refineAward(promotion.award, promotion.when, path, issue);
-      if (Date.parse(promotion.endsAt) <= Date.parse(promotion.startsAt)) issue([...path, 'endsAt'], 'endsAt must be after startsAt');
-      promotion.eligibility.tiers?.forEach((tierId, tierIndex) => checkTier(tierId, [...path, 'eligibility', 'tiers', tierIndex]));
-      for (const which of ['perMember', 'global'] as const) {
-        const budget = promotion.budget[which];
-        if (budget !== undefined && budget.points === undefined && budget.uses === undefined) {
-          issue([...path, 'budget', which], 'a budget needs points, uses or both');
+  .superRefine(
+    (program, context) => {
+      // Cross-field rules run even when a field has a type error, so one
+      // validation names every bad field; a shape the rules cannot read
+      // (already reported as a type error) is skipped.
+      try {
+        const issue = (path: (string | number)[], message: string) => context.addIssue({ code: 'custom', path, message });
+        const currencyIds = uniqueIds(program.currencies, ['currencies'], issue);
+        const checkCurrency = (id: string | undefined, path: (string | number)[]) => {
+          if (id !== undefined && !currencyIds.has(id)) issue(path, `unknown points currency ${id}`);
+        };
+        program.currencies.forEach((currency, index) => {
+          if (currency.expiringSoonDays !== undefined && currency.expiry.kind === 'none') {
+            issue(['currencies', index, 'expiringSoonDays'], 'a currency without expiry has nothing expiring soon');
+          }
+        });
+        checkCurrency(program.earn.currency, ['earn', 'currency']);
+        refineTiers(program, issue);
+        const tierIds = new Set(program.tiers.map((tier) => tier.id));
+        const checkTier = (id: string, path: (string | number)[]) => {
+          if (!tierIds.has(id)) issue(path, `unknown tier ${id}`);
+        };
+        const qualification = program.tierQualification;
+        checkCurrency(qualification.currency, ['tierQualification', 'currency']);
+        if (qualification.basis === 'points') {
+          const tierCurrency = program.currencies.find((currency) => currency.id === (qualification.currency ?? program.currencies[0]?.id));
+          if (tierCurrency !== undefined && !tierCurrency.qualifying) {
+            issue(['tierQualification', 'currency'], `tiers are measured on ${tierCurrency.id}, which has qualifying: false`);
+          }
         }
+        if (qualification.window.kind === 'lifetime' && qualification.graceDays > 0) {
+          issue(['tierQualification', 'graceDays'], 'a lifetime window never downgrades, so a grace period has no effect');
+        }
+        // Rules, promotions, activities and benefits all name ledger entries: one namespace.
+        const ruleIds = new Set<string>();
+        const claimRuleId = (id: string, path: (string | number)[]) => {
+          if (ruleIds.has(id)) issue(path, `duplicate rule id ${id} (rules, promotions, activities and benefits share ids)`);
+          ruleIds.add(id);
+        };
+        program.earn.rules.forEach((rule, index) => {
+          claimRuleId(rule.id, ['earn', 'rules', index, 'id']);
+          checkCurrency(rule.currency, ['earn', 'rules', index, 'currency']);
+          refineAward(rule.award, rule.when, ['earn', 'rules', index], issue);
+        });
+        program.promotions.forEach((promotion, index) => {
+          const path = ['promotions', index];
+          claimRuleId(promotion.id, [...path, 'id']);
+          checkCurrency(promotion.currency, [...path, 'currency']);
+          refineAward(promotion.award, promotion.when, path, issue);
+          if (Date.parse(promotion.endsAt) <= Date.parse(promotion.startsAt)) issue([...path, 'endsAt'], 'endsAt must be after startsAt');
+          promotion.eligibility.tiers?.forEach((tierId, tierIndex) => checkTier(tierId, [...path, 'eligibility', 'tiers', tierIndex]));
+          for (const which of ['perMember', 'global'] as const) {
+            const budget = promotion.budget[which];
+            if (budget !== undefined && budget.points === undefined && budget.uses === undefined) {
+              issue([...path, 'budget', which], 'a budget needs points, uses or both');
+            }
+          }
+        });
+        const activityKeys = new Set<string>();
+        program.activities.forEach((activity, index) => {
+          const path = ['activities', index];
+          claimRuleId(activity.id, [...path, 'id']);
+          checkCurrency(activity.currency, [...path, 'currency']);
+          if (activity.activity === 'custom' && activity.customType === undefined) issue([...path, 'customType'], 'custom activities need a customType');
+          if (activity.activity !== 'custom' && activity.customType !== undefined) issue([...path, 'customType'], 'only custom activities have a customType');
+          const key = activityKey(activity.activity, activity.customType);
+          if (activityKeys.has(key)) issue([...path, 'activity'], `two rules reward the same activity ${key}`);
+          activityKeys.add(key);
+        });
+        const challengeIds = uniqueIds(program.challenges, ['challenges'], issue);
+        program.benefits.forEach((benefit, index) => {
+          const path = ['benefits', index];
+          claimRuleId(benefit.id, [...path, 'id']);
+          const trigger = benefit.trigger;
+          if (trigger.kind === 'tier_reached') checkTier(trigger.tierId, [...path, 'trigger', 'tierId']);
+          if (trigger.kind === 'points_milestone') checkCurrency(trigger.currency, [...path, 'trigger', 'currency']);
+          if (trigger.kind === 'challenge_completed' && !challengeIds.has(trigger.challengeId)) {
+            issue([...path, 'trigger', 'challengeId'], `unknown challenge ${trigger.challengeId}`);
+          }
+        });
+        const rewards = program.redemption.rewards ?? [];
+        uniqueIds(rewards, ['redemption', 'rewards'], issue);
+        rewards.forEach((reward, index) => {
+          checkCurrency(reward.currency, ['redemption', 'rewards', index, 'currency']);
+          reward.tiers?.forEach((tierId, tierIndex) => checkTier(tierId, ['redemption', 'rewards', index, 'tiers', tierIndex]));
+        });
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error;
       }
-    });
-    const activityKeys = new Set<string>();
-    program.activities.forEach((activity, index) => {
-      const path = ['activities', index];
-      claimRuleId(activity.id, [...path, 'id']);
-      checkCurrency(activity.currency, [...path, 'currency']);
-      if (activity.activity === 'custom' && activity.customType === undefined) issue([...path, 'customType'], 'custom activities need a customType');
-      if (activity.activity !== 'custom' && activity.customType !== undefined) issue([...path, 'customType'], 'only custom activities have a customType');
-      const key = activityKey(activity.activity, activity.customType);
-      if (activityKeys.has(key)) issue([...path, 'activity'], `two rules reward the same activity ${key}`);
-      activityKeys.add(key);
-    });
-    const challengeIds = uniqueIds(program.challenges, ['challenges'], issue);
-    program.benefits.forEach((benefit, index) => {
-      const path = ['benefits', index];
-      claimRuleId(benefit.id, [...path, 'id']);
-      const trigger = benefit.trigger;
-      if (trigger.kind === 'tier_reached') checkTier(trigger.tierId, [...path, 'trigger', 'tierId']);
-      if (trigger.kind === 'points_milestone') checkCurrency(trigger.currency, [...path, 'trigger', 'currency']);
-      if (trigger.kind === 'challenge_completed' && !challengeIds.has(trigger.challengeId)) {
-        issue([...path, 'trigger', 'challengeId'], `unknown challenge ${trigger.challengeId}`);
-      }
-    });
-    const rewards = program.redemption.rewards ?? [];
-    uniqueIds(rewards, ['redemption', 'rewards'], issue);
-    rewards.forEach((reward, index) => {
-      checkCurrency(reward.currency, ['redemption', 'rewards', index, 'currency']);
-      reward.tiers?.forEach((tierId, tierIndex) => checkTier(tierId, ['redemption', 'rewards', index, 'tiers', tierIndex]));
-    });
-  });
+    },
+    { when: () => true },
+  );
 
 type IssueFn = (path: (string | number)[], message: string) => void;
 

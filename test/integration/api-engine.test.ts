@@ -708,13 +708,9 @@ describe('HTTP API against a running engine', () => {
       expect((await get('/v1/program')).json.program.earn.points).toBe(1);
     });
 
-    // BUG (src/domain/program.ts programSchema): the cross-field checks live in programSchema.superRefine, and
-    // zod 4 skips an object's refinements when any of its fields has a type error (invalid_type: a missing
-    // required field, a string for a boolean...); range errors such as utcOffsetMinutes: 9999 do not stop them.
-    // So a file with one type slip (here membership.autoEnroll: maybe) is reported without its cross-field errors
-    // (first tier not at 0, a promotion naming an unknown tier, duplicate ids...): the operator fixes the listed
-    // field and only then learns about the rest. docs/program.md and DESIGN promise every bad field at once.
-    it.fails('validate names cross-field errors together with a type error', async () => {
+    // Once a bug, now fixed: zod 4 skips an object's refinements when a field has a type error, so a file with
+    // one type slip was reported without its cross-field errors. The program's refinement now always runs.
+    it('validate names cross-field errors together with a type error', async () => {
       const program = [
         'id: cross',
         'name: Cross',
