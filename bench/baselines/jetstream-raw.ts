@@ -11,11 +11,11 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import type { GeneratedLoad } from '../generator/load.js';
+import type { Spool } from '../generator/spool.js';
 import { startBenchNatsServer } from '../harness/nats-server.js';
 import { median } from '../measure/stats.js';
 import { machineBusySeconds, ProcessSampler, readMachineTicks, type ProcessUsageSummary } from '../measure/process-sampler.js';
-import { publishLoad, streamLastSeq, verifyStreamCount, type PublishResult, type StreamCountResult } from '../publisher/publisher.js';
+import { publishSpool, streamLastSeq, verifyStreamCount, type PublishResult, type StreamCountResult } from '../publisher/publisher.js';
 
 /**
  * The transport's limit on this machine: how fast JetStream alone ingests the
@@ -34,8 +34,19 @@ import { publishLoad, streamLastSeq, verifyStreamCount, type PublishResult, type
 
 export const RAW_STREAM = 'BENCH_RAW';
 
-export interface RawBaselineOptions {
-  load: GeneratedLoad;
+/** What a second baseline needs to consume the same stored messages on the same server. */
+export interface SharedStream {
+  jsm: JetStreamManager;
+  js: JetStreamClient;
+  stream: string;
+  baseSequence: number;
+  count: number;
+}
+
+export interface RawBaselineOptions<Extra> {
+  spool: Spool;
+  /** Runs after the consume passes, on the same server and stream (the PostgreSQL baseline). */
+  after?: (shared: SharedStream) => Promise<Extra>;
   /** Ack-all once per this many messages (and on the last one). */
   ackEvery?: number;
   /** Messages the client asks for per pull request (consume buffer). */
@@ -86,13 +97,13 @@ export interface RawBaselineResult {
   otherProcessesCpuPercentMean: number | null;
 }
 
-export async function runRawBaseline(options: RawBaselineOptions): Promise<RawBaselineResult> {
-  const { load } = options;
+export async function runRawBaseline<Extra = undefined>(options: RawBaselineOptions<Extra>): Promise<{ raw: RawBaselineResult; extra: Extra | undefined }> {
+  const { spool } = options;
   const ackEvery = options.ackEvery ?? 1_000;
   const pullBatch = options.pullBatch ?? 10_000;
   const ackPendingMax = options.ackPendingMax ?? 50_000;
   const repeats = options.repeats ?? 5;
-  const phaseTimeoutMs = options.phaseTimeoutMs ?? Math.max(60_000, load.count / 5);
+  const phaseTimeoutMs = options.phaseTimeoutMs ?? Math.max(60_000, spool.count / 5);
   if (ackPendingMax <= ackEvery) throw new RangeError('ackPendingMax must exceed ackEvery, or the consumer stalls waiting for an ack');
   if (!Number.isInteger(repeats) || repeats < 1) throw new RangeError('repeats must be an integer >= 1');
   const server = await startBenchNatsServer();
@@ -111,13 +122,13 @@ export async function runRawBaseline(options: RawBaselineOptions): Promise<RawBa
     ingestUsage.start();
     const base = await streamLastSeq(jsm, RAW_STREAM);
     const counter = { published: 0 };
-    const progress = setInterval(() => options.onProgress?.('raw ingest', counter.published, load.count), 1_000);
+    const progress = setInterval(() => options.onProgress?.('raw ingest', counter.published, spool.count), 1_000);
     const started = performance.now();
     let publish: PublishResult;
     let stream: StreamCountResult;
     try {
-      publish = await publishLoad({ nc, load, ratePerSecond: undefined, publishTimesMs: new Float64Array(load.count), counter });
-      stream = await verifyStreamCount(jsm, RAW_STREAM, base, load.count, 5_000, phaseTimeoutMs);
+      publish = await publishSpool({ nc, spool, shape: null, counter });
+      stream = await verifyStreamCount(jsm, RAW_STREAM, base, spool.count, 5_000, phaseTimeoutMs);
     } finally {
       clearInterval(progress);
     }
@@ -152,9 +163,10 @@ export async function runRawBaseline(options: RawBaselineOptions): Promise<RawBa
     const otherSeconds =
       machineBusy === null ? null : machineBusy - (benchCpu.user + benchCpu.system) / 1e6 - consumeSummary.cpuSecondsTotal;
     const rates = passes.map((pass) => pass.ratePerSecond);
-    return {
-      messages: load.count,
-      meanPayloadBytes: load.bytes.length / load.count,
+    const extra = options.after === undefined ? undefined : await options.after({ jsm, js, stream: RAW_STREAM, baseSequence: base, count: stream.stored });
+    const raw: RawBaselineResult = {
+      messages: spool.count,
+      meanPayloadBytes: spool.facts.payloadBytes / spool.count,
       ingest: { publish, stream, storedPerSecond: stream.stored / (storedMs / 1000) },
       consume: {
         ratePerSecond: median(rates),
@@ -169,6 +181,7 @@ export async function runRawBaseline(options: RawBaselineOptions): Promise<RawBa
       natsServer: { version: server.version, ingestUsage: ingestSummary, consumeUsage: consumeSummary },
       otherProcessesCpuPercentMean: otherSeconds === null ? null : Math.max(0, Math.round((otherSeconds / consumeWallSeconds) * 1000) / 10),
     };
+    return { raw, extra };
   } finally {
     await nc.close().catch(() => undefined);
     await server.stop();

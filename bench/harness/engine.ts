@@ -26,8 +26,10 @@ export interface RunningEngine {
   readonly dataDir: string;
   readonly child: ManagedChild;
   readonly startMs: number;
-  /** SIGTERM, wait up to graceMs, then SIGKILL; measures the data dir before removing it. */
+  /** SIGTERM, wait up to graceMs, then SIGKILL; measures the data dir, and removes it unless keepDataDir. */
   stop(graceMs?: number): Promise<EngineStopResult>;
+  /** Removes a data directory kept after stop (also done on exit, whatever happens). */
+  removeDataDir(): void;
 }
 
 export interface EngineStopResult extends StopResult {
@@ -74,18 +76,24 @@ export async function startEngine(options: StartEngineOptions): Promise<RunningE
     logPath: options.logPath,
   });
   const healthUrl = `http://127.0.0.1:${httpPort}/health`;
+  let unregisterDataDir: (() => void) | undefined;
+  const removeDataDir = (): void => {
+    unregisterDataDir?.();
+    dataDir.remove();
+  };
   const stop = async (graceMs = 30_000): Promise<EngineStopResult> => {
     unregister();
     const result = await child.stop(graceMs);
     const dataDirBytes = diskUsageBytes(dataDir.path);
     if (options.keepDataDir !== true) dataDir.remove();
+    else unregisterDataDir = registerCleanup(async () => dataDir.remove(), () => dataDir.remove());
     return { ...result, dataDirBytes };
   };
   const unregister = registerCleanup(
     () => stop(5_000),
     () => {
       child.process.kill('SIGKILL');
-      if (options.keepDataDir !== true) dataDir.remove();
+      dataDir.remove();
     },
   );
   try {
@@ -103,6 +111,7 @@ export async function startEngine(options: StartEngineOptions): Promise<RunningE
     child,
     startMs: Date.now() - started,
     stop,
+    removeDataDir,
   };
 }
 

@@ -12,6 +12,11 @@ export const DEFAULT_WATCHED_METRICS = [
   'process_resident_memory_bytes',
   'nodejs_heap_size_used_bytes',
   'nodejs_eventloop_lag_p99_seconds',
+  'loyalty_dead_letters_total',
+  'loyalty_ack_pending_messages',
+  'loyalty_events_total',
+  'loyalty_actor_heap_used_bytes',
+  'loyalty_actor_cached_members',
 ] as const;
 
 export interface MetricsSample {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 /**
@@ -42,8 +42,8 @@ function ticksPerSecond(): number {
   return clockTicksPerSecond;
 }
 
-/** utime + stime of a process in seconds, or undefined once it has gone. */
-export function readCpuSeconds(pid: number): number | undefined {
+/** Fields of /proc/<pid>/stat after the command name, or undefined once the process has gone. */
+function statFields(pid: number): string[] | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -51,12 +51,54 @@ export function readCpuSeconds(pid: number): number | undefined {
     return undefined;
   }
   // The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // After the name, field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * utime + stime of a process in seconds, or undefined once it has gone. With
+ * `withChildren`, also its children's (live ones, and cutime + cstime for
+ * those it has waited for): a PostgreSQL server is a postmaster and its backends.
+ */
+export function readCpuSeconds(pid: number, withChildren = false): number | undefined {
+  const fields = statFields(pid);
+  if (fields === undefined) return undefined;
+  // After the name, field 3 (state) is index 0, so utime (14) is index 11, stime (15) 12, cutime 13, cstime 14.
   const userTicks = Number(fields[11]);
   const systemTicks = Number(fields[12]);
   if (!Number.isFinite(userTicks) || !Number.isFinite(systemTicks)) return undefined;
-  return (userTicks + systemTicks) / ticksPerSecond();
+  let ticks = userTicks + systemTicks;
+  if (withChildren) {
+    ticks += Number(fields[13]) + Number(fields[14]);
+    for (const child of childrenOf(pid)) {
+      const childFields = statFields(child);
+      if (childFields !== undefined) ticks += Number(childFields[11]) + Number(childFields[12]);
+    }
+  }
+  return ticks / ticksPerSecond();
+}
+
+/** Direct children of a process (from /proc/<pid>/task/<pid>/children when the kernel has it, else a scan). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((text) => text.length > 0)
+      .map(Number);
+  } catch {
+    const found: number[] = [];
+    let entries: string[] = [];
+    try {
+      entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+    } catch {
+      return found;
+    }
+    for (const name of entries) {
+      const fields = statFields(Number(name));
+      if (fields !== undefined && Number(fields[1]) === pid) found.push(Number(name));
+    }
+    return found;
+  }
 }
 
 /** Resident memory in bytes: { rss: VmRSS, rssAnon: RssAnon }, or undefined once the process has gone. */
@@ -76,6 +118,8 @@ export function readMemoryBytes(pid: number): { rss: number; rssAnon: number } |
 
 export class ProcessSampler {
   readonly pid: number;
+  /** Sum the process's children too (CPU and memory). */
+  readonly withChildren: boolean;
   readonly samples: ProcessSample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
@@ -83,14 +127,15 @@ export class ProcessSampler {
   private lastCpuSeconds: number | undefined;
   private lastAt = 0;
 
-  constructor(pid: number) {
+  constructor(pid: number, withChildren = false) {
     this.pid = pid;
+    this.withChildren = withChildren;
   }
 
   start(intervalMs = 1_000): void {
     this.startedAt = performance.now();
     this.lastAt = this.startedAt;
-    this.firstCpuSeconds = readCpuSeconds(this.pid);
+    this.firstCpuSeconds = readCpuSeconds(this.pid, this.withChildren);
     this.lastCpuSeconds = this.firstCpuSeconds;
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
@@ -99,8 +144,16 @@ export class ProcessSampler {
   /** Takes one sample now (also called by the interval). */
   sample(): ProcessSample | undefined {
     const now = performance.now();
-    const cpuSeconds = readCpuSeconds(this.pid);
+    const cpuSeconds = readCpuSeconds(this.pid, this.withChildren);
     const memory = readMemoryBytes(this.pid);
+    if (memory !== undefined && this.withChildren) {
+      for (const child of childrenOf(this.pid)) {
+        const childMemory = readMemoryBytes(child);
+        if (childMemory === undefined) continue;
+        memory.rss += childMemory.rss;
+        memory.rssAnon += childMemory.rssAnon;
+      }
+    }
     if (cpuSeconds === undefined || memory === undefined) return undefined;
     const elapsedSeconds = (now - this.lastAt) / 1000;
     const cpuPercent =

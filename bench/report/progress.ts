@@ -68,3 +68,10 @@ export function formatMs(ms: number): string {
   if (ms < 1_000) return `${ms.toFixed(1)} ms`;
   return `${(ms / 1000).toFixed(2)} s`;
 }
+
+/** A progress bar of `width` cells for a fraction in [0, 1]: [██████░░░░]. */
+export function bar(fraction: number, width = 20): string {
+  const clamped = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+  const full = Math.round(clamped * width);
+  return `[${'█'.repeat(full)}${'░'.repeat(width - full)}]`;
+}

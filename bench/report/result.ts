@@ -1,31 +1,45 @@
 import type { RawBaselineResult } from '../baselines/jetstream-raw.js';
-import type { CorrectnessResult } from '../correctness/balances.js';
-import type { Encoding } from '../generator/load.js';
-import type { EngineRunResult } from '../scenarios/purchases-e2e.js';
+import type { PostgresBaselineResult } from '../baselines/postgres-ledger.js';
+import type { CorrectnessResult } from '../correctness/replay.js';
+import type { EventKind, GeneratorStats } from '../generator/events.js';
+import type { Encoding } from '../generator/spool.js';
+import type { EngineRunResult } from '../scenarios/engine-run.js';
 
 /**
  * The JSON result file (bench/results/<timestamp>.json). Versioned so that
  * comparisons across commits can tell when fields changed meaning; bump
  * RESULT_SCHEMA_VERSION when a field is renamed or redefined.
+ * 2: scenarios and shapes, the event mix, the PostgreSQL baseline, the domain
+ *    replay check, per-second timeline with latency and lag, targets.
  */
-export const RESULT_SCHEMA_VERSION = 1;
+export const RESULT_SCHEMA_VERSION = 2;
+
+export type ScenarioName = 'cyber-week' | 'steady' | 'ramp' | 'max';
 
 export interface BenchParameters {
-  scenario: string;
+  scenario: ScenarioName;
+  /** The schedule, for people (null: as fast as possible). */
+  shape: string | null;
   events: number;
-  /** Events published and awaited before the measured run (other members, other ids); not measured. */
+  /** cyber-week and ramp: the peak rate; steady: the rate (events/s). */
+  ratePerSecond: number | null;
+  /** Length of the schedule (a compressed day for cyber-week), s. */
+  durationSeconds: number | null;
   warmupEvents: number;
   members: number;
   zipfExponent: number;
   encoding: Encoding;
-  /** Target publish rate in events/s; null = unlimited. */
-  ratePerSecond: number | null;
+  mix: Record<EventKind, number>;
   seed: number;
   runId: string;
   programFile: string;
-  verify: 'auto' | 'on' | 'off';
+  verify: 'on' | 'off';
   baseline: 'on' | 'off' | 'only';
   baselineRepeats: number;
+  postgres: 'auto' | 'on' | 'off';
+  postgresBatchEvents: number;
+  engineEnv: Record<string, string>;
+  chunkEvents: number;
   timeoutSeconds: number;
   stallSeconds: number;
   /** Waited up to this long for the CPUs to be quiet before starting (0 = did not wait). */
@@ -57,6 +71,18 @@ export interface LoadFacts {
   payloadBytesTotal: number;
   distinctMembers: number;
   hottestMemberShare: number;
+  generator: GeneratorStats;
+  chunks: number;
+}
+
+/** One of the targets, judged on this run when its conditions apply. */
+export interface TargetCheck {
+  target: string;
+  /** What was measured, with its unit; null when this run does not measure it. */
+  measured: string | null;
+  /** null: not applicable to this run's conditions. */
+  met: boolean | null;
+  conditions: string;
 }
 
 export interface BenchResult {
@@ -72,14 +98,19 @@ export interface BenchResult {
   parameters: BenchParameters;
   load: LoadFacts;
   baseline: RawBaselineResult | null;
+  postgres: PostgresBaselineResult | null;
   engine: EngineRunResult | null;
   /** Why the engine run stopped with an error (the engine's last output included), or null. */
   engineError: string | null;
   ratios: {
-    /** Engine end-to-end events/s ÷ raw JetStream consume-and-ack msg/s (≤ 1 in practice). */
+    /** The engine's capacity figure (see capacityBasis) ÷ raw JetStream consume-and-ack msg/s. */
     engineToRawConsume: number | null;
-    /** The same with the engine's steady (10–90 %) rate. */
-    engineSteadyToRawConsume: number | null;
+    /** The engine's capacity figure ÷ the PostgreSQL ledger consumer's events/s. */
+    engineToPostgres: number | null;
+    /** Which engine figure the ratios use. */
+    capacityBasis: string;
+    capacityEventsPerSecond: number | null;
   };
+  targets: TargetCheck[];
   correctness: CorrectnessResult;
 }

@@ -1,114 +1,143 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { unpack } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkBalances, expectedPoints, readProgramFacts } from '../../../bench/correctness/balances.js';
+import { compareWallet, replayAndCompare } from '../../../bench/correctness/replay.js';
 import { DEFAULT_GENERATOR_OPTIONS } from '../../../bench/generator/events.js';
-import { generateLoad } from '../../../bench/generator/load.js';
+import { programModelOf } from '../../../bench/generator/program-model.js';
+import { payloadOf, writeSpool, type Spool } from '../../../bench/generator/spool.js';
 import { OutcomeCollector } from '../../../bench/measure/outcomes.js';
+import { loadProgramFile } from '../../../src/config/program-file.js';
+import {
+  applyEvent,
+  compileProgram,
+  createMemoryBudgets,
+  globalBudgetLimits,
+  unlimitedBudgets,
+  validateEvent,
+  type BudgetPort,
+  type MemberState,
+  type Outcome,
+} from '../../../src/domain/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-correctness-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function programFile(name: string, text: string): string {
-  const path = join(dir, name);
-  writeFileSync(path, text);
-  return path;
+// Retail with a Cyber Week budget small enough to run out within the test's events.
+const retailText = readFileSync(join(import.meta.dirname, '../../../config/programs/retail.yaml'), 'utf8');
+const programFile = join(dir, 'retail-small-budget.yaml');
+writeFileSync(programFile, retailText.replace('global: { points: 50000000 }', 'global: { points: 40000 }'));
+const program = loadProgramFile(programFile);
+const compiled = compileProgram(program);
+
+const spool: Spool = writeSpool({
+  generator: { ...DEFAULT_GENERATOR_OPTIONS, runId: 'c1', members: 400, count: 4_000, program: programModelOf(program) },
+  encoding: 'msgpack',
+  dir,
+  chunkEvents: 1_000,
+});
+
+interface Published {
+  index: number;
+  outcomes: Outcome[];
 }
 
-describe('expectedPoints', () => {
-  it('rounds exactly as the program says', () => {
-    const rule = { points: 1, perAmountMinor: 100, rounding: 'floor' as const };
-    expect(expectedPoints(199, rule)).toBe(1);
-    expect(expectedPoints(99, rule)).toBe(0);
-    expect(expectedPoints(150, { ...rule, rounding: 'half_up' })).toBe(2);
-    expect(expectedPoints(149, { ...rule, rounding: 'half_up' })).toBe(1);
-    expect(expectedPoints(101, { ...rule, rounding: 'ceil' })).toBe(2);
-    expect(expectedPoints(100, { ...rule, rounding: 'ceil' })).toBe(1);
-    expect(expectedPoints(Number.MAX_SAFE_INTEGER, { points: 3, perAmountMinor: 3, rounding: 'floor' })).toBe(Number.MAX_SAFE_INTEGER);
-  });
-});
-
-describe('readProgramFacts', () => {
-  it('reads the earn rule and the points currency of the current and the first schema', () => {
-    const current = readProgramFacts(
-      programFile(
-        'simple.yaml',
-        'id: simple\nname: S\ncurrency: EUR\ncurrencies: [{ id: pts }]\nearn: { points: 2, perAmountMinor: 100, rounding: half_up }\ntiers: [{ id: member, name: M, qualifyingPointsMin: 0 }]\n',
-      ),
-    );
-    expect(current).toMatchObject({ currency: 'EUR', pointsCurrency: 'pts', simple: true, inexactBecause: [] });
-    expect(current.earn).toEqual({ points: 2, perAmountMinor: 100, rounding: 'half_up' });
-    const first = readProgramFacts(
-      programFile('retail.yaml', 'id: r\nname: R\ncurrency: EUR\npointsCurrency: points\nearn: { points: 1, perAmountMinor: 100, rounding: floor }\ntiers: []\n'),
-    );
-    expect(first).toMatchObject({ pointsCurrency: 'points', simple: false });
-  });
-
-  it('names the features that make the recomputation inexact', () => {
-    const facts = readProgramFacts(
-      programFile(
-        'rich.yaml',
-        [
-          'id: rich',
-          'name: R',
-          'currency: EUR',
-          'earn: { points: 1, perAmountMinor: 100, rounding: floor, pendingDays: 14, rules: [{ id: x, award: { kind: multiplier, percent: 200 } }] }',
-          'tiers: [{ id: member, name: M, qualifyingPointsMin: 0 }, { id: gold, name: G, qualifyingPointsMin: 10, earnMultiplierPercent: 150 }]',
-          'promotions: [{ id: p }]',
-          '',
-        ].join('\n'),
-      ),
-    );
-    expect(facts.inexactBecause).toEqual(['earn.rules', 'earn.pendingDays > 0', 'promotions', 'tier earnMultiplierPercent']);
-  });
-});
-
-describe('checkBalances', () => {
-  const rule = { points: 1, perAmountMinor: 100, rounding: 'floor' as const };
-  const load = generateLoad({ generator: { ...DEFAULT_GENERATOR_OPTIONS, runId: 'c1', members: 50 }, count: 2_000, encoding: 'json' });
-
-  /** Outcomes as a correct engine would publish them: running sums per member; 0-point events may have none. */
-  function honestOutcomes(skipZeroPoint: boolean): OutcomeCollector {
-    const collector = new OutcomeCollector('c1', load.count, 'points');
-    const running = new Map<number, number>();
-    for (let index = 0; index < load.count; index++) {
-      const rank = load.memberRanks[index]!;
-      const points = expectedPoints(load.amountsMinor[index]!, rule);
-      running.set(rank, (running.get(rank) ?? 0) + points);
-      if (skipZeroPoint && points === 0) continue;
-      const payload = { kind: 'balance', eventId: `ec1-${index}`, currency: 'points', delta: points, spendable: running.get(rank) };
-      collector.handle(`loyalty.outcome.balance.m${rank}`, Buffer.from(JSON.stringify(payload)), index);
+/**
+ * A stand-in for the engine: the domain applied per member in stream order,
+ * but members interleaved differently from the publish order (even ranks
+ * first), so a shared budget runs out on other purchases than in a replay in
+ * publish order.
+ */
+function simulateEngine(budgets: BudgetPort): Published[] {
+  const events: { index: number; rank: number; value: unknown }[] = [];
+  for (let chunk = 0; chunk < spool.chunks.length; chunk++) {
+    const read = spool.readChunk(chunk);
+    for (let position = 0; position < read.count; position++) {
+      events.push({ index: read.start + position, rank: read.memberRanks[position]!, value: unpack(payloadOf(read, position)) });
     }
-    return collector;
   }
+  const order = [...events.filter((event) => event.rank % 2 === 0), ...events.filter((event) => event.rank % 2 === 1)];
+  const states = new Map<number, MemberState | undefined>();
+  const published: Published[] = [];
+  for (const { index, rank, value } of order) {
+    const validation = validateEvent(value);
+    if (!validation.ok) throw new Error(validation.reason);
+    const decision = applyEvent(states.get(rank), validation.event, validation.occurredAtMs, compiled, { budgets });
+    states.set(rank, decision.state ?? states.get(rank));
+    published.push({ index, outcomes: [...decision.outcomes] });
+  }
+  return published;
+}
 
-  it('passes a correct engine, with or without outcomes for 0-point events', () => {
-    for (const skip of [false, true]) {
-      const result = checkBalances(load, rule, honestOutcomes(skip), 'test');
-      expect(result.passed).toBe(true);
-      expect(result.membersChecked).toBe(load.distinctMembers);
-    }
+function collect(published: readonly Published[]): OutcomeCollector {
+  const collector = new OutcomeCollector('c1', spool.count, 'points');
+  for (const { outcomes } of published) {
+    for (const outcome of outcomes) collector.handle(`loyalty.outcome.${outcome.kind}.${outcome.memberId}`, Buffer.from(JSON.stringify(outcome)), 1);
+  }
+  return collector;
+}
+
+const replay = (collector: OutcomeCollector) => replayAndCompare({ spool, programFile, collector, dataDir: null, runComplete: true, membersPerPass: 150 });
+
+describe('correctness replay', () => {
+  it('passes a correct engine, following its grants where the shared budget ran out', async () => {
+    const engine = simulateEngine(createMemoryBudgets(globalBudgetLimits(program)));
+    const result = await replay(collect(engine));
+    expect(result.samples).toEqual([]);
+    expect(result.passed).toBe(true);
+    expect(result.passes).toBeGreaterThan(1);
+    expect(result.eventsChecked).toBe(4_000);
+    const cyberWeek = result.budgets.find((budget) => budget.promotionId === 'cyber-week')!;
+    // The budget was spent: some purchases got nothing (or the last points), and the grants add up to it exactly.
+    expect(cyberWeek.refused).toBeGreaterThan(0);
+    expect(cyberWeek.grantedPoints).toBe(40_000);
   });
 
-  it('catches a wrong balance and a missing outcome', () => {
-    const collector = honestOutcomes(false);
-    collector.balances[10] = collector.balances[10]! + 1;
-    let missing = 20;
-    while (expectedPoints(load.amountsMinor[missing]!, rule) === 0) missing += 1;
-    collector.balances[missing] = Number.NaN;
-    const result = checkBalances(load, rule, collector, 'test');
+  it('catches a wrong balance and a missing outcome', async () => {
+    const engine = simulateEngine(createMemoryBudgets(globalBudgetLimits(program)));
+    const withBalance = engine.filter((event) => event.outcomes.some((outcome) => outcome.kind === 'balance'));
+    const wrong = withBalance[10]!;
+    wrong.outcomes = wrong.outcomes.map((outcome) => (outcome.kind === 'balance' ? { ...outcome, spendable: outcome.spendable + 1 } : outcome));
+    const dropped = withBalance[20]!;
+    dropped.outcomes = [];
+    const result = await replay(collect(engine));
     expect(result.passed).toBe(false);
-    expect(result.eventBalanceMismatches).toBe(1);
-    expect(result.eventsWithoutBalance).toBe(1);
-    expect(result.samples.map((sample) => sample.eventIndex).sort((a, b) => a - b)).toEqual([10, missing]);
+    expect(result.outcomeMismatches).toBeGreaterThanOrEqual(1);
+    expect(result.missingOutcomes).toBe(1);
+    expect(result.samples.map((sample) => sample.eventIndex)).toEqual(expect.arrayContaining([wrong.index, dropped.index]));
   });
 
-  it('catches a wrong final balance', () => {
-    const collector = honestOutcomes(false);
-    const lastIndex = load.count - 1;
-    collector.balances[lastIndex] = collector.balances[lastIndex]! - 1;
-    const result = checkBalances(load, rule, collector, 'test');
-    expect(result.memberFinalMismatches).toBe(1);
+  it('catches an engine that overspends a global budget', async () => {
+    const result = await replay(collect(simulateEngine(unlimitedBudgets)));
+    expect(result.outcomeMismatches).toBe(0);
+    expect(result.passed).toBe(false);
+    const cyberWeek = result.budgets.find((budget) => budget.promotionId === 'cyber-week')!;
+    expect(cyberWeek.grantedPoints).toBeGreaterThan(40_000);
+    expect(cyberWeek.problems.join(' ')).toMatch(/over the budget/);
+  });
+
+  it('catches a wrong rejection', async () => {
+    const engine = simulateEngine(createMemoryBudgets(globalBudgetLimits(program)));
+    const purchase = engine.find((event) => event.outcomes.length > 0 && event.outcomes.every((outcome) => outcome.kind !== 'rejected'))!;
+    const member = purchase.outcomes[0]!;
+    purchase.outcomes = [{ kind: 'rejected', eventId: member.eventId, memberId: member.memberId, occurredAtMs: member.occurredAtMs, code: 'DUPLICATE_ORDER', reason: 'x' }];
+    const result = await replay(collect(engine));
+    expect(result.passed).toBe(false);
+    expect(result.samples.some((sample) => sample.eventIndex === purchase.index && sample.what === 'rejection')).toBe(true);
+  });
+});
+
+describe('wallet comparison', () => {
+  it('compares status, tier, counts and every balance', () => {
+    const event = validateEvent({ type: 'purchase', id: 'p1', memberId: 'm1', occurredAt: '2026-11-24T10:00:00Z', amountMinor: 12_345, currency: 'EUR' });
+    if (!event.ok) throw new Error(event.reason);
+    const state = applyEvent(undefined, event.event, event.occurredAtMs, compiled, { budgets: unlimitedBudgets }).state!;
+    expect(compareWallet(state, structuredClone(state))).toBeNull();
+    const points = state.currencies.points!;
+    const changed = { ...state, currencies: { ...state.currencies, points: { ...points, pending: points.pending + 1 } } };
+    expect(compareWallet(state, changed)).toEqual({ what: 'points.pending', expected: String(points.pending), engine: String(points.pending + 1) });
+    expect(compareWallet(state, undefined)).toMatchObject({ what: 'member', engine: 'absent' });
+    expect(compareWallet(undefined, undefined)).toBeNull();
   });
 });
