@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { headers, type NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import type { FastifyInstance } from 'fastify';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
@@ -24,7 +24,8 @@ import { encodingOf } from './transport/codec.js';
 import { connectNats } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
 import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
-import { HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, subjectsFor } from './transport/subjects.js';
+import { publishOutcomes } from './transport/outcomes.js';
+import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { ensureTopology } from './transport/topology.js';
 
 /**
@@ -253,12 +254,7 @@ export class Engine {
     let messages = 0;
     const keys = [];
     for (const { key, messages: packed } of store.outboxEntries()) {
-      for (const [subject, messageId, payload] of unpackOutbox(packed)) {
-        const messageHeaders = headers();
-        messageHeaders.set(HEADER_MESSAGE_ID, messageId);
-        nc.publish(subject, payload, { headers: messageHeaders });
-        messages += 1;
-      }
+      messages += publishOutcomes(nc, unpackOutbox(packed));
       keys.push(key);
       batches += 1;
       if (keys.length >= 1000) await this.flushAndRemove(nc, store, keys.splice(0));

@@ -13,6 +13,7 @@ import { type BatchRecord } from '../routing/batch-buffer.js';
 import { actorOfPartition, partitionOf } from '../routing/partitioner.js';
 import type { ActorStore, BatchWrite, OutboxKey } from '../store/types.js';
 import { decodePayload } from '../transport/codec.js';
+import type { OutcomeMessage } from '../transport/outcomes.js';
 import type { Subjects } from '../transport/subjects.js';
 import { MemberCache } from './member-cache.js';
 
@@ -23,8 +24,7 @@ import { MemberCache } from './member-cache.js';
  * the worker around it publishes what it returns.
  */
 
-/** [subject, message id, JSON payload] of one outcome to publish. */
-export type OutcomeMessage = [subject: string, messageId: string, payload: string];
+export type { OutcomeMessage };
 
 /** An outbox entry: the packed outcome messages of each event (or swept member) of one batch. */
 export function unpackOutbox(packed: Uint8Array): OutcomeMessage[] {
@@ -95,7 +95,7 @@ const packr = new Packr({ useRecords: false });
 class BatchChanges implements KpiTarget {
   readonly members = new Map<string, { partition: number; state: MemberState; created: boolean }>();
   readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
-  readonly processed: { memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
+  readonly processed: { partition: number; memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
   readonly outcomes: OutcomeMessage[] = [];
   /** The same outcomes as packed per event (the processed records): the outbox nests them instead of packing again. */
   readonly encodedOutcomes: Uint8Array[] = [];
@@ -183,7 +183,7 @@ export class Actor {
    * synchronous, so a later batch that starts while this one is flushing sees
    * this batch's member states and event ids.
    */
-  async process(records: readonly BatchRecord[], nowMs: number): Promise<ProcessedBatch> {
+  async process(records: readonly BatchRecord[]): Promise<ProcessedBatch> {
     if (this.failure !== undefined) throw this.failure;
     const batch = ++this.batchNumber;
     const applyStarted = performance.now();
@@ -229,7 +229,7 @@ export class Actor {
       const idKey = `${event.memberId}\u0000${event.id}`;
       const partition = partitionOf(event.memberId, this.options.partitions);
       const current = this.memberState(partition, event.memberId);
-      const firstOutcome = this.uncommittedIds.get(idKey) ?? this.store.readProcessed(event.memberId, event.id);
+      const firstOutcome = this.uncommittedIds.get(idKey) ?? this.store.readProcessed(partition, event.memberId, event.id);
       if (firstOutcome !== undefined) {
         // A redelivery or a producer re-sending: publish the first outcome again, change nothing.
         count(counts, event.type, 'duplicate');
@@ -257,7 +257,7 @@ export class Actor {
       const messages = this.record(changes, batch, partition, current, decision, occurredAtMs);
       const encoded = packr.pack(messages);
       changes.encodedOutcomes.push(encoded);
-      changes.processed.push({ memberId: event.memberId, eventId: event.id, outcomes: encoded });
+      changes.processed.push({ partition, memberId: event.memberId, eventId: event.id, outcomes: encoded });
       this.uncommittedIds.set(idKey, encoded);
       changes.idKeys.push(idKey);
     }

@@ -90,8 +90,8 @@ export class ActorPool {
     await Promise.all(this.pools.map((_, actor) => this.submit(actor, { kind: 'ping' })));
   }
 
-  async runBatch(actor: number, buffer: ArrayBuffer, nowMs: number): Promise<BatchResult> {
-    const task: ActorTask = { kind: 'batch', buffer, nowMs };
+  async runBatch(actor: number, buffer: ArrayBuffer): Promise<BatchResult> {
+    const task: ActorTask = { kind: 'batch', buffer };
     this.inFlight[actor]! += 1;
     try {
       const reply = await this.submit(actor, task, [buffer]);

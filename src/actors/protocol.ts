@@ -15,7 +15,7 @@ export interface ActorWorkerData {
 }
 
 export type ActorTask =
-  | { readonly kind: 'batch'; readonly buffer: ArrayBuffer; readonly nowMs: number }
+  | { readonly kind: 'batch'; readonly buffer: ArrayBuffer }
   | { readonly kind: 'sweep'; readonly nowMs: number; readonly limit: number }
   | { readonly kind: 'program'; readonly program: Program; readonly budgets: BudgetLayout }
   | { readonly kind: 'ping' }

@@ -1,12 +1,13 @@
-import { headers, type NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { workerData } from 'piscina';
 import { readBatch } from '../routing/batch-buffer.js';
 import { LmdbStore } from '../store/lmdb.js';
 import { connectNats } from '../transport/connect.js';
 import { publishDeadLetter } from '../transport/dead-letters.js';
-import { HEADER_MESSAGE_ID, subjectsFor } from '../transport/subjects.js';
-import { Actor, type OutcomeMessage } from './actor.js';
+import { publishOutcomes, type OutcomeMessage } from '../transport/outcomes.js';
+import { subjectsFor } from '../transport/subjects.js';
+import { Actor } from './actor.js';
 import { SharedBudgets } from './budgets.js';
 import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
 import type { OutboxKey } from '../store/types.js';
@@ -48,7 +49,7 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
     switch (task.kind) {
       case 'batch': {
         const records = readBatch(task.buffer);
-        const { result, outcomes, outboxKey } = await actor.process(records, task.nowMs);
+        const { result, outcomes, outboxKey } = await actor.process(records);
         // Dead letters are acked only once the dead-letter stream has them.
         await Promise.all(result.deadLetters.map((letter) => publishDeadLetter(js, subjects, settings.streamName, letter)));
         publisher.publish(outcomes, outboxKey);
@@ -88,11 +89,7 @@ class OutcomePublisher {
   ) {}
 
   publish(outcomes: readonly OutcomeMessage[], outboxKey: OutboxKey | undefined): void {
-    for (const [subject, messageId, payload] of outcomes) {
-      const messageHeaders = headers();
-      messageHeaders.set(HEADER_MESSAGE_ID, messageId);
-      this.nc.publish(subject, payload, { headers: messageHeaders });
-    }
+    publishOutcomes(this.nc, outcomes);
     if (outboxKey === undefined) return;
     this.chain = this.chain
       .then(() => this.nc.flush())

@@ -23,7 +23,7 @@ export interface ActorRunner {
   readonly actors: number;
   hasRoom(actor: number): boolean;
   batchesInFlight(actor: number): number;
-  runBatch(actor: number, buffer: ArrayBuffer, nowMs: number): Promise<BatchResult>;
+  runBatch(actor: number, buffer: ArrayBuffer): Promise<BatchResult>;
 }
 
 export interface IngestOptions {
@@ -134,7 +134,7 @@ export class Ingest {
       this.held.push([actor, buffer]);
       return;
     }
-    const promise = this.options.runner.runBatch(actor, buffer, this.now()).then((result) => {
+    const promise = this.options.runner.runBatch(actor, buffer).then((result) => {
       const nowMs = this.now();
       this.options.onBatch(actor, result, nowMs);
       let acked: InboundMessage | undefined;

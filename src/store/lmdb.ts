@@ -124,8 +124,8 @@ export class LmdbStore implements ActorStore, MemberReads {
     return totals;
   }
 
-  readProcessed(memberId: string, eventId: string): Uint8Array | undefined {
-    return this.records.get([partitionOf(memberId, this.requirePartitions()), memberId, PROCESSED, eventId]) as Uint8Array | undefined;
+  readProcessed(partition: number, memberId: string, eventId: string): Uint8Array | undefined {
+    return this.records.get([partition, memberId, PROCESSED, eventId]) as Uint8Array | undefined;
   }
 
   /**
@@ -146,9 +146,8 @@ export class LmdbStore implements ActorStore, MemberReads {
       assert(first !== undefined, 'a ledger record holds at least one entry');
       last = this.records.put([partition, first.memberId, LEDGER, first.seq], entries as LedgerEntry[]);
     }
-    const partitions = write.processed.length > 0 ? this.requirePartitions() : 0;
-    for (const { memberId, eventId, outcomes } of write.processed) {
-      last = this.records.put([partitionOf(memberId, partitions), memberId, PROCESSED, eventId], outcomes);
+    for (const { partition, memberId, eventId, outcomes } of write.processed) {
+      last = this.records.put([partition, memberId, PROCESSED, eventId], outcomes);
     }
     if (write.kpis !== undefined) last = this.addKpis(write.kpis) ?? last;
     if (write.budgets !== undefined) {
@@ -183,10 +182,9 @@ export class LmdbStore implements ActorStore, MemberReads {
     for (const [dayKey, counters] of kpis.days) {
       const key: [string, number, number] = ['d', dayKey, kpis.actor];
       const name = `d\u0000${dayKey}\u0000${kpis.actor}`;
-      const current = this.runningTotal(name, () => (this.kpis.get(key) as DayCounters | undefined) ?? emptyDay()) as DayCounters;
-      const next = mergeDay(structuredClone(current), counters);
-      this.running.set(name, next);
-      last = this.kpis.put(key, next);
+      // put() encodes the value at once, so the running total can be updated in place.
+      const total = mergeDay(this.runningTotal(name, () => (this.kpis.get(key) as DayCounters | undefined) ?? emptyDay()) as DayCounters, counters);
+      last = this.kpis.put(key, total);
     }
     for (const [kind, entries] of [['w', kpis.weeks], ['m', kpis.months]] as const) {
       for (const [periodKey, active] of entries) {

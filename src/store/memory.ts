@@ -26,7 +26,8 @@ export class MemoryStore implements ActorStore {
 
   readonly budgetTotals = new Map<string, { points: number; uses: number }>();
 
-  readProcessed(memberId: string, eventId: string): Uint8Array | undefined {
+  // A member's partition follows from its id: the fake keys by member and event alone.
+  readProcessed(_partition: number, memberId: string, eventId: string): Uint8Array | undefined {
     return this.processed.get(`${memberId}/${eventId}`);
   }
 

@@ -15,7 +15,7 @@ export interface BatchWrite {
   /** The ledger entries of one applied event, stored together under their first sequence number. */
   readonly ledger: readonly { readonly partition: number; readonly entries: readonly LedgerEntry[] }[];
   /** The first outcome of each applied event, keyed by (member, event id): the idempotency record. */
-  readonly processed: readonly { readonly memberId: string; readonly eventId: string; readonly outcomes: Uint8Array }[];
+  readonly processed: readonly { readonly partition: number; readonly memberId: string; readonly eventId: string; readonly outcomes: Uint8Array }[];
   /** Global promotion budget this batch used, added to the actor's running totals. */
   readonly budgets?: { readonly actor: number; readonly usage: readonly (readonly [promotionId: string, points: number, uses: number])[] };
   /** KPI counters this batch adds, by day / ISO week / month key. */
@@ -35,7 +35,7 @@ export interface ActorStore {
   readMember(partition: number, memberId: string): MemberState | undefined;
   /** Members of a partition after a member id (exclusive), in key order: the sweep's cursor. */
   scanMembers(partition: number, afterMemberId: string | undefined, limit: number): MemberState[];
-  readProcessed(memberId: string, eventId: string): Uint8Array | undefined;
+  readProcessed(partition: number, memberId: string, eventId: string): Uint8Array | undefined;
   /** Resolves once the write is committed (visible); commits are applied in call order. */
   commit(write: BatchWrite): Promise<void>;
   /** Resolves once every commit so far is flushed to disk (durable). */

@@ -14,31 +14,22 @@ const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
  */
 export async function ensureTopology(jsm: JetStreamManager, settings: Settings): Promise<void> {
   const subjects = subjectsFor(settings.subjectPrefix);
-  await ensureStream(jsm, {
-    name: settings.streamName,
-    subjects: [subjects.transactions],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    max_age: nanos(7 * DAY_MS),
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-  });
-  await ensureStream(jsm, {
-    name: settings.deadLetterStreamName,
-    subjects: [subjects.deadLetterWildcard],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    max_age: nanos(30 * DAY_MS),
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-  });
-  await ensureStream(jsm, {
-    name: settings.outcomeStreamName,
-    subjects: [subjects.outcomeWildcard],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    max_age: nanos(7 * DAY_MS),
-    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-  });
+  const streams: [name: string, subject: string, maxAgeDays: number][] = [
+    [settings.streamName, subjects.transactions, 7],
+    [settings.deadLetterStreamName, subjects.deadLetterWildcard, 30],
+    [settings.outcomeStreamName, subjects.outcomeWildcard, 7],
+  ];
+  for (const [name, subject, maxAgeDays] of streams) {
+    await ensureStream(jsm, {
+      name,
+      subjects: [subject],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(maxAgeDays * DAY_MS),
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    });
+  }
   await resetConsumerToAckFloor(jsm, settings);
 }
 

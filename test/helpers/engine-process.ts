@@ -121,6 +121,15 @@ export async function waitForAckFloor(nc: NatsConnection, lastSequence: number, 
   throw new Error(`ack floor did not reach ${lastSequence} in ${timeoutMs} ms: ${JSON.stringify(progress)}`);
 }
 
+/** Polls a condition until it holds, or fails naming what it waited for. */
+export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { headers, type Msg, type NatsConnection } from '@nats-io/nats-core';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { LmdbStore } from '../../src/store/lmdb.js';
 import { memberView } from '../helpers/member-view.js';
 import { ensureTopology } from '../../src/transport/topology.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
-import { consumerProgress, PROJECT_ROOT, publishAll, sleep, startEngineProcess, tempDataDir, waitForAckFloor } from '../helpers/engine-process.js';
+import { consumerProgress, PROJECT_ROOT, publishAll, startEngineProcess, tempDataDir, waitFor, waitForAckFloor } from '../helpers/engine-process.js';
 
 const encoder = new TextEncoder();
 const purchase = (id: string, memberId: string, amountMinor: number) =>
@@ -27,14 +27,6 @@ function collectOutcomes(nc: NatsConnection): { byEvent: Map<string, Msg[]>; all
     },
   });
   return { byEvent, all };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 describe('engine end to end', () => {

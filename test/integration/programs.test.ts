@@ -8,7 +8,7 @@ import { partitionOf } from '../../src/routing/partitioner.js';
 import { LmdbStore } from '../../src/store/lmdb.js';
 import { ensureTopology } from '../../src/transport/topology.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
-import { PROJECT_ROOT, publishAll, sleep, startEngineProcess, tempDataDir, waitForAckFloor } from '../helpers/engine-process.js';
+import { PROJECT_ROOT, publishAll, startEngineProcess, tempDataDir, waitFor, waitForAckFloor } from '../helpers/engine-process.js';
 
 /**
  * The sample programs, loaded by the engine and run through NATS and the
@@ -31,14 +31,6 @@ function collect(nc: NatsConnection): Msg[] {
 
 const outcomesOf = (messages: Msg[], memberId: string) =>
   messages.map((message) => message.json() as Record<string, unknown>).filter((outcome) => outcome.memberId === memberId);
-
-async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('sample programs through NATS and the actors', () => {
   // A server per test: each test's consumer reads the whole stream, and must read only its own events.

@@ -67,11 +67,11 @@ describe('Actor: a failed flush to disk', () => {
     const actor = new Actor(store, program, options);
     store.failNextDurable = new Error('EIO: fsync failed');
     const releaseSecondCommit = store.holdCommit(2);
-    const first = settled(actor.process([purchase('m1', 'e1')], 0));
-    const second = settled(actor.process([purchase('m2', 'e2')], 0));
+    const first = settled(actor.process([purchase('m1', 'e1')]));
+    const second = settled(actor.process([purchase('m2', 'e2')]));
     expect((await first).ok).toBe(false);
     // Batch 2 is still committing. Batch 3 redelivers e2 (or is any later event of m2).
-    const third = settled(actor.process([purchase('m2', 'e2')], 0));
+    const third = settled(actor.process([purchase('m2', 'e2')]));
     releaseSecondCommit();
     const [secondResult, thirdResult] = await Promise.all([second, third]);
     // Today: batch 2 commits, and batch 3 applies e2 a second time.

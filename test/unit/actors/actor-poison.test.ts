@@ -44,16 +44,16 @@ describe('an event the domain refuses with an exception', () => {
       ports: { budgets },
     });
     const records = [record('ann', 'a1'), record('bob', 'b1'), record('cy', 'c1')];
-    const { result } = await actor.process(records, 0);
+    const { result } = await actor.process(records);
     expect(result.committedSequences).toEqual(Float64Array.from([records[0]!.streamSequence, records[2]!.streamSequence]));
     expect(result.deadLetters).toHaveLength(1);
     expect(result.deadLetters[0]).toMatchObject({ streamSequence: records[1]!.streamSequence, memberToken: 'bob' });
     expect(result.deadLetters[0]!.reason).toMatch(/^refused by an internal check: budget slot corrupted/);
     expect(result.counts).toEqual({ 'purchase|applied': 2, 'purchase|invalid': 1 });
-    expect(store.readProcessed('bob', 'b1')).toBeUndefined();
+    expect(store.readProcessed(0, 'bob', 'b1')).toBeUndefined();
     expect(store.readMember(0, 'bob')).toBeUndefined();
     // The actor keeps going.
-    const next = await actor.process([record('bob', 'b2')], 0);
+    const next = await actor.process([record('bob', 'b2')]);
     expect(next.result.counts).toEqual({ 'purchase|applied': 1 });
   });
 });

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { pack, Unpackr } from 'msgpackr';
+import { pack } from 'msgpackr';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { Actor, ActorFailedError, unpackOutbox, type ActorOptions, type OutcomeMessage } from '../../../src/actors/actor.js';
 import { parseProgramText } from '../../../src/config/program-file.js';
@@ -13,7 +13,6 @@ import { subjectsFor } from '../../../src/transport/subjects.js';
 // dead letters, ordering, commits): the member state's shape belongs to the domain.
 
 const program = parseProgramText(readFileSync(new URL('../../../config/programs/simple.yaml', import.meta.url), 'utf8'));
-const unpackr = new Unpackr({ useRecords: false });
 const PARTITIONS = 8;
 const PAYLOAD_BYTES_MAX = 2048;
 const BOOT_ID = 77;
@@ -84,7 +83,7 @@ beforeEach(() => {
 describe('Actor', () => {
   it('applies purchases in order, commits them in one transaction and reports them committed', async () => {
     const batch = records(purchase('m1', 'e1'), purchase('m2', 'e2'), purchase('m1', 'e3'), purchase('m1', 'e4'));
-    const { result, outcomes } = await actor.process(batch, 0);
+    const { result, outcomes } = await actor.process(batch);
     expect([...result.committedSequences]).toEqual(batch.map((input) => input.streamSequence));
     expect([...result.publishedAtMs]).toEqual(batch.map((input) => input.publishedAtMs));
     expect(result.deadLetters).toEqual([]);
@@ -107,8 +106,8 @@ describe('Actor', () => {
   });
 
   it('continues a member\'s ledger across batches', async () => {
-    await actor.process(records(purchase('m1', 'e1')), 0);
-    await actor.process(records(purchase('m1', 'e2')), 0);
+    await actor.process(records(purchase('m1', 'e1')));
+    await actor.process(records(purchase('m1', 'e2')));
     const ledger = store.ledger.get('m1')!;
     expect(ledger.map((entry) => entry.seq)).toEqual(ledger.map((_, index) => index + 1));
     expect([...new Set(ledger.map((entry) => entry.eventId))]).toEqual(['e1', 'e2']);
@@ -116,7 +115,7 @@ describe('Actor', () => {
   });
 
   it('names outcome subjects loyalty.outcome.<kind>.<memberId> and message ids <memberId>:<eventId>:<index>', async () => {
-    const { outcomes } = await actor.process(records(purchase('m-1', 'order-1', 12_345), purchase('m_2', 'order-2', 500)), 0);
+    const { outcomes } = await actor.process(records(purchase('m-1', 'order-1', 12_345), purchase('m_2', 'order-2', 500)));
     expect(outcomes.length).toBeGreaterThan(0);
     const perEvent = new Map<string, number>();
     for (const [subject, messageId, payload] of outcomes) {
@@ -131,9 +130,9 @@ describe('Actor', () => {
   });
 
   it('writes one outbox entry per batch with outcomes, keyed [bootId, actor, batch]', async () => {
-    const first = await actor.process(records(purchase('m1', 'e1')), 0);
+    const first = await actor.process(records(purchase('m1', 'e1')));
     expect(first.outboxKey).toEqual([BOOT_ID, ACTOR_INDEX, 1]);
-    const second = await actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')), 0);
+    const second = await actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')));
     expect(second.outboxKey).toEqual([BOOT_ID, ACTOR_INDEX, 2]);
     expect([...store.outbox.keys()]).toEqual([`${BOOT_ID}/${ACTOR_INDEX}/1`, `${BOOT_ID}/${ACTOR_INDEX}/2`]);
     expect(unpackOutbox(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/1`)!)).toEqual(first.outcomes);
@@ -141,18 +140,18 @@ describe('Actor', () => {
   });
 
   it('a batch with no outcomes writes no outbox entry and commits nothing', async () => {
-    const { outboxKey, result } = await actor.process([record('m1', '{"not":"an event"}' as unknown)], 0);
+    const { outboxKey, result } = await actor.process([record('m1', '{"not":"an event"}' as unknown)]);
     expect(outboxKey).toBeUndefined();
     expect(result.outcomeCount).toBe(0);
     expect(store.outbox.size).toBe(0);
     expect(store.commits).toBe(0);
-    expect((await actor.process([], 0)).outboxKey).toBeUndefined();
+    expect((await actor.process([])).outboxKey).toBeUndefined();
     expect(store.commits).toBe(0);
   });
 
   it('a duplicate id in the same batch returns the first outcome and changes nothing', async () => {
     const batch = records(purchase('m1', 'e1', 1_000), purchase('m1', 'e1', 99_999), purchase('m1', 'e2', 700));
-    const { result, outcomes } = await actor.process(batch, 0);
+    const { result, outcomes } = await actor.process(batch);
     expect(result.counts).toEqual({ 'purchase|applied': 2, 'purchase|duplicate': 1 });
     // The duplicate is committed (acked) like any other event.
     expect([...result.committedSequences]).toEqual(batch.map((input) => input.streamSequence));
@@ -165,16 +164,16 @@ describe('Actor', () => {
     expect([...store.processed.keys()].sort()).toEqual(['m1/e1', 'm1/e2']);
     // The second amount (99,999) was never applied: the ledger is the one of e1 and e2 alone.
     const without = new MemoryStore();
-    await new Actor(without, program, options).process(records(purchase('m1', 'e1', 1_000), purchase('m1', 'e2', 700)), 0);
+    await new Actor(without, program, options).process(records(purchase('m1', 'e1', 1_000), purchase('m1', 'e2', 700)));
     expect(store.ledger.get('m1')).toEqual(without.ledger.get('m1'));
     expect(store.members).toEqual(without.members);
   });
 
   it('a duplicate id across batches (a redelivery) returns the first outcome and does not change state', async () => {
-    const first = await actor.process(records(purchase('m1', 'e1', 2_500)), 0);
+    const first = await actor.process(records(purchase('m1', 'e1', 2_500)));
     const before = snapshot(store);
     const commitsBefore = store.commits;
-    const again = await actor.process(records(purchase('m1', 'e1', 2_500)), 0);
+    const again = await actor.process(records(purchase('m1', 'e1', 2_500)));
     expect(again.result.counts).toEqual({ 'purchase|duplicate': 1 });
     expect(again.result.committedSequences).toHaveLength(1);
     expect(again.outcomes).toEqual(first.outcomes);
@@ -185,31 +184,31 @@ describe('Actor', () => {
   });
 
   it('a re-sent id with a different body is still a duplicate: the id is the idempotency key', async () => {
-    const first = await actor.process(records(purchase('m1', 'e1', 2_500)), 0);
+    const first = await actor.process(records(purchase('m1', 'e1', 2_500)));
     const before = snapshot(store);
-    const resent = await actor.process(records(purchase('m1', 'e1', 9_900, { channel: 'web' })), 0);
+    const resent = await actor.process(records(purchase('m1', 'e1', 9_900, { channel: 'web' })));
     expect(resent.result.counts).toEqual({ 'purchase|duplicate': 1 });
     expect(resent.outcomes).toEqual(first.outcomes);
     expect(snapshot(store)).toEqual(before);
   });
 
   it('the same event id for two members is two events', async () => {
-    const { result } = await actor.process(records(purchase('m1', 'shared'), purchase('m2', 'shared')), 0);
+    const { result } = await actor.process(records(purchase('m1', 'shared'), purchase('m2', 'shared')));
     expect(result.counts).toEqual({ 'purchase|applied': 2 });
   });
 
   it('a duplicate survives a restart: a new actor over the same store reads the processed record', async () => {
-    const first = await actor.process(records(purchase('m1', 'e1')), 0);
+    const first = await actor.process(records(purchase('m1', 'e1')));
     const restarted = new Actor(store, program, { ...options, bootId: BOOT_ID + 1 });
-    const again = await restarted.process(records(purchase('m1', 'e1')), 0);
+    const again = await restarted.process(records(purchase('m1', 'e1')));
     expect(again.result.counts).toEqual({ 'purchase|duplicate': 1 });
     expect(again.outcomes).toEqual(first.outcomes);
     expect(again.outboxKey).toEqual([BOOT_ID + 1, ACTOR_INDEX, 1]);
   });
 
   it('a batch started while the previous one is committing sees its event ids', async () => {
-    const firstPromise = actor.process(records(purchase('m1', 'e1')), 0);
-    const secondPromise = actor.process(records(purchase('m1', 'e1')), 0);
+    const firstPromise = actor.process(records(purchase('m1', 'e1')));
+    const secondPromise = actor.process(records(purchase('m1', 'e1')));
     const [first, second] = await Promise.all([firstPromise, secondPromise]);
     expect(first.result.counts).toEqual({ 'purchase|applied': 1 });
     expect(second.result.counts).toEqual({ 'purchase|duplicate': 1 });
@@ -219,12 +218,12 @@ describe('Actor', () => {
   });
 
   it('a purchase the program refuses is committed as rejected, and its rejection is its first outcome', async () => {
-    const { result, outcomes } = await actor.process(records(purchase('m1', 'usd-1', 1_000, { currency: 'USD' })), 0);
+    const { result, outcomes } = await actor.process(records(purchase('m1', 'usd-1', 1_000, { currency: 'USD' })));
     expect(result.counts).toEqual({ 'purchase|rejected': 1 });
     expect(result.committedSequences).toHaveLength(1);
     expect(outcomes.map(([subject]) => subject)).toEqual(['loyalty.outcome.rejected.m1']);
     expect(store.processed.has('m1/usd-1')).toBe(true);
-    const again = await actor.process(records(purchase('m1', 'usd-1', 1_000, { currency: 'USD' })), 0);
+    const again = await actor.process(records(purchase('m1', 'usd-1', 1_000, { currency: 'USD' })));
     expect(again.result.counts).toEqual({ 'purchase|duplicate': 1 });
     expect(again.outcomes).toEqual(outcomes);
   });
@@ -241,7 +240,7 @@ describe('Actor', () => {
       record('m1', purchase('m2', 'e-mismatch')),
       record('m1', oversized),
     ];
-    const { result, outcomes } = await actor.process(batch, 0);
+    const { result, outcomes } = await actor.process(batch);
     expect(result.committedSequences).toHaveLength(0);
     expect(outcomes).toEqual([]);
     expect(result.deadLetters.map((letter) => letter.streamSequence)).toEqual(batch.map((input) => input.streamSequence));
@@ -268,24 +267,24 @@ describe('Actor', () => {
   });
 
   it('counts a schema error of a known type under that type', async () => {
-    const { result } = await actor.process([record('m1', { ...purchase('m1', 'e1'), amountMinor: 'ten' })], 0);
+    const { result } = await actor.process([record('m1', { ...purchase('m1', 'e1'), amountMinor: 'ten' })]);
     expect(result.counts).toEqual({ 'purchase|invalid': 1 });
   });
 
   it('a dead letter\'s payload is a copy, not a view of the batch buffer', async () => {
     const input = record('m1', new TextEncoder().encode('nope'));
-    const { result } = await actor.process([input], 0);
+    const { result } = await actor.process([input]);
     input.payload.fill(0);
     expect(new TextDecoder().decode(result.deadLetters[0]!.payload)).toBe('nope');
   });
 
   it('decodes msgpack payloads like JSON ones', async () => {
-    const { result } = await actor.process([record('m1', purchase('m1', 'mp-1'), Encoding.Msgpack)], 0);
+    const { result } = await actor.process([record('m1', purchase('m1', 'mp-1'), Encoding.Msgpack)]);
     expect(result.counts).toEqual({ 'purchase|applied': 1 });
   });
 
   it('counts a mixed batch by type|result, dead letters beside committed events', async () => {
-    await actor.process(records(purchase('m1', 'seen')), 0);
+    await actor.process(records(purchase('m1', 'seen')));
     const batch = [
       record('m1', purchase('m1', 'a')),
       record('m1', purchase('m1', 'seen')),
@@ -294,7 +293,7 @@ describe('Actor', () => {
       record('m2', purchase('m2', 'usd', 100, { currency: 'USD' })),
       record('m2', purchase('m2', 'b')),
     ];
-    const { result } = await actor.process(batch, 0);
+    const { result } = await actor.process(batch);
     expect(result.counts).toEqual({ 'purchase|applied': 2, 'purchase|duplicate': 2, 'purchase|rejected': 1, 'unknown|invalid': 1 });
     expect([...result.committedSequences]).toEqual([batch[0], batch[1], batch[3], batch[4], batch[5]].map((input) => input!.streamSequence));
     expect(result.deadLetters.map((letter) => letter.streamSequence)).toEqual([batch[2]!.streamSequence]);
@@ -303,7 +302,7 @@ describe('Actor', () => {
   describe('sweep', () => {
     it('scans the members of its own partitions in chunks, continuing where the last chunk stopped', async () => {
       const ids = Array.from({ length: 40 }, (_, index) => `member-${index}`);
-      await actor.process(records(...ids.map((id) => purchase(id, `${id}-e1`))), 0);
+      await actor.process(records(...ids.map((id) => purchase(id, `${id}-e1`))));
       // Actor 3 of 4 owns the partitions p with p % 4 === 3.
       const owned = ids.filter((id) => partitionOf(id, PARTITIONS) % 4 === ACTOR_INDEX);
       expect(owned.length).toBeGreaterThan(3);
@@ -323,7 +322,7 @@ describe('Actor', () => {
 
     it('is refused after a failed commit', async () => {
       store.failNextCommit = new Error('EIO');
-      await expect(actor.process(records(purchase('m1', 'e1')), 0)).rejects.toBeInstanceOf(ActorFailedError);
+      await expect(actor.process(records(purchase('m1', 'e1')))).rejects.toBeInstanceOf(ActorFailedError);
       await expect(actor.sweep(0, 10)).rejects.toBeInstanceOf(ActorFailedError);
     });
   });
@@ -332,9 +331,9 @@ describe('Actor', () => {
     it('rejects that batch and one started before its commit finished, and refuses every later batch', async () => {
       const diskFull = new Error('MDB_MAP_FULL');
       store.failNextCommit = diskFull;
-      const first = actor.process(records(purchase('m1', 'e1')), 0);
+      const first = actor.process(records(purchase('m1', 'e1')));
       // Started without awaiting the first: it was applied on top of the first's memory.
-      const second = actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')), 0);
+      const second = actor.process(records(purchase('m1', 'e2'), purchase('m2', 'e3')));
       const [firstError, secondError] = await Promise.all([rejection(first), rejection(second)]);
       expect(firstError).toBeInstanceOf(ActorFailedError);
       expect((firstError as ActorFailedError).code).toBe('ERR_ACTOR_COMMIT_FAILED');
@@ -346,22 +345,22 @@ describe('Actor', () => {
       expect(store.commits).toBe(0);
       expect(store.members.size + store.processed.size + store.outbox.size + store.ledger.size).toBe(0);
       // Later batches are refused outright.
-      const third = await rejection(actor.process(records(purchase('m3', 'e4')), 0));
+      const third = await rejection(actor.process(records(purchase('m3', 'e4'))));
       expect(third).toBeInstanceOf(ActorFailedError);
       expect(third).toBe(firstError);
       expect(store.commits).toBe(0);
     });
 
     it('keeps what earlier batches committed', async () => {
-      await actor.process(records(purchase('m1', 'e1')), 0);
+      await actor.process(records(purchase('m1', 'e1')));
       const before = snapshot(store);
       store.failNextCommit = new Error('EIO');
-      expect(await rejection(actor.process(records(purchase('m1', 'e2')), 0))).toBeInstanceOf(ActorFailedError);
+      expect(await rejection(actor.process(records(purchase('m1', 'e2'))))).toBeInstanceOf(ActorFailedError);
       expect(snapshot(store)).toEqual(before);
       expect(store.commits).toBe(1);
       // A restarted actor rebuilds from the store: e2 is new to it, e1 a duplicate.
       const restarted = new Actor(store, program, options);
-      const { result } = await restarted.process(records(purchase('m1', 'e1'), purchase('m1', 'e2')), 0);
+      const { result } = await restarted.process(records(purchase('m1', 'e1'), purchase('m1', 'e2')));
       expect(result.counts).toEqual({ 'purchase|duplicate': 1, 'purchase|applied': 1 });
     });
   });

@@ -1,7 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Unpackr } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Actor, unpackOutbox } from '../../../src/actors/actor.js';
 import { parseProgramText } from '../../../src/config/program-file.js';
@@ -17,7 +16,6 @@ const program = parseProgramText(readFileSync(new URL('../../../config/programs/
 const options = { actorIndex: 1, actors: 2, ports: { budgets: unlimitedBudgets }, partitions: 16, memberCacheMax: 1_000, payloadBytesMax: 4096, subjects: subjectsFor('loyalty'), bootId: 5 };
 const root = mkdtempSync(join(tmpdir(), 'loyalty-actor-lmdb-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-const unpackr = new Unpackr({ useRecords: false });
 
 let sequence = 0;
 function purchase(memberId: string, id: string, amountMinor = 1_000): BatchRecord {
@@ -33,15 +31,15 @@ describe('Actor over LmdbStore', () => {
     const actor = new Actor(store, program, options);
     // Two batches in flight at once, as the worker runs them.
     const [first, second] = await Promise.all([
-      actor.process([purchase('m1', 'e1'), purchase('m2', 'e2')], 0),
-      actor.process([purchase('m1', 'e3'), purchase('m1', 'e1')], 0),
+      actor.process([purchase('m1', 'e1'), purchase('m2', 'e2')]),
+      actor.process([purchase('m1', 'e3'), purchase('m1', 'e1')]),
     ]);
     expect(first.result.counts).toEqual({ 'purchase|applied': 2 });
     expect(second.result.counts).toEqual({ 'purchase|applied': 1, 'purchase|duplicate': 1 });
     const partition = partitionOf('m1', options.partitions);
     expect(store.readMember(partition, 'm1')?.memberId).toBe('m1');
     expect([...new Set([...store.ledgerOf(partition, 'm1')].map((entry) => entry.eventId))]).toEqual(['e1', 'e3']);
-    expect(store.readProcessed('m1', 'e1')).toBeDefined();
+    expect(store.readProcessed(partition, 'm1', 'e1')).toBeDefined();
     expect([...store.outboxEntries()].map(({ key }) => key)).toEqual([
       [5, 1, 1],
       [5, 1, 2],
@@ -53,7 +51,7 @@ describe('Actor over LmdbStore', () => {
     const reopened = new LmdbStore({ dataDir, mapSizeBytes: 64 * 1024 * 1024, partitions: 64 });
     try {
       const restarted = new Actor(reopened, program, { ...options, bootId: 6 });
-      const again = await restarted.process([purchase('m1', 'e1'), purchase('m1', 'e3')], 0);
+      const again = await restarted.process([purchase('m1', 'e1'), purchase('m1', 'e3')]);
       expect(again.result.counts).toEqual({ 'purchase|duplicate': 2 });
       const firstE1 = first.outcomes.filter(([, messageId]) => messageId.startsWith('m1:e1:'));
       expect(again.outcomes.slice(0, firstE1.length)).toEqual(firstE1);

@@ -53,16 +53,17 @@ describe('LmdbStore', () => {
       ],
       // One applied event's entries travel together.
       ledger: [{ partition: 3, entries: [entry('m1', 1, 'e1'), entry('m1', 2, 'e1')] }],
-      processed: [{ memberId: 'm1', eventId: 'e1', outcomes: bytes(1, 2, 3) }],
+      processed: [{ partition: 0, memberId: 'm1', eventId: 'e1', outcomes: bytes(1, 2, 3) }],
       outbox: { key: [9, 0, 1], messages: bytes(4, 5) },
     });
     expect(store.readMember(3, 'm1')).toEqual(member('m1'));
     expect(store.readMember(5, 'm2')).toEqual(member('m2'));
     expect(store.readMember(5, 'm1')).toBeUndefined();
     expect([...store.ledgerOf(3, 'm1')]).toEqual([entry('m1', 1, 'e1'), entry('m1', 2, 'e1')]);
-    expect([...store.readProcessed('m1', 'e1')!]).toEqual([1, 2, 3]);
-    expect(store.readProcessed('m1', 'e2')).toBeUndefined();
-    expect(store.readProcessed('m2', 'e1')).toBeUndefined();
+    expect([...store.readProcessed(0, 'm1', 'e1')!]).toEqual([1, 2, 3]);
+    expect(store.readProcessed(0, 'm1', 'e2')).toBeUndefined();
+    expect(store.readProcessed(0, 'm2', 'e1')).toBeUndefined();
+    expect(store.readProcessed(1, 'm1', 'e1')).toBeUndefined();
     expect([...store.outboxEntries()].map(({ key, messages }) => [key, [...messages]])).toEqual([[[9, 0, 1], [4, 5]]]);
     await store.durable();
   });
@@ -249,7 +250,7 @@ describe('LmdbStore', () => {
     await store.commit({
       members: [{ partition: 4, created: true, state: member('m1', 7) }],
       ledger: [{ partition: 4, entries: [entry('m1', 1)] }],
-      processed: [{ memberId: 'm1', eventId: 'e1', outcomes: bytes(42) }],
+      processed: [{ partition: 4, memberId: 'm1', eventId: 'e1', outcomes: bytes(42) }],
       outbox: { key: [1, 0, 1], messages: bytes(43) },
     });
     await store.durable();
@@ -257,7 +258,7 @@ describe('LmdbStore', () => {
     const reopened = openStore(dataDir);
     expect(reopened.readMember(4, 'm1')).toEqual(member('m1', 7));
     expect([...reopened.ledgerOf(4, 'm1')]).toEqual([entry('m1', 1)]);
-    expect([...reopened.readProcessed('m1', 'e1')!]).toEqual([42]);
+    expect([...reopened.readProcessed(4, 'm1', 'e1')!]).toEqual([42]);
     expect([...reopened.outboxEntries()].map(({ key }) => key)).toEqual([[1, 0, 1]]);
     expect((await reopened.ensureMeta(16, 6)).createdAtMs).toBe(5);
   });
