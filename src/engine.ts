@@ -17,7 +17,7 @@ import { listeningPort, startHttpServer } from './api/http.js';
 import type { Settings } from './config/settings.js';
 import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
-import { EngineMetrics, reasonKind } from './metrics/metrics.js';
+import { EngineMetrics } from './metrics/metrics.js';
 import { Ingest, type InboundMessage } from './routing/ingest.js';
 import { LmdbStore } from './store/lmdb.js';
 import { encodingOf } from './transport/codec.js';
@@ -126,7 +126,7 @@ export class Engine {
           encoding,
           payload: message.data,
         });
-        this.metrics.deadLetters.inc({ reason: reasonKind(reason) });
+        this.metrics.deadLetters.inc({ reason: 'oversized' }); // the one reason the main thread dead-letters
         this.metrics.events.inc({ type: 'unknown', result: 'invalid' });
       },
       onBatch: (actor, result, nowMs) => this.metrics.recordBatch(actor, result, nowMs),

@@ -12,7 +12,7 @@ import { addKpis, emptyDay, type DayCounters, type KpiTarget } from '../reports/
 import { type BatchRecord } from '../routing/batch-buffer.js';
 import { actorOfPartition, partitionOf } from '../routing/partitioner.js';
 import type { ActorStore, BatchWrite, OutboxKey } from '../store/types.js';
-import { decodePayload } from '../transport/codec.js';
+import { decodePayload, type DecodeFailure } from '../transport/codec.js';
 import type { OutcomeMessage } from '../transport/outcomes.js';
 import type { Subjects } from '../transport/subjects.js';
 import { MemberCache } from './member-cache.js';
@@ -35,9 +35,13 @@ export function unpackOutbox(packed: Uint8Array): OutcomeMessage[] {
   return messages;
 }
 
+/** Why a message was dead-lettered, as a bounded label (the metric's); `reason` says it for people. */
+export type DeadLetterKind = DecodeFailure | 'oversized' | 'schema' | 'member_mismatch' | 'internal_check';
+
 export interface DeadLetter {
   readonly streamSequence: number;
   readonly memberToken: string;
+  readonly kind: DeadLetterKind;
   readonly reason: string;
   readonly encoding: number;
   readonly payload: Uint8Array;
@@ -194,33 +198,34 @@ export class Actor {
     const changes = new BatchChanges();
 
     for (const record of records) {
-      const invalid = (reason: string, type = 'unknown') => {
+      const invalid = (kind: DeadLetterKind, reason: string, type = 'unknown') => {
         count(counts, type, 'invalid');
         deadLetters.push({
           streamSequence: record.streamSequence,
           memberToken: record.memberId,
+          kind,
           reason,
           encoding: record.encoding,
           payload: record.payload.slice(),
         });
       };
       if (record.payload.length > this.options.payloadBytesMax) {
-        invalid(`payload of ${record.payload.length} bytes exceeds the limit of ${this.options.payloadBytesMax}`);
+        invalid('oversized', `payload of ${record.payload.length} bytes exceeds the limit of ${this.options.payloadBytesMax}`);
         continue;
       }
       const decoded = decodePayload(record.payload, record.encoding);
       if (!decoded.ok) {
-        invalid(decoded.reason);
+        invalid(decoded.kind, decoded.reason);
         continue;
       }
       const validation = validateEvent(decoded.value);
       if (!validation.ok) {
-        invalid(validation.reason, typeOf(decoded.value));
+        invalid('schema', validation.reason, typeOf(decoded.value));
         continue;
       }
       const { event, occurredAtMs } = validation;
       if (event.memberId !== record.memberId) {
-        invalid(`memberId "${event.memberId}" differs from the subject's member token "${record.memberId}"`, event.type);
+        invalid('member_mismatch', `memberId "${event.memberId}" differs from the subject's member token "${record.memberId}"`, event.type);
         continue;
       }
       committedSequences.push(record.streamSequence);
@@ -249,7 +254,7 @@ export class Actor {
         // instead, and nothing of it is committed.
         committedSequences.pop();
         publishedAtMs.pop();
-        invalid(`refused by an internal check: ${(error as Error)?.message ?? String(error)}`, event.type);
+        invalid('internal_check', `refused by an internal check: ${(error as Error)?.message ?? String(error)}`, event.type);
         continue;
       }
       const rejected = decision.outcomes.some((outcome) => outcome.kind === 'rejected');

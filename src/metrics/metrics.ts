@@ -139,7 +139,7 @@ export class EngineMetrics {
     for (let index = 0; index < result.publishedAtMs.length; index++) {
       this.commitLatency.observe(Math.max(0, nowMs - result.publishedAtMs[index]!) / 1000);
     }
-    for (const letter of result.deadLetters) this.deadLetters.inc({ reason: reasonKind(letter.reason) });
+    for (const letter of result.deadLetters) this.deadLetters.inc({ reason: letter.kind });
     this.batchSize.observe(result.committedSequences.length + result.deadLetters.length);
     this.commitDuration.observe({ actor: actorLabel }, result.commitSeconds);
     this.applyDuration.observe({ actor: actorLabel }, result.applySeconds);
@@ -147,15 +147,4 @@ export class EngineMetrics {
     this.actorHeap.set({ actor: actorLabel }, result.heapUsedBytes);
     this.outcomes.inc(result.outcomeCount);
   }
-}
-
-/** A bounded label for a free-text reason. */
-export function reasonKind(reason: string): string {
-  if (reason.startsWith('payload of')) return 'oversized';
-  if (reason.startsWith('not valid JSON') || reason.startsWith('not valid UTF-8')) return 'bad_json';
-  if (reason.startsWith('not valid msgpack')) return 'bad_msgpack';
-  if (reason.startsWith('empty payload')) return 'empty';
-  if (reason.includes("differs from the subject's member token")) return 'member_mismatch';
-  if (reason.startsWith('refused by an internal check')) return 'internal_check';
-  return 'schema';
 }

@@ -15,14 +15,17 @@ export function encodingOf(contentType: string | undefined): Encoding {
     : Encoding.Json;
 }
 
-export type Decoded = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: string };
+export type DecodeFailure = 'bad_json' | 'bad_msgpack' | 'empty';
+export type Decoded =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly kind: DecodeFailure; readonly reason: string };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 // Plain maps to objects, no records extension: producers speak standard msgpack.
 const unpackr = new Unpackr({ mapsAsObjects: true, useRecords: false, int64AsType: 'number' });
 
 export function decodePayload(payload: Uint8Array, encoding: Encoding): Decoded {
-  if (payload.length === 0) return { ok: false, reason: 'empty payload' };
+  if (payload.length === 0) return { ok: false, kind: 'empty', reason: 'empty payload' };
   if (encoding === Encoding.Msgpack) {
     try {
       // One value that spans the whole payload: trailing bytes mean a framing error.
@@ -35,25 +38,25 @@ export function decodePayload(payload: Uint8Array, encoding: Encoding): Decoded 
         end = itemEnd ?? payload.length;
         return values < 2;
       });
-      if (values !== 1 || end !== payload.length) return { ok: false, reason: 'not valid msgpack: trailing bytes after the first value' };
+      if (values !== 1 || end !== payload.length) return { ok: false, kind: 'bad_msgpack', reason: 'not valid msgpack: trailing bytes after the first value' };
       // 0xc1 is "never used" in the msgpack spec; msgpackr returns a marker for it.
       if (value === C1 || (typeof value === 'object' && value !== null && value.constructor?.name === 'C1Type')) {
-        return { ok: false, reason: 'not valid msgpack: reserved byte 0xc1' };
+        return { ok: false, kind: 'bad_msgpack', reason: 'not valid msgpack: reserved byte 0xc1' };
       }
       return { ok: true, value };
     } catch (error) {
-      return { ok: false, reason: `not valid msgpack: ${(error as Error).message}` };
+      return { ok: false, kind: 'bad_msgpack', reason: `not valid msgpack: ${(error as Error).message}` };
     }
   }
   let text: string;
   try {
     text = utf8.decode(payload);
   } catch {
-    return { ok: false, reason: 'not valid UTF-8' };
+    return { ok: false, kind: 'bad_json', reason: 'not valid UTF-8' };
   }
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (error) {
-    return { ok: false, reason: `not valid JSON: ${(error as Error).message}` };
+    return { ok: false, kind: 'bad_json', reason: `not valid JSON: ${(error as Error).message}` };
   }
 }

@@ -47,7 +47,7 @@ describe('an event the domain refuses with an exception', () => {
     const { result } = await actor.process(records);
     expect(result.committedSequences).toEqual(Float64Array.from([records[0]!.streamSequence, records[2]!.streamSequence]));
     expect(result.deadLetters).toHaveLength(1);
-    expect(result.deadLetters[0]).toMatchObject({ streamSequence: records[1]!.streamSequence, memberToken: 'bob' });
+    expect(result.deadLetters[0]).toMatchObject({ streamSequence: records[1]!.streamSequence, memberToken: 'bob', kind: 'internal_check' });
     expect(result.deadLetters[0]!.reason).toMatch(/^refused by an internal check: budget slot corrupted/);
     expect(result.counts).toEqual({ 'purchase|applied': 2, 'purchase|invalid': 1 });
     expect(store.readProcessed(0, 'bob', 'b1')).toBeUndefined();

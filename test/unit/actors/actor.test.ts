@@ -254,6 +254,10 @@ describe('Actor', () => {
     expect(reasons[5]).toMatch(/type/);
     expect(reasons[6]).toBe('memberId "m2" differs from the subject\'s member token "m1"');
     expect(reasons[7]).toBe(`payload of ${PAYLOAD_BYTES_MAX + 1} bytes exceeds the limit of ${PAYLOAD_BYTES_MAX}`);
+    // Each path names its kind, the bounded label of loyalty_dead_letters_total.
+    expect(result.deadLetters.map((letter) => letter.kind)).toEqual([
+      'bad_json', 'empty', 'bad_json', 'bad_msgpack', 'schema', 'schema', 'member_mismatch', 'oversized',
+    ]);
     for (const [index, letter] of result.deadLetters.entries()) {
       expect(letter.memberToken).toBe('m1');
       expect(letter.encoding).toBe(batch[index]!.encoding);

@@ -57,7 +57,7 @@ function result(committed: readonly number[], deadLetters: readonly number[] = [
     committedSequences: Float64Array.from(committed),
     publishedAtMs: Float64Array.from(committed.map(() => 0)),
     deadLetters: deadLetters.map(
-      (streamSequence): DeadLetter => ({ streamSequence, memberToken: 'm', reason: 'schema', encoding: Encoding.Json, payload: new Uint8Array() }),
+      (streamSequence): DeadLetter => ({ streamSequence, memberToken: 'm', kind: 'schema', reason: 'schema', encoding: Encoding.Json, payload: new Uint8Array() }),
     ),
     counts: {},
     commitSeconds: 0,
