@@ -11,7 +11,8 @@ import { reportCommand } from './commands/report.js';
 
 /**
  * loyalty <command>: the engine's entry points. Exit codes: 0 ok, 1 runtime
- * failure, 2 bad configuration or usage, 130 forced stop.
+ * failure, 2 bad configuration or usage; a second stop signal kills the
+ * process (SIGKILL) at once.
  */
 const USAGE = `usage: loyalty <command> [options]
 
@@ -89,7 +90,11 @@ async function start(): Promise<number> {
       if (signals === 1) firstSignalAtMs = Date.now();
       if (signals > 1) {
         logger.warn({ signal }, 'second signal: exiting at once');
-        process.exit(130);
+        // Not process.exit(): its exit handlers can wait on the actor threads'
+        // in-flight writes (seen hanging for more than 15 s). The engine is
+        // crash-only: a kill is recovered like any crash, by redelivery from
+        // the ack floor.
+        process.kill(process.pid, 'SIGKILL');
       }
       logger.info({ signal }, 'stopping: finishing in-flight batches');
       const timer = setTimeout(() => {
