@@ -97,7 +97,8 @@ const packr = new Packr({ useRecords: false });
 
 /** What one batch (of events, or of a sweep) accumulates before its commit. */
 class BatchChanges implements KpiTarget {
-  readonly members = new Map<string, { partition: number; state: MemberState; created: boolean }>();
+  /** `base`: the member's state before this batch (what the store holds), so the store writes only what changed. */
+  readonly members = new Map<string, { partition: number; state: MemberState; created: boolean; base: MemberState | undefined }>();
   readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
   readonly processed: { partition: number; memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
   readonly outcomes: OutcomeMessage[] = [];
@@ -344,8 +345,13 @@ export class Actor {
     const after = decision.state;
     if (after !== undefined && after !== before) {
       this.cache.set(after.memberId, after, batch);
-      const created = before === undefined || changes.members.get(after.memberId)?.created === true;
-      changes.members.set(after.memberId, { partition, state: after, created });
+      const earlier = changes.members.get(after.memberId);
+      changes.members.set(after.memberId, {
+        partition,
+        state: after,
+        created: earlier !== undefined ? earlier.created : before === undefined,
+        base: earlier !== undefined ? earlier.base : before,
+      });
     }
     if (decision.ledger.length > 0) changes.ledger.push({ partition, entries: decision.ledger });
     for (const usage of decision.budgetUsage ?? []) {

@@ -8,6 +8,8 @@ import { EngineError } from '../config/errors.js';
 import { emptyDay, mergeDay, type DayCounters } from '../reports/kpis.js';
 import type { ReportSource } from '../reports/report.js';
 import { partitionOf } from '../routing/partitioner.js';
+import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
+import { joinMember, memberChanges, type ItemKind, type MemberCore, type MemberItem } from './member-records.js';
 import type { ActorStore, BatchWrite, KpiWrite, OutboxKey, StoreMeta } from './types.js';
 
 /**
@@ -15,9 +17,12 @@ import type { ActorStore, BatchWrite, KpiWrite, OutboxKey, StoreMeta } from './t
  * thread and the main thread; LMDB serialises the writers):
  *   meta       'meta' → StoreMeta; 'program' → the program activated through the API
  *   members    a member's records side by side, so one event's writes dirty one or two pages:
- *                [partition, memberId, 0]                 → MemberState
- *                [partition, memberId, 1, firstSeq]       → LedgerEntry[] (one applied event's entries)
+ *                [partition, memberId, 0]                 → MemberCore (the state without its orders,
+ *                                                            redemptions and vouchers, which it lists by key)
+ *                [partition, memberId, 1, firstSeq]       → one applied event's LedgerEntry[], as rows (ledger-codec.ts)
  *                [partition, memberId, 2, eventId]        → encoded first outcome (the idempotency record)
+ *                [partition, memberId, 3, kind, key]      → one order ('o'), redemption ('r') or voucher ('v');
+ *                                                            written only when it changed (member-records.ts)
  *   index      [partition, memberId] → 1: the member list the sweep walks (one write per new member)
  *   outbox     [bootId, actor, batch] → encoded outcome messages (binary)
  *   kpis       ['d', dayKey, actor] → DayCounters; ['w'|'m', weekKey|monthKey, actor] → active members
@@ -27,11 +32,12 @@ import type { ActorStore, BatchWrite, KpiWrite, OutboxKey, StoreMeta } from './t
  * copies every page a transaction touches; records of one member kept apart in
  * three trees cost three random pages per event, side by side mostly one.
  */
-export const STORE_FORMAT_VERSION = 3;
+export const STORE_FORMAT_VERSION = 4;
 
 const STATE = 0;
 const LEDGER = 1;
 const PROCESSED = 2;
+const ITEM = 3;
 
 export interface LmdbStoreOptions {
   readonly dataDir: string;
@@ -48,7 +54,7 @@ export interface StoredProgram {
 export class LmdbStore implements ActorStore, MemberReads {
   readonly root: RootDatabase;
   private readonly meta: Database<unknown, string>;
-  private readonly records: Database<MemberState | LedgerEntry[] | Uint8Array, (string | number)[]>;
+  private readonly records: Database<MemberCore | MemberItem | StoredLedger | Uint8Array, (string | number)[]>;
   private readonly index: Database<number, [number, string]>;
   private readonly outbox: Database<Uint8Array, OutboxKey>;
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
@@ -97,9 +103,16 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   readMember(partition: number, memberId: string): MemberState | undefined {
-    const state = this.records.get([partition, memberId, STATE]) as MemberState | undefined;
-    assert(state === undefined || state.memberId === memberId, 'stored member state has another member id');
-    return state;
+    const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
+    if (core === undefined) return undefined;
+    assert(core.memberId === memberId, 'stored member state has another member id');
+    if (core.orderKeys.length === 0 && core.redemptionKeys.length === 0 && core.voucherKeys.length === 0) return joinMember(core, () => undefined);
+    // One range read for all of the member's items: they sit side by side after its core.
+    const items = new Map<string, MemberItem>();
+    for (const { key, value } of this.records.getRange({ start: [partition, memberId, ITEM], end: [partition, memberId, ITEM + 1] })) {
+      items.set(`${key[3] as ItemKind}${key[4] as string}`, value as MemberItem);
+    }
+    return joinMember(core, (kind, key) => items.get(`${kind}${key}`));
   }
 
   scanMembers(partition: number, afterMemberId: string | undefined, limit: number): MemberState[] {
@@ -137,14 +150,17 @@ export class LmdbStore implements ActorStore, MemberReads {
    */
   async commit(write: BatchWrite): Promise<void> {
     let last: Promise<unknown> = Promise.resolve();
-    for (const { partition, state, created } of write.members) {
-      last = this.records.put([partition, state.memberId, STATE], state);
+    for (const { partition, state, created, base } of write.members) {
+      const changes = memberChanges(state, base);
+      for (const [kind, key, item] of changes.puts) this.records.put([partition, state.memberId, ITEM, kind, key], item);
+      for (const [kind, key] of changes.removes) this.records.remove([partition, state.memberId, ITEM, kind, key]);
+      last = this.records.put([partition, state.memberId, STATE], changes.core);
       if (created) this.index.put([partition, state.memberId], 1);
     }
     for (const { partition, entries } of write.ledger) {
       const first = entries[0];
       assert(first !== undefined, 'a ledger record holds at least one entry');
-      last = this.records.put([partition, first.memberId, LEDGER, first.seq], entries as LedgerEntry[]);
+      last = this.records.put([partition, first.memberId, LEDGER, first.seq], encodeLedger(entries));
     }
     for (const { partition, memberId, eventId, outcomes } of write.processed) {
       last = this.records.put([partition, memberId, PROCESSED, eventId], outcomes);
@@ -215,7 +231,7 @@ export class LmdbStore implements ActorStore, MemberReads {
   /** A member's ledger entries in sequence order. */
   *ledgerOf(partition: number, memberId: string, afterSeq = 0): Generator<LedgerEntry> {
     for (const { value } of this.records.getRange({ start: [partition, memberId, LEDGER, 0], end: [partition, memberId, LEDGER, Number.MAX_SAFE_INTEGER] })) {
-      for (const entry of value as LedgerEntry[]) if (entry.seq > afterSeq) yield entry;
+      for (const entry of decodeLedger(value as StoredLedger)) if (entry.seq > afterSeq) yield entry;
     }
   }
 
@@ -244,7 +260,7 @@ export class LmdbStore implements ActorStore, MemberReads {
       startSeq = key[3] as number;
     }
     for (const { value } of this.records.getRange({ start: [partition, memberId, LEDGER, startSeq], end: [partition, memberId, LEDGER, Number.MAX_SAFE_INTEGER] })) {
-      for (const entry of value as LedgerEntry[]) {
+      for (const entry of decodeLedger(value as StoredLedger)) {
         if (entry.seq <= query.afterSeq) continue;
         if (entries.length >= query.limit) {
           more = true;

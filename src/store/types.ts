@@ -10,8 +10,12 @@ export type OutboxKey = [bootId: number, actor: number, batch: number];
 
 /** Everything one actor batch changes, committed in one transaction. */
 export interface BatchWrite {
-  /** `created`: the member is new (it joins the member index the sweep walks). */
-  readonly members: readonly { readonly partition: number; readonly state: MemberState; readonly created?: boolean }[];
+  /**
+   * `created`: the member is new (it joins the member index the sweep walks).
+   * `base`: the member's state as the store holds it now (as last written or
+   * read), so only what changed is written; undefined when nothing is stored.
+   */
+  readonly members: readonly { readonly partition: number; readonly state: MemberState; readonly created?: boolean; readonly base?: MemberState }[];
   /** The ledger entries of one applied event, stored together under their first sequence number. */
   readonly ledger: readonly { readonly partition: number; readonly entries: readonly LedgerEntry[] }[];
   /** The first outcome of each applied event, keyed by (member, event id): the idempotency record. */

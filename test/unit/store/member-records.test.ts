@@ -1,0 +1,119 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_GENERATOR_OPTIONS, EventGenerator } from '../../../bench/generator/events.js';
+import { programModelOf } from '../../../bench/generator/program-model.js';
+import { loadProgramFile } from '../../../src/config/program-file.js';
+import { applyEvent } from '../../../src/domain/apply.js';
+import { compileProgram } from '../../../src/domain/compiled.js';
+import { validateEvent } from '../../../src/domain/events.js';
+import type { DomainPorts } from '../../../src/domain/ports.js';
+import type { MemberState, OrderRecord, VoucherRecord } from '../../../src/domain/state.js';
+import { partitionOf } from '../../../src/routing/partitioner.js';
+import { LmdbStore } from '../../../src/store/lmdb.js';
+import { joinMember, memberChanges } from '../../../src/store/member-records.js';
+
+const root = mkdtempSync(join(tmpdir(), 'loyalty-member-records-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const order = (orderId: string, returned = 0) => ({ orderId, lines: [{ sku: 'A', returned }] }) as unknown as OrderRecord;
+const voucher = (code: string) => ({ code }) as unknown as VoucherRecord;
+const state = (orders: readonly OrderRecord[], vouchers: readonly VoucherRecord[] = []) =>
+  ({ memberId: 'm1', tierId: 'member', orders, redemptions: [], vouchers }) as unknown as MemberState;
+
+describe('member records', () => {
+  it('writes only the items that changed, and removes the ones that left', () => {
+    const kept = order('o1');
+    const returned = order('o2');
+    const base = state([kept, returned, order('o3')], [voucher('V1')]);
+    const after = state([kept, order('o2', 1), order('o4')], base.vouchers);
+    const changes = memberChanges(after, base);
+    expect(changes.puts.map(([kind, key]) => `${kind}:${key}`)).toEqual(['o:o2', 'o:o4']);
+    expect(changes.removes).toEqual([['o', 'o3']]);
+    expect(changes.core.orderKeys).toEqual(['o1', 'o2', 'o4']);
+    expect(changes.core.voucherKeys).toEqual(['V1']);
+    expect(changes.core).not.toHaveProperty('orders');
+  });
+
+  it('writes every item of a member the store does not hold yet', () => {
+    const changes = memberChanges(state([order('o1'), order('o2')], [voucher('V1')]), undefined);
+    expect(changes.puts.map(([kind, key]) => `${kind}:${key}`)).toEqual(['o:o1', 'o:o2', 'v:V1']);
+    expect(changes.removes).toEqual([]);
+  });
+
+  it('refuses two items with one key (the domain keeps them unique)', () => {
+    expect(() => memberChanges(state([order('o1'), order('o1')]), undefined)).toThrow(/duplicate o key o1/);
+  });
+
+  it('joins the core and its items back into the state, in list order', () => {
+    const original = state([order('o2'), order('o1')], [voucher('V9'), voucher('V1')]);
+    const { core, puts } = memberChanges(original, undefined);
+    const items = new Map(puts.map(([kind, key, item]) => [`${kind}${key}`, item]));
+    expect(joinMember(core, (kind, key) => items.get(`${kind}${key}`))).toEqual(original);
+    expect(() => joinMember(core, () => undefined)).toThrow(/lacks its o record o2/);
+  });
+
+  it('LMDB gives back exactly the states the domain produced, batch after batch and after a reopen (retail program, generated traffic)', async () => {
+    const program = loadProgramFile(join(import.meta.dirname, '../../../config/programs/retail.yaml'));
+    const compiled = compileProgram(program);
+    const ports: DomainPorts = { budgets: { tryConsume: (_promotionId: string, points: number) => points, release: () => undefined } };
+    // Few members, many events: busy members with many orders, redemptions and vouchers.
+    const generator = new EventGenerator({ ...DEFAULT_GENERATOR_OPTIONS, runId: 'records', members: 12, count: 3000, program: programModelOf(program) });
+    const dataDir = join(root, 'traffic');
+    const partitions = 8;
+    let store = new LmdbStore({ dataDir, mapSizeBytes: 256 * 1024 * 1024, partitions });
+    await store.ensureMeta(partitions, 0);
+    const states = new Map<string, MemberState>();
+    let written = new Map<string, MemberState>();
+    let batch = new Map<string, MemberState>();
+    const commit = async () => {
+      await store.commit({
+        members: [...batch].map(([memberId, next]) => ({
+          partition: partitionOf(memberId, partitions),
+          state: next,
+          base: written.get(memberId),
+          created: !written.has(memberId),
+        })),
+        ledger: [],
+        processed: [],
+      });
+      for (const [memberId, next] of batch) {
+        written.set(memberId, next);
+        expect(store.readMember(partitionOf(memberId, partitions), memberId)).toEqual(next);
+      }
+      batch = new Map();
+    };
+    for (let index = 0; index < 3000; index++) {
+      const validation = validateEvent(generator.next().event);
+      if (!validation.ok) throw new Error(validation.reason);
+      const { event, occurredAtMs } = validation;
+      const decision = applyEvent(states.get(event.memberId), event, occurredAtMs, compiled, ports);
+      if (decision.state !== undefined) {
+        states.set(event.memberId, decision.state);
+        batch.set(event.memberId, decision.state);
+      }
+      if (index % 37 === 36) await commit();
+      // Now and then the state is read back from the store, as after a cache eviction.
+      if (index % 500 === 499) {
+        await commit();
+        written = new Map([...written.keys()].map((memberId) => [memberId, store.readMember(partitionOf(memberId, partitions), memberId)!]));
+        for (const [memberId, stored] of written) states.set(memberId, stored);
+      }
+    }
+    await commit();
+    const busiest = [...states.values()].sort((a, b) => b.eventCount - a.eventCount)[0]!;
+    expect(busiest.orders.length).toBeGreaterThan(50);
+    expect(busiest.vouchers.length + busiest.redemptions.length).toBeGreaterThan(10);
+    await store.close();
+    store = new LmdbStore({ dataDir, mapSizeBytes: 256 * 1024 * 1024, partitions });
+    for (const [memberId, expected] of states) expect(store.readMember(partitionOf(memberId, partitions), memberId)).toEqual(expected);
+    // No item record outlives its place in a list.
+    const records = store.root.openDB({ name: 'members', encoding: 'msgpack' });
+    let itemRecords = 0;
+    for (const { key } of records.getRange({})) if ((key as unknown[])[2] === 3) itemRecords += 1;
+    const listed = [...states.values()].reduce((sum, member) => sum + member.orders.length + member.redemptions.length + member.vouchers.length, 0);
+    expect(itemRecords).toBe(listed);
+    await store.close();
+  });
+});
