@@ -70,7 +70,8 @@ export async function startEngine(options: StartEngineOptions): Promise<RunningE
   const child = spawnChild({
     name: 'engine',
     command: process.execPath,
-    args: ['--import', 'tsx', ENGINE_ENTRY, 'start'],
+    // BENCH_ENGINE_NODE_ARGS adds node flags to the engine only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    args: [...(process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(/\s+/).filter((arg) => arg !== ''), '--import', 'tsx', ENGINE_ENTRY, 'start'],
     cwd: REPO_ROOT,
     env,
     logPath: options.logPath,
