@@ -89,10 +89,24 @@ describe('MemberCache', () => {
     cache.evict();
     // a's state from batch 2 is not in the store yet: it must stay.
     expect(cached(cache, ['a', 'b'])).toEqual(['a']);
-    cache.load('c', state('c'));
     cache.committed(['a'], 2);
+    // Now a may go, once its second chance (it was changed recently) is used up.
+    cache.load('c', state('c'));
     expect(cache.evict()).toBe(1);
-    expect(cached(cache, ['a', 'c'])).toEqual(['c']);
+    expect(cached(cache, ['a', 'c'])).toEqual(['a']);
+    cache.load('d', state('d'));
+    expect(cache.evict()).toBe(1);
+    expect(cached(cache, ['a', 'd'])).toEqual(['d']);
+  });
+
+  it('a member used again keeps its place over members not used since (second chance)', () => {
+    const cache = new MemberCache(3);
+    for (const id of ['a', 'b', 'c']) cache.load(id, state(id));
+    cache.get('a');
+    cache.load('d', state('d'));
+    cache.load('e', state('e'));
+    expect(cache.evict()).toBe(2);
+    expect(cached(cache, ['a', 'b', 'c', 'd', 'e'])).toEqual(['a', 'd', 'e']);
   });
 
   it('committed() for members it does not hold is harmless', () => {
