@@ -16,5 +16,6 @@ export function assert(condition: unknown, message: string): asserts condition {
 }
 
 export function assertSafeInteger(value: number, what: string): void {
-  assert(Number.isSafeInteger(value), `${what} must be a safe integer, got ${value}`);
+  // The message is built only on failure: this runs several times per ledger entry.
+  if (!Number.isSafeInteger(value)) throw new AssertionError(`${what} must be a safe integer, got ${value}`);
 }

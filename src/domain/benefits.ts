@@ -5,7 +5,7 @@ import type { Rejection } from './rejection.js';
 import { rejection } from './rejection.js';
 import type { VoucherRecord } from './state.js';
 import { DAY_MS } from './time.js';
-import { readCurrency, writeList, writeRecord, type Work } from './work.js';
+import { appendToList, readCurrency, writeList, writeRecord, type Work } from './work.js';
 
 /**
  * Benefits: vouchers and entitlements issued when a member reaches a tier, a
@@ -24,8 +24,14 @@ export function issueBenefit(work: Work, benefit: Benefit, reason: string): void
   writeRecord(work, 'benefitsIssued')[benefit.id] = issued + 1;
   const code = voucherCode(benefit.issue.codePrefix, work.state.memberId, work.eventId, benefit.id);
   const expiresAtMs = work.atMs + benefit.issue.validDays * DAY_MS;
-  const vouchers = writeList(work, 'vouchers');
-  vouchers.push({ code, benefitId: benefit.id, kind: benefit.issue.kind, issuedAtMs: work.atMs, expiresAtMs, redeemedAtMs: null });
+  const vouchers = appendToList(work, 'vouchers', {
+    code,
+    benefitId: benefit.id,
+    kind: benefit.issue.kind,
+    issuedAtMs: work.atMs,
+    expiresAtMs,
+    redeemedAtMs: null,
+  });
   trimVouchers(vouchers, work.program.vouchersMax);
   work.outcomes.push({
     kind: 'benefit',
@@ -43,8 +49,9 @@ export function issueBenefit(work: Work, benefit: Benefit, reason: string): void
 /** Keeps the voucher list bounded: redeemed ones go first, then the oldest. */
 function trimVouchers(vouchers: VoucherRecord[], max: number): void {
   while (vouchers.length > max) {
-    const redeemed = vouchers.findIndex((voucher) => voucher.redeemedAtMs !== null);
-    vouchers.splice(redeemed >= 0 ? redeemed : 0, 1);
+    let redeemed = 0;
+    while (redeemed < vouchers.length && vouchers[redeemed]!.redeemedAtMs === null) redeemed += 1;
+    vouchers.splice(redeemed < vouchers.length ? redeemed : 0, 1);
   }
 }
 
@@ -67,11 +74,15 @@ export function recordPurchaseForChallenges(work: Work, amountMinor: number): vo
   }
 }
 
+const NO_TIMES: readonly number[] = Object.freeze([]);
+
 function advanceChallenge(work: Work, challenge: Challenge): void {
   const progress = Object.hasOwn(work.state.challenges, challenge.id) ? work.state.challenges[challenge.id]! : undefined;
   if (progress !== undefined && progress.completions > 0 && !challenge.repeatable) return;
   const windowStartMs = work.atMs - challenge.withinDays * DAY_MS;
-  const timesMs = (progress?.timesMs ?? []).filter((timeMs) => timeMs > windowStartMs);
+  const timesMs: number[] = [];
+  const previous = progress?.timesMs ?? NO_TIMES;
+  for (let index = 0; index < previous.length; index++) if (previous[index]! > windowStartMs) timesMs.push(previous[index]!);
   timesMs.push(work.atMs);
   const completions = progress?.completions ?? 0;
   const records = writeRecord(work, 'challenges');

@@ -21,8 +21,16 @@ export interface CompiledScope {
   readonly selectsLines: boolean;
 }
 
+/** What a ledger entry and an order record name of the rule that earned points. */
+export interface RuleRef {
+  readonly id: string;
+  readonly promotionId: string | null;
+  readonly currency: string;
+  readonly qualifying: boolean;
+}
+
 /** An earn rule or a promotion: what to award, on what, in which currency. */
-export interface CompiledRule {
+export interface CompiledRule extends RuleRef {
   readonly id: string;
   readonly promotionId: string | null;
   readonly scope: CompiledScope;
@@ -55,6 +63,8 @@ export interface CompiledTier {
   readonly index: number;
   readonly threshold: number;
   readonly earnMultiplierPercent: number;
+  /** The built-in rule of this tier's earn multiplier (`earn:tier:<id>`). */
+  readonly earnRule: RuleRef;
 }
 
 export interface CompiledProgram {
@@ -63,6 +73,8 @@ export interface CompiledProgram {
   readonly offsetMinutes: number;
   readonly currencies: readonly CompiledCurrency[];
   readonly currencyById: ReadonlyMap<string, CompiledCurrency>;
+  /** Whether any currency expires by inactivity (otherwise nothing checks inactivity deadlines). */
+  readonly hasInactivityExpiry: boolean;
   readonly earn: {
     readonly currency: string;
     readonly points: number;
@@ -70,6 +82,8 @@ export interface CompiledProgram {
     readonly rounding: Rounding;
     readonly pendingMs: number;
   };
+  /** The built-in base earn rule (`earn:base`). */
+  readonly baseRule: RuleRef;
   /** Rules without a line selector, in program order. */
   readonly orderRules: readonly CompiledRule[];
   /** Rules that select lines, in program order, and their index by SKU and category. */
@@ -77,6 +91,8 @@ export interface CompiledProgram {
   readonly lineRulesBySku: ReadonlyMap<string, readonly number[]>;
   readonly lineRulesByCategory: ReadonlyMap<string, readonly number[]>;
   readonly promotions: readonly CompiledPromotion[];
+  /** Promotions by id (the first one when ids repeat, as a search in program order finds). */
+  readonly promotionById: ReadonlyMap<string, CompiledPromotion>;
   readonly tiers: readonly CompiledTier[];
   readonly tierById: ReadonlyMap<string, CompiledTier>;
   readonly tierBasis: 'points' | 'spend';
@@ -156,26 +172,11 @@ function build(program: Program): CompiledProgram {
   const tiers = program.tiers.map((tier, index): CompiledTier => {
     const threshold = basis === 'points' ? tier.qualifyingPointsMin : tier.qualifyingSpendMinorMin;
     assert(threshold !== undefined, 'tier threshold missing after validation');
-    return { id: tier.id, name: tier.name, index, threshold, earnMultiplierPercent: tier.earnMultiplierPercent };
+    const earnRule: RuleRef = { id: `${BUILTIN_RULE.tier}:${tier.id}`, promotionId: null, currency: defaultCurrency, qualifying: true };
+    return { id: tier.id, name: tier.name, index, threshold, earnMultiplierPercent: tier.earnMultiplierPercent, earnRule };
   });
-  return {
-    compiled: true,
-    program,
-    offsetMinutes: program.utcOffsetMinutes,
-    currencies,
-    currencyById: new Map(currencies.map((currency) => [currency.id, currency])),
-    earn: {
-      currency: defaultCurrency,
-      points: program.earn.points,
-      perAmountMinor: program.earn.perAmountMinor,
-      rounding: program.earn.rounding,
-      pendingMs: program.earn.pendingDays * DAY_MS,
-    },
-    orderRules: rules.filter((rule) => !rule.scope.selectsLines),
-    lineRules,
-    lineRulesBySku: indexRules(lineRules, (scope) => scope.skus),
-    lineRulesByCategory: indexRules(lineRules, (scope) => scope.categories),
-    promotions: program.promotions.map((promotion) => ({
+  const promotions = program.promotions.map(
+    (promotion): CompiledPromotion => ({
       id: promotion.id,
       promotionId: promotion.id,
       scope: compileScope(promotion.when),
@@ -189,7 +190,31 @@ function build(program: Program): CompiledProgram {
       attributes: promotion.eligibility.attributes ?? null,
       perMember: promotion.budget.perMember ?? null,
       global: promotion.budget.global ?? null,
-    })),
+    }),
+  );
+  const promotionById = new Map<string, CompiledPromotion>();
+  for (const promotion of promotions) if (!promotionById.has(promotion.id)) promotionById.set(promotion.id, promotion);
+  return {
+    compiled: true,
+    program,
+    offsetMinutes: program.utcOffsetMinutes,
+    currencies,
+    currencyById: new Map(currencies.map((currency) => [currency.id, currency])),
+    hasInactivityExpiry: currencies.some((currency) => currency.expiry.kind === 'inactivity'),
+    earn: {
+      currency: defaultCurrency,
+      points: program.earn.points,
+      perAmountMinor: program.earn.perAmountMinor,
+      rounding: program.earn.rounding,
+      pendingMs: program.earn.pendingDays * DAY_MS,
+    },
+    baseRule: { id: BUILTIN_RULE.base, promotionId: null, currency: defaultCurrency, qualifying: true },
+    orderRules: rules.filter((rule) => !rule.scope.selectsLines),
+    lineRules,
+    lineRulesBySku: indexRules(lineRules, (scope) => scope.skus),
+    lineRulesByCategory: indexRules(lineRules, (scope) => scope.categories),
+    promotions,
+    promotionById,
     tiers,
     tierById: new Map(tiers.map((tier) => [tier.id, tier])),
     tierBasis: basis,

@@ -1,43 +1,71 @@
 import { expireDueLots, expireInactive, releaseDuePending } from './expiry.js';
 import { pruneEndedPromotionUsage } from './promotions.js';
+import type { MemberState, VoucherRecord } from './state.js';
 import { applyTierReviews } from './tiers.js';
-import { writeList, type Work } from './work.js';
+import { dropListHead, writeList, type Work } from './work.js';
 
 /**
  * Everything that becomes due with time, applied in a fixed order at `atMs`:
  * before each event (at the event's time) and by the sweep (at wall time).
  * Each step first checks the head of a sorted list, so a member with nothing
- * due costs a handful of comparisons.
+ * due costs a handful of comparisons: one pass over the currencies decides
+ * whether pending points or lots are due at all, and inactivity deadlines are
+ * only computed when the program has an inactivity expiry.
  */
 export function applyDue(work: Work, atMs: number): void {
-  releaseDuePending(work, atMs);
-  expireDueLots(work, atMs);
-  expireInactive(work, atMs);
+  // Releasing can create lots already past their expiry, so both steps run when either head is due.
+  if (currencyHeadsDue(work.state, atMs)) {
+    releaseDuePending(work, atMs);
+    expireDueLots(work, atMs);
+  }
+  if (work.program.hasInactivityExpiry) expireInactive(work, atMs);
   applyTierReviews(work, atMs);
   pruneClosed(work, atMs);
+}
+
+/** Whether any currency has pending points to release or a dated lot to expire at `atMs`. */
+function currencyHeadsDue(state: MemberState, atMs: number): boolean {
+  const currencies = state.currencies;
+  for (const currencyId in currencies) {
+    // An inherited key reads as an empty currency (readCurrency): nothing due.
+    if (!Object.hasOwn(currencies, currencyId)) continue;
+    const currency = currencies[currencyId]!;
+    const pendingLots = currency.pendingLots;
+    if (pendingLots.length > 0 && pendingLots[0]!.releaseAtMs <= atMs) return true;
+    const first = currency.lots[0];
+    if (first !== undefined && first.expiresAtMs !== null && first.expiresAtMs <= atMs) return true;
+  }
+  return false;
 }
 
 /** Drops what can no longer be used: closed orders, cancel windows, expired vouchers, ended promotions. */
 function pruneClosed(work: Work, atMs: number): void {
   const state = work.state;
-  if (state.orders.length > 0 && state.orders[0]!.closesAtMs <= atMs) {
-    const orders = writeList(work, 'orders');
-    while (orders.length > 0 && orders[0]!.closesAtMs <= atMs) orders.shift();
+  const orders = state.orders;
+  if (orders.length > 0 && orders[0]!.closesAtMs <= atMs) {
+    let closed = 1;
+    while (closed < orders.length && orders[closed]!.closesAtMs <= atMs) closed += 1;
+    dropListHead(work, 'orders', closed);
   }
-  if (state.redemptions.length > 0 && state.redemptions[0]!.cancelUntilMs <= atMs) {
-    const redemptions = writeList(work, 'redemptions');
-    while (redemptions.length > 0 && redemptions[0]!.cancelUntilMs <= atMs) redemptions.shift();
+  const redemptions = state.redemptions;
+  if (redemptions.length > 0 && redemptions[0]!.cancelUntilMs <= atMs) {
+    let closed = 1;
+    while (closed < redemptions.length && redemptions[closed]!.cancelUntilMs <= atMs) closed += 1;
+    dropListHead(work, 'redemptions', closed);
   }
-  if (state.vouchers.some((voucher) => voucher.expiresAtMs <= atMs)) {
-    const kept = state.vouchers.filter((voucher) => voucher.expiresAtMs > atMs);
+  if (anyVoucherExpired(state.vouchers, atMs)) {
+    const current = state.vouchers;
+    const kept: VoucherRecord[] = [];
+    for (let index = 0; index < current.length; index++) if (current[index]!.expiresAtMs > atMs) kept.push(current[index]!);
     const vouchers = writeList(work, 'vouchers');
     vouchers.length = 0;
-    vouchers.push(...kept);
+    for (let index = 0; index < kept.length; index++) vouchers.push(kept[index]!);
   }
-  let hasUsage = false;
-  for (const _ in state.promotionUsage) {
-    hasUsage = true;
-    break;
-  }
-  if (hasUsage) pruneEndedPromotionUsage(work, atMs);
+  // Does nothing (and copies nothing) unless a promotion in use has ended.
+  pruneEndedPromotionUsage(work, atMs);
+}
+
+function anyVoucherExpired(vouchers: readonly VoucherRecord[], atMs: number): boolean {
+  for (let index = 0; index < vouchers.length; index++) if (vouchers[index]!.expiresAtMs <= atMs) return true;
+  return false;
 }

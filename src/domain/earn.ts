@@ -1,18 +1,18 @@
 import { assertSafeInteger } from './assert.js';
 import { checkMilestones, recordPurchaseForChallenges } from './benefits.js';
-import { BUILTIN_RULE, type CompiledProgram, type CompiledRule } from './compiled.js';
+import type { CompiledProgram, CompiledRule, RuleRef } from './compiled.js';
 import type { LineItem, PurchaseEvent } from './events.js';
 import { lotExpiryMs } from './expiry.js';
 import { creditPending, creditQualifying, creditSpendable } from './lots.js';
 import { allocate, multiplyRounded, pointsForAmount } from './money.js';
 import type { Award } from './program.js';
-import { applicablePromotions, orderConditionsHold, takeBudget } from './promotions.js';
+import { isEligible, orderConditionsHold, takeBudget } from './promotions.js';
 import { rejection, type Rejection } from './rejection.js';
 import type { OrderCurrency, OrderLine, OrderRecord } from './state.js';
 import { addTierMeasure, bucketKeyFor } from './tier-measure.js';
 import { tierOf, upgradeIfQualified } from './tiers.js';
 import { DAY_MS, dayStartMs } from './time.js';
-import { writeCurrency, writeList, type Mutable, type Work } from './work.js';
+import { appendToList, writeCurrency, writeList, type EntryDetails, type Mutable, type Work } from './work.js';
 
 /**
  * Purchase earn: base points on the amount paid, tier multiplier, earn rules
@@ -40,69 +40,110 @@ interface Basket {
   readonly baseByLine: readonly number[];
 }
 
+const NO_ITEMS: readonly LineItem[] = Object.freeze([]);
+
 function buildBasket(program: CompiledProgram, event: PurchaseEvent): Basket {
-  const items = event.items ?? [];
-  const values = items.length === 0 ? [event.amountMinor] : items.map(lineValue);
+  const items = event.items ?? NO_ITEMS;
+  let values: number[];
+  if (items.length === 0) {
+    values = [event.amountMinor];
+  } else {
+    values = new Array<number>(items.length);
+    for (let line = 0; line < items.length; line++) {
+      const item = items[line]!;
+      const value = item.quantity * item.unitPriceMinor;
+      assertSafeInteger(value, 'line value');
+      values[line] = value;
+    }
+  }
   const base = pointsForAmount(event.amountMinor, program.earn.points, program.earn.perAmountMinor, program.earn.rounding);
   // Base points are earned on what was paid; lines share them by value.
   return { items, values, base, baseByLine: allocate(base, values) };
 }
 
-function lineValue(item: LineItem): number {
-  const value = item.quantity * item.unitPriceMinor;
-  assertSafeInteger(value, 'line value');
-  return value;
-}
-
 /** The points an award gives, per line; `lines` null means the whole order. */
 function awardPerLine(program: CompiledProgram, award: Award, basket: Basket, lines: readonly number[] | null): number[] {
   const rounding = program.earn.rounding;
-  const perLine = new Array<number>(basket.values.length).fill(0);
   if (lines === null) {
     if (award.kind === 'multiplier') {
       return allocate(multiplyRounded(basket.base, award.percent - 100, 100, rounding), basket.baseByLine);
     }
     return allocate(award.points, basket.values);
   }
+  const perLine = new Array<number>(basket.values.length).fill(0);
   if (award.kind === 'multiplier') {
-    for (const line of lines) perLine[line] = multiplyRounded(basket.baseByLine[line]!, award.percent - 100, 100, rounding);
+    for (let position = 0; position < lines.length; position++) {
+      const line = lines[position]!;
+      perLine[line] = multiplyRounded(basket.baseByLine[line]!, award.percent - 100, 100, rounding);
+    }
   } else if (award.per === 'unit') {
-    for (const line of lines) perLine[line] = award.points * basket.items[line]!.quantity;
+    for (let position = 0; position < lines.length; position++) {
+      const line = lines[position]!;
+      perLine[line] = award.points * basket.items[line]!.quantity;
+    }
   } else {
-    const shares = allocate(award.points, lines.map((line) => basket.values[line]!));
-    lines.forEach((line, position) => (perLine[line] = shares[position]!));
+    const weights = new Array<number>(lines.length);
+    for (let position = 0; position < lines.length; position++) weights[position] = basket.values[lines[position]!]!;
+    const shares = allocate(award.points, weights);
+    for (let position = 0; position < lines.length; position++) perLine[lines[position]!] = shares[position]!;
   }
   return perLine;
 }
 
-function component(rule: Pick<CompiledRule, 'id' | 'promotionId' | 'currency' | 'qualifying'>, perLine: readonly number[]): EarnComponent {
+function component(rule: RuleRef, perLine: readonly number[]): EarnComponent {
   let total = 0;
-  for (const points of perLine) total += points;
+  for (let line = 0; line < perLine.length; line++) total += perLine[line]!;
   assertSafeInteger(total, 'component total');
   return { ruleId: rule.id, promotionId: rule.promotionId, currency: rule.currency, qualifying: rule.qualifying, perLine, total };
 }
 
-/** Lines each line rule selects, found through the SKU and category indexes (no scan of all rules). */
-function lineRuleMatches(program: CompiledProgram, basket: Basket): Map<number, number[]> {
-  const matches = new Map<number, number[]>();
-  if (program.lineRules.length === 0) return matches;
-  basket.items.forEach((item, line) => {
-    const add = (ruleIndex: number) => {
-      const lines = matches.get(ruleIndex);
-      if (lines === undefined) matches.set(ruleIndex, [line]);
-      else if (lines[lines.length - 1] !== line) lines.push(line);
-    };
-    for (const ruleIndex of program.lineRulesBySku.get(item.sku) ?? []) add(ruleIndex);
-    if (item.category !== undefined) for (const ruleIndex of program.lineRulesByCategory.get(item.category) ?? []) add(ruleIndex);
-  });
+/** Components that give nothing are left out. */
+function addComponent(components: EarnComponent[], item: EarnComponent): void {
+  if (item.total > 0) components.push(item);
+}
+
+/**
+ * Lines each line rule selects, by rule index (undefined: none), found through
+ * the SKU and category indexes (no scan of all rules); null when no rule matched.
+ */
+function lineRuleMatches(program: CompiledProgram, basket: Basket): (number[] | undefined)[] | null {
+  if (program.lineRules.length === 0) return null;
+  let matches: (number[] | undefined)[] | null = null;
+  const items = basket.items;
+  for (let line = 0; line < items.length; line++) {
+    const item = items[line]!;
+    const bySku = program.lineRulesBySku.get(item.sku);
+    if (bySku !== undefined) matches = addMatches(program, matches, bySku, line);
+    if (item.category !== undefined) {
+      const byCategory = program.lineRulesByCategory.get(item.category);
+      if (byCategory !== undefined) matches = addMatches(program, matches, byCategory, line);
+    }
+  }
   return matches;
+}
+
+function addMatches(
+  program: CompiledProgram,
+  matches: (number[] | undefined)[] | null,
+  ruleIndexes: readonly number[],
+  line: number,
+): (number[] | undefined)[] {
+  const found = matches ?? new Array<number[] | undefined>(program.lineRules.length).fill(undefined);
+  for (let position = 0; position < ruleIndexes.length; position++) {
+    const ruleIndex = ruleIndexes[position]!;
+    const lines = found[ruleIndex];
+    if (lines === undefined) found[ruleIndex] = [line];
+    else if (lines[lines.length - 1] !== line) lines.push(line);
+  }
+  return found;
 }
 
 function promotionLines(scope: CompiledRule['scope'], items: readonly LineItem[]): number[] {
   const lines: number[] = [];
-  items.forEach((item, line) => {
+  for (let line = 0; line < items.length; line++) {
+    const item = items[line]!;
     if (scope.skus?.has(item.sku) === true || (item.category !== undefined && scope.categories?.has(item.category) === true)) lines.push(line);
-  });
+  }
   return lines;
 }
 
@@ -114,34 +155,42 @@ function promotionLines(scope: CompiledRule['scope'], items: readonly LineItem[]
 export function earnComponents(work: Work, event: PurchaseEvent, basket: Basket): EarnComponent[] {
   const program = work.program;
   const components: EarnComponent[] = [];
-  const add = (item: EarnComponent) => {
-    if (item.total > 0) components.push(item);
-  };
-  const baseRule = { id: BUILTIN_RULE.base, promotionId: null, currency: program.earn.currency, qualifying: true };
-  add(component(baseRule, basket.baseByLine));
+  addComponent(components, component(program.baseRule, basket.baseByLine));
   const tier = tierOf(program, work.state.tierId);
   if (tier.earnMultiplierPercent > 100) {
-    const tierRule = { id: `${BUILTIN_RULE.tier}:${tier.id}`, promotionId: null, currency: program.earn.currency, qualifying: true };
-    add(component(tierRule, awardPerLine(program, { kind: 'multiplier', percent: tier.earnMultiplierPercent }, basket, null)));
+    const extra = multiplyRounded(basket.base, tier.earnMultiplierPercent - 100, 100, program.earn.rounding);
+    addComponent(components, component(tier.earnRule, allocate(extra, basket.baseByLine)));
   }
-  for (const rule of program.orderRules) {
-    if (orderConditionsHold(rule.scope, event)) add(component(rule, awardPerLine(program, rule.award, basket, null)));
+  const orderRules = program.orderRules;
+  for (let index = 0; index < orderRules.length; index++) {
+    const rule = orderRules[index]!;
+    if (orderConditionsHold(rule.scope, event)) addComponent(components, component(rule, awardPerLine(program, rule.award, basket, null)));
   }
   const matches = lineRuleMatches(program, basket);
-  if (matches.size > 0) {
-    for (const ruleIndex of [...matches.keys()].sort((left, right) => left - right)) {
+  if (matches !== null) {
+    // By rule index: program order.
+    for (let ruleIndex = 0; ruleIndex < matches.length; ruleIndex++) {
+      const lines = matches[ruleIndex];
+      if (lines === undefined) continue;
       const rule = program.lineRules[ruleIndex]!;
-      if (orderConditionsHold(rule.scope, event)) add(component(rule, awardPerLine(program, rule.award, basket, matches.get(ruleIndex)!)));
+      if (orderConditionsHold(rule.scope, event)) addComponent(components, component(rule, awardPerLine(program, rule.award, basket, lines)));
     }
   }
-  if (program.promotions.length > 0) {
-    for (const promotion of applicablePromotions(program, work.state, event, work.atMs)) {
+  const promotions = program.promotions;
+  if (promotions.length > 0) {
+    const state = work.state;
+    const atMs = work.atMs;
+    for (let index = 0; index < promotions.length; index++) {
+      // The checks of applicablePromotions; budgets are taken in the same program order.
+      const promotion = promotions[index]!;
+      if (atMs < promotion.startsAtMs || atMs >= promotion.endsAtMs) continue;
+      if (!isEligible(promotion, state) || !orderConditionsHold(promotion.scope, event)) continue;
       const lines = promotion.scope.selectsLines ? promotionLines(promotion.scope, basket.items) : null;
       if (lines !== null && lines.length === 0) continue;
       const wanted = component(promotion, awardPerLine(program, promotion.award, basket, lines));
       const granted = takeBudget(work, promotion, wanted.total);
-      if (granted === wanted.total) add(wanted);
-      else if (granted > 0) add(component(promotion, allocate(granted, wanted.perLine)));
+      if (granted === wanted.total) addComponent(components, wanted);
+      else if (granted > 0) addComponent(components, component(promotion, allocate(granted, wanted.perLine)));
     }
   }
   return components;
@@ -153,7 +202,7 @@ export function applyPurchase(work: Work, event: PurchaseEvent): Rejection | nul
     return rejection('CURRENCY_NOT_ACCEPTED', `the program accepts ${program.program.currency}, not ${event.currency}`);
   }
   const orderId = event.orderId ?? event.id;
-  if (program.returns !== null && work.state.orders.some((order) => order.orderId === orderId)) {
+  if (program.returns !== null && hasOrder(work.state.orders, orderId)) {
     return rejection('DUPLICATE_ORDER', `order ${orderId} was already recorded for this member`);
   }
   const basket = buildBasket(program, event);
@@ -163,13 +212,16 @@ export function applyPurchase(work: Work, event: PurchaseEvent): Rejection | nul
   const bucketKey = bucketKeyFor(program, work.state, atMs);
   let expiryCurrency = '';
   let expiresAtMs: number | null = null;
-  for (const item of components) {
+  // One details object for every component without a promotion: post copies what it needs.
+  const details: EntryDetails = { reference: orderId };
+  for (let index = 0; index < components.length; index++) {
+    const item = components[index]!;
     // Calendar arithmetic is the costly part of a credit: once per currency per purchase.
     if (item.currency !== expiryCurrency) {
       expiryCurrency = item.currency;
       expiresAtMs = lotExpiryMs(program, item.currency, atMs);
     }
-    creditComponent(work, item, orderId, releaseAtMs, expiresAtMs, bucketKey);
+    creditComponent(work, item, item.promotionId === null ? details : { reference: orderId, promotionId: item.promotionId }, releaseAtMs, expiresAtMs, bucketKey);
   }
   if (program.tierBasis === 'spend' && event.amountMinor > 0) addTierMeasure(work, bucketKey, event.amountMinor);
   if (program.returns !== null) recordOrder(work, event, orderId, basket, components, releaseAtMs, bucketKey);
@@ -180,16 +232,20 @@ export function applyPurchase(work: Work, event: PurchaseEvent): Rejection | nul
   return null;
 }
 
+function hasOrder(orders: readonly OrderRecord[], orderId: string): boolean {
+  for (let index = 0; index < orders.length; index++) if (orders[index]!.orderId === orderId) return true;
+  return false;
+}
+
 function creditComponent(
   work: Work,
   item: EarnComponent,
-  orderId: string,
+  details: EntryDetails,
   releaseAtMs: number | null,
   expiresAtMs: number | null,
   bucketKey: number,
 ): void {
   const program = work.program;
-  const details = item.promotionId === null ? { reference: orderId } : { reference: orderId, promotionId: item.promotionId };
   if (releaseAtMs === null) creditSpendable(work, item.currency, item.total, expiresAtMs, 'earn', item.ruleId, details);
   else creditPending(work, item.currency, item.total, releaseAtMs, expiresAtMs, 'earn', item.ruleId, details);
   if (item.qualifying && program.currencyById.get(item.currency)!.qualifying) {
@@ -221,14 +277,18 @@ function recordOrder(
     if (item.qualifying && work.program.currencyById.get(item.currency)!.qualifying) entry.qualifyingEarned += item.total;
     if (releaseAtMs !== null) entry.pendingLeft += item.total;
   }
-  const lines: OrderLine[] = basket.items.map((item, line) => {
+  const items = basket.items;
+  const lines = new Array<OrderLine>(items.length);
+  for (let line = 0; line < items.length; line++) {
+    const item = items[line]!;
     const points: Record<string, number> = {};
-    for (const part of components) {
+    for (let index = 0; index < components.length; index++) {
+      const part = components[index]!;
       const share = part.perLine[line]!;
       if (share > 0) points[part.currency] = (points[part.currency] ?? 0) + share;
     }
-    return { sku: item.sku, quantity: item.quantity, returned: 0, valueMinor: basket.values[line]!, points };
-  });
+    lines[line] = { sku: item.sku, quantity: item.quantity, returned: 0, valueMinor: basket.values[line]!, points };
+  }
   const atMs = work.atMs;
   const order: OrderRecord = {
     orderId,
@@ -244,10 +304,16 @@ function recordOrder(
     currencies,
     lines,
   };
-  const orders = writeList(work, 'orders');
-  let index = orders.length;
-  while (index > 0 && orders[index - 1]!.closesAtMs > order.closesAtMs) index -= 1;
-  orders.splice(index, 0, order);
+  const current = work.state.orders;
+  let index = current.length;
+  while (index > 0 && current[index - 1]!.closesAtMs > order.closesAtMs) index -= 1;
+  let orders: OrderRecord[];
+  if (index === current.length) {
+    orders = appendToList(work, 'orders', order);
+  } else {
+    orders = writeList(work, 'orders');
+    orders.splice(index, 0, order);
+  }
   // Bounded state: beyond the maximum, the oldest orders can no longer be returned.
   if (orders.length > returns.ordersMax) orders.splice(0, orders.length - returns.ordersMax);
 }

@@ -80,31 +80,46 @@ export function prorate(total: number, part: number, whole: number): number {
 export function allocate(total: number, weights: readonly number[]): number[] {
   assertSafeInteger(total, 'total');
   assert(total >= 0, 'total must be non-negative');
-  assert(weights.length > 0, 'weights must not be empty');
+  const count = weights.length;
+  assert(count > 0, 'weights must not be empty');
   let weightSum = 0;
-  for (const weight of weights) weightSum += weight;
+  for (let index = 0; index < count; index++) weightSum += weights[index]!;
   assertSafeInteger(weightSum, 'sum of weights');
-  if (weights.length === 1) return [total];
-  const effective = weightSum === 0 ? weights.map(() => 1) : weights;
-  const effectiveSum = weightSum === 0 ? weights.length : weightSum;
-  const parts = new Array<number>(effective.length);
-  const remainders = new Array<number>(effective.length);
+  if (count === 1) return [total];
+  // All-zero weights count as ones.
+  const allZero = weightSum === 0;
+  const sum = allZero ? count : weightSum;
+  const parts = new Array<number>(count);
+  const remainders = new Array<number>(count);
   let given = 0;
-  for (let index = 0; index < effective.length; index++) {
-    const weight = effective[index]!;
+  for (let index = 0; index < count; index++) {
+    const weight = allZero ? 1 : weights[index]!;
     assert(weight >= 0, 'weights must be non-negative');
-    const part = multiplyRounded(total, weight, effectiveSum, 'floor');
+    // multiplyRounded(total, weight, sum, 'floor') and its remainder, inlined with
+    // the same checks in the same order; the rare unsafe product takes the BigInt path.
+    assertSafeInteger(weight, 'numerator');
+    const product = total * weight;
+    let part: number;
+    let remainder: number;
+    if (Number.isSafeInteger(product)) {
+      assert(sum > 0, 'denominator must be positive');
+      remainder = product % sum;
+      part = (product - remainder) / sum;
+    } else {
+      part = multiplyRounded(total, weight, sum, 'floor');
+      remainder = remainderOf(total, weight, sum);
+    }
     parts[index] = part;
     // The remainder only ranks the parts; comparing scaled fractions is enough.
-    remainders[index] = remainderOf(total, weight, effectiveSum);
+    remainders[index] = remainder;
     given += part;
   }
   let left = total - given;
   assert(left >= 0, 'largest remainder leftover is negative');
-  assert(left < effective.length, 'largest remainder leftover exceeds one per part');
+  assert(left < count, 'largest remainder leftover exceeds one per part');
   while (left > 0) {
     let best = -1;
-    for (let index = 0; index < effective.length; index++) {
+    for (let index = 0; index < count; index++) {
       if (best === -1 || remainders[index]! > remainders[best]!) best = index;
     }
     parts[best] = parts[best]! + 1;

@@ -67,7 +67,7 @@ export function takeBudget(work: Work, promotion: CompiledPromotion, wanted: num
 /** Per-member usage of promotions that have ended can never matter again. */
 export function pruneEndedPromotionUsage(work: Work, atMs: number): void {
   for (const promotionId in work.state.promotionUsage) {
-    const promotion = work.program.promotions.find((candidate) => candidate.id === promotionId);
+    const promotion = work.program.promotionById.get(promotionId);
     if (promotion !== undefined && promotion.endsAtMs > atMs) continue;
     delete writeRecord(work, 'promotionUsage')[promotionId];
   }

@@ -4,7 +4,8 @@ import { expireDueLots } from './expiry.js';
 import { creditSpendable, debitSpendable } from './lots.js';
 import { rejection, type Rejection } from './rejection.js';
 import { tierOf } from './tiers.js';
-import { readCurrency, writeList, type Work } from './work.js';
+import type { RedemptionRecord } from './state.js';
+import { appendToList, readCurrency, writeList, type Work } from './work.js';
 
 /**
  * Redemption debits spendable points (soonest-expiring lots first) for a
@@ -29,8 +30,7 @@ export function applyRedemption(work: Work, event: RedemptionEvent): Rejection |
   const details = { reference: event.rewardId };
   const lots = debitSpendable(work, event.currency, event.points, 'redeem', BUILTIN_RULE.redemption, details);
   if (program.redemptionCancelMs > 0) {
-    const redemptions = writeList(work, 'redemptions');
-    redemptions.push({
+    const redemptions = appendToList(work, 'redemptions', {
       eventId: event.id,
       rewardId: event.rewardId,
       currency: event.currency,
@@ -40,7 +40,7 @@ export function applyRedemption(work: Work, event: RedemptionEvent): Rejection |
       lots,
     });
     // Kept sorted by deadline for pruning; bounded by the program maximum.
-    redemptions.sort((left, right) => left.cancelUntilMs - right.cancelUntilMs);
+    sortLastByDeadline(redemptions);
     if (redemptions.length > program.redemptionsMax) redemptions.splice(0, redemptions.length - program.redemptionsMax);
   }
   work.state.lastActivityMs = Math.max(work.state.lastActivityMs, work.atMs);
@@ -56,6 +56,33 @@ export function applyRedemption(work: Work, event: RedemptionEvent): Rejection |
     points: event.points,
   });
   return null;
+}
+
+const byDeadline = (left: RedemptionRecord, right: RedemptionRecord): number => left.cancelUntilMs - right.cancelUntilMs;
+
+/**
+ * `list.sort(byDeadline)` for a list sorted but for its last item, which a
+ * stable sort moves back past the later deadlines and no further: done by
+ * that one move. Any other list (out of order, or a deadline that is not a
+ * finite number) is sorted by the sort itself.
+ */
+export function sortLastByDeadline(list: RedemptionRecord[]): void {
+  const last = list.length - 1;
+  if (last < 1) return;
+  for (let index = 0; index <= last; index++) {
+    const deadline = list[index]!.cancelUntilMs;
+    if (!Number.isFinite(deadline) || (index > 0 && index < last && list[index - 1]!.cancelUntilMs > deadline)) {
+      list.sort(byDeadline);
+      return;
+    }
+  }
+  const item = list[last]!;
+  let position = last;
+  while (position > 0 && list[position - 1]!.cancelUntilMs > item.cancelUntilMs) {
+    list[position] = list[position - 1]!;
+    position -= 1;
+  }
+  list[position] = item;
 }
 
 /** With a catalog: the reward must exist, cost what it costs, in its currency, for an allowed tier. */

@@ -141,6 +141,36 @@ export function writeList<K extends ListKey>(work: Work, key: K): Writable<K> {
   return work.state[key] as unknown as Writable<K>;
 }
 
+/**
+ * Appends to a list, copying it first if this work has not yet: the copy is
+ * made with the item in one exact-size allocation (a slice() then push()
+ * would grow the fresh copy's backing store by half again, and the state
+ * would keep that slack).
+ */
+export function appendToList<K extends ListKey>(work: Work, key: K, item: Writable<K>[number]): Writable<K> {
+  work.changed = true;
+  if ((work.copied & COPY_BIT[key]) === 0) {
+    // concat of a one-item array appends the item itself, whatever it is.
+    (work.state as Record<string, unknown>)[key] = (work.original[key] as readonly unknown[]).concat([item]);
+    work.copied |= COPY_BIT[key];
+  } else {
+    (work.state[key] as unknown as unknown[]).push(item);
+  }
+  return work.state[key] as unknown as Writable<K>;
+}
+
+/** Drops the first `count` items of a list, copying only the rest if this work has not copied it yet. */
+export function dropListHead<K extends ListKey>(work: Work, key: K, count: number): Writable<K> {
+  work.changed = true;
+  if ((work.copied & COPY_BIT[key]) === 0) {
+    (work.state as Record<string, unknown>)[key] = (work.original[key] as readonly unknown[]).slice(count);
+    work.copied |= COPY_BIT[key];
+  } else {
+    (work.state[key] as unknown as unknown[]).splice(0, count);
+  }
+  return work.state[key] as unknown as Writable<K>;
+}
+
 export function writeRecord<K extends RecordKey>(work: Work, key: K): WritableRecord<K> {
   work.changed = true;
   if ((work.copied & COPY_BIT[key]) === 0) {
