@@ -58,7 +58,7 @@ const settingsObject = z
      * simple program), so the default keeps both actors' caches near 360 MB
      * however many members there are.
      */
-    memberCacheMax: integer(1_000, 50_000_000).default(50_000),
+    memberCacheMax: integer(1_000, 50_000_000).default(20_000),
     /** LMDB map size; the file grows up to it. */
     lmdbMapSizeBytes: integer(64 * 1024 * 1024, 2 ** 40).default(64 * 1024 ** 3),
     /**

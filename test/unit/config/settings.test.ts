@@ -49,7 +49,7 @@ describe('loadSettings', () => {
       ackPendingMax: 32_768,
       ackWaitMs: 60_000,
       payloadBytesMax: 65_536,
-      memberCacheMax: 50_000,
+      memberCacheMax: 20_000,
       lmdbMapSizeBytes: 64 * 1024 ** 3,
       httpHost: '127.0.0.1',
       httpPort: 8080,
