@@ -17,6 +17,8 @@ const workerFile = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './
 export interface ActorPoolOptions {
   readonly actors: number;
   readonly batchesInFlightMax: number;
+  /** Each actor thread's V8 old-generation limit (settings.actorHeapMaxMb). */
+  readonly heapMaxMb?: number;
   readonly workerData: (actorIndex: number) => ActorWorkerData;
 }
 
@@ -65,7 +67,7 @@ export class ActorPool {
           // Each batch allocates a few MB of short-lived objects (decoded events,
           // new member states): a larger young generation keeps them out of the
           // old one and cuts GC time roughly in half.
-          resourceLimits: { maxYoungGenerationSizeMb: 64 },
+          resourceLimits: { maxYoungGenerationSizeMb: 64, maxOldGenerationSizeMb: options.heapMaxMb },
           closeTimeout: 60_000,
         }),
     );

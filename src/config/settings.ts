@@ -54,11 +54,18 @@ const settingsObject = z
     payloadBytesMax: integer(256, 8 * 1024 * 1024).default(64 * 1024),
     /**
      * Members kept in each actor's memory; the rest are read from LMDB on
-     * demand. A cached member costs about 3.6 KB of heap (measured with the
-     * simple program), so the default keeps both actors' caches near 360 MB
-     * however many members there are.
+     * demand. A cached member costs about 9 KB of heap with the retail
+     * program (measured at 10 million members), so the default keeps both
+     * actors' caches near 360 MB however many members there are.
      */
     memberCacheMax: integer(1_000, 50_000_000).default(20_000),
+    /**
+     * Each actor thread's V8 old-generation limit. V8 otherwise sizes it from
+     * the machine's memory and lets garbage pile up far beyond the live cache;
+     * a bound makes it collect sooner. An actor that needs more stops the
+     * engine (out of memory), so keep it well above the cache's size.
+     */
+    actorHeapMaxMb: integer(128, 65_536).default(384),
     /** LMDB map size; the file grows up to it. */
     lmdbMapSizeBytes: integer(64 * 1024 * 1024, 2 ** 40).default(64 * 1024 ** 3),
     /**

@@ -34,6 +34,13 @@ export interface IngestOptions {
   readonly payloadBytesMax: number;
   readonly runner: ActorRunner;
   readonly encodingOf: (message: InboundMessage) => Encoding;
+  /**
+   * What to keep until the message can be acked. The message itself by
+   * default; the engine keeps only its reply subject, so that tens of
+   * thousands of unacked deliveries do not hold their parsed messages and
+   * payload buffers in memory after their payload was copied into a batch.
+   */
+  readonly ackHandleOf?: (message: InboundMessage) => AckHandle;
   /** Dead-letters a message the main thread rejects unread (oversized); resolves once stored. */
   readonly deadLetter: (message: InboundMessage, memberToken: string, reason: string, encoding: Encoding) => Promise<void>;
   readonly onBatch: (actor: number, result: BatchResult, nowMs: number) => void;
@@ -43,8 +50,13 @@ export interface IngestOptions {
   readonly now?: () => number;
 }
 
+/** Acks one delivery (with ack-all, every delivery before it too). */
+export interface AckHandle {
+  ack(): void;
+}
+
 export class Ingest {
-  private readonly tracker = new AckTracker<InboundMessage>();
+  private readonly tracker = new AckTracker<AckHandle>();
   private readonly batcher: Batcher;
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
@@ -86,11 +98,11 @@ export class Ingest {
     if (this.stopped) {
       // Delivered after intake stopped: left unacked for redelivery, but
       // tracked, so an ack-all watermark can never pass (and so ack) it.
-      this.tracker.track(sequence, message);
+      this.tracker.track(sequence, this.ackHandleOf(message));
       return;
     }
     this.lastPending = info.pending;
-    this.tracker.track(sequence, message);
+    this.tracker.track(sequence, this.ackHandleOf(message));
     const memberToken = message.subject.substring(this.options.subjectPrefixLength);
     const encoding = this.options.encodingOf(message);
     const data = message.data;
@@ -137,7 +149,7 @@ export class Ingest {
     const promise = this.options.runner.runBatch(actor, buffer).then((result) => {
       const nowMs = this.now();
       this.options.onBatch(actor, result, nowMs);
-      let acked: InboundMessage | undefined;
+      let acked: AckHandle | undefined;
       for (const sequence of result.committedSequences) acked = this.tracker.complete(sequence) ?? acked;
       for (const letter of result.deadLetters) acked = this.tracker.complete(letter.streamSequence) ?? acked;
       this.ack(acked);
@@ -150,9 +162,13 @@ export class Ingest {
     this.ack(this.tracker.complete(sequence));
   }
 
-  private ack(message: InboundMessage | undefined): void {
-    if (message === undefined || this.failed) return;
-    message.ack();
+  private ackHandleOf(message: InboundMessage): AckHandle {
+    return this.options.ackHandleOf?.(message) ?? message;
+  }
+
+  private ack(handle: AckHandle | undefined): void {
+    if (handle === undefined || this.failed) return;
+    handle.ack();
     this.options.onAck?.(1);
   }
 
