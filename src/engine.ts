@@ -1,19 +1,16 @@
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { FastifyInstance } from 'fastify';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
-import type { ApiContext, ReportReader } from './api/context.js';
-import { JetStreamSubmitter } from './transport/submit.js';
-import { startLoyaltyServices, type LoyaltyServices } from './transport/services.js';
+import { loadApiTokens } from './api/auth.js';
+import type { Health } from './api/context.js';
+import { ApiThread } from './api/thread.js';
 import { parseProgramText } from './config/program-file.js';
 import { globalBudgetLimits } from './domain/ports.js';
-import { buildReport } from './reports/report.js';
 import { EngineProgramManager } from './runtime/program-manager.js';
 import { Sweeper } from './runtime/sweeper.js';
 import { unpackOutbox } from './actors/actor.js';
-import { listeningPort, startHttpServer } from './api/http.js';
 import type { Settings } from './config/settings.js';
 import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
@@ -27,6 +24,20 @@ import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-ser
 import { publishOutcomes } from './transport/outcomes.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { ensureTopology } from './transport/topology.js';
+
+const ACK = new TextEncoder().encode('+ACK');
+
+/** Acks a JetStream delivery by its reply subject alone (what JsMsg.ack() publishes), holding nothing else. */
+class ReplyAck {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly reply: string,
+  ) {}
+
+  ack(): void {
+    if (this.reply !== '') this.nc.publish(this.reply, ACK);
+  }
+}
 
 /**
  * The engine: wires NATS, the actors, the store, metrics and HTTP together,
@@ -47,13 +58,11 @@ export class Engine {
   private pool: ActorPool | undefined;
   private ingest: Ingest | undefined;
   private messages: ConsumerMessages | undefined;
-  private http: FastifyInstance | undefined;
+  /** The HTTP API and the NATS services, on their own thread (src/api/thread.ts). */
+  private api: ApiThread | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
   private sweeper: Sweeper | undefined;
-  private submitter: JetStreamSubmitter | undefined;
-  private services: LoyaltyServices | undefined;
   programs: EngineProgramManager | undefined;
-  reports: ReportReader | undefined;
   private consuming = false;
   private stopping: Promise<void> | undefined;
   readonly metrics = new EngineMetrics();
@@ -67,11 +76,13 @@ export class Engine {
   }
 
   get httpPort(): number {
-    return this.http === undefined ? 0 : listeningPort(this.http);
+    return this.api?.port ?? 0;
   }
 
   async start(): Promise<void> {
     const { settings, logger } = this.options;
+    // Bad token entries stop the start before anything runs (a ConfigError naming each).
+    const tokens = loadApiTokens({ apiTokens: settings.apiTokens, apiTokensFile: settings.apiTokensFile });
     this.natsUrl = settings.natsUrl !== '' ? settings.natsUrl : await this.startEmbeddedNats();
     this.nc = await connectNats({ ...settings, natsUrl: this.natsUrl }, 'loyalty-engine');
     logger.info({ nats: this.natsUrl }, 'connected to NATS');
@@ -102,6 +113,7 @@ export class Engine {
     this.pool = new ActorPool({
       actors: settings.actors,
       batchesInFlightMax: settings.actorBatchesInFlightMax,
+      heapMaxMb: settings.actorHeapMaxMb,
       workerData: (actorIndex) => ({ actorIndex, settings, program, budgets, bootId, natsUrl: this.natsUrl }),
     });
     await this.pool.ready();
@@ -110,6 +122,7 @@ export class Engine {
 
     const subjects = subjectsFor(settings.subjectPrefix);
     const js = jetstream(this.nc);
+    const nc = this.nc;
     this.ingest = new Ingest({
       partitions: settings.partitions,
       subjectPrefixLength: subjects.transactionPrefix.length,
@@ -118,6 +131,8 @@ export class Engine {
       payloadBytesMax: settings.payloadBytesMax,
       runner: this.pool,
       encodingOf: (message) => encodingOf((message as JsMsg).headers?.get(HEADER_CONTENT_TYPE)),
+      // JsMsg has the reply subject (its ack goes there) but does not type it.
+      ackHandleOf: (message) => new ReplyAck(nc, (message as unknown as { readonly reply: string }).reply),
       deadLetter: async (message, memberToken, reason, encoding) => {
         await publishDeadLetter(js, subjects, settings.streamName, {
           streamSequence: message.info.streamSequence,
@@ -150,25 +165,6 @@ export class Engine {
           logger.info({ program: next.id }, 'program activated');
         }),
     });
-    const programs = this.programs;
-    this.reports = {
-      kpis: (period, fromMs, toMs) => {
-        const active = programs.active();
-        return buildReport(
-          store.reportSource(),
-          {
-            utcOffsetMinutes: active.utcOffsetMinutes,
-            pointValues: new Map(
-              active.currencies.flatMap((currency) => (currency.value === undefined ? [] : [[currency.id, currency.value] as const])),
-            ),
-            promotionBudgets: new Map(Object.entries(globalBudgetLimits(active))),
-          },
-          period,
-          fromMs,
-          toMs,
-        );
-      },
-    };
     this.sweeper = new Sweeper({
       actors: settings.actors,
       intervalMs: settings.sweepIntervalMs,
@@ -182,14 +178,31 @@ export class Engine {
     });
     this.sweeper.start();
 
-    this.submitter = new JetStreamSubmitter(this.nc, { subjectPrefix: settings.subjectPrefix });
-    const health = () => ({
+    const health = (): Health => ({
       ok: this.consuming,
       detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors },
     });
-    const api: ApiContext = { settings, reads: store, submitter: this.submitter, programs: this.programs, reports: this.reports, health };
-    this.http = await startHttpServer({ host: settings.httpHost, port: settings.httpPort, registry: this.metrics.registry, health, api, logger });
-    this.services = await startLoyaltyServices(this.nc, api);
+    const programs = this.programs;
+    const registry = this.metrics.registry;
+    const api = new ApiThread({
+      settings: { ...settings, natsUrl: this.natsUrl },
+      tokens,
+      program: { program, atMs: programSinceMs, source: programSource },
+      logger,
+      handlers: {
+        health,
+        metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
+        activateProgram: async (text) => {
+          const check = await programs.activate(text);
+          // The thread learns the program before the call answers: its GET /v1/program is current at once.
+          if (check.ok) api.setProgram({ program: programs.active(), atMs: programs.activeSince().atMs, source: programs.activeSince().source });
+          return check;
+        },
+      },
+    });
+    this.api = api;
+    void api.failed.then((error) => this.fail(error));
+    await api.start();
     this.gaugeTimer = setInterval(() => this.updateGauges(), GAUGE_INTERVAL_MS);
     this.gaugeTimer.unref();
 
@@ -215,8 +228,8 @@ export class Engine {
   private async doStop(): Promise<void> {
     const { logger } = this.options;
     this.consuming = false;
-    if (this.services !== undefined) await this.services.stop().catch(() => undefined);
-    if (this.http !== undefined) await this.http.close();
+    // HTTP and the NATS services first: no new requests while intake drains.
+    if (this.api !== undefined) await this.api.stop();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
     if (this.messages !== undefined) await this.messages.close().catch(() => undefined);
     if (this.sweeper !== undefined) await this.sweeper.stop();
@@ -224,7 +237,6 @@ export class Engine {
     if (this.nc !== undefined) await this.nc.flush().catch(() => undefined);
     if (this.pool !== undefined) await this.pool.close();
     if (this.store !== undefined) await this.store.close();
-    this.submitter?.close();
     if (this.nc !== undefined) await this.nc.drain().catch(() => undefined);
     if (this.supervisor !== undefined) await this.supervisor.stop();
     logger.info('engine stopped');

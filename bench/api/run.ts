@@ -15,7 +15,8 @@ import { summarizeProfiles, type ProfileWindow } from './profile.js';
  *   npx tsx bench/api/run.ts [--members 10000] [--purchases 3] [--background-rate 2000]
  *                            [--duration-s 10] [--connections 50] [--wait-phase true]
  *                            [--program config/programs/retail.yaml] [--actors 2] [--cpu-prof false]
- *                            [--phases http-floor,wallet,events,events-wait] [--warmup-s 2]
+ *                            [--phases http-floor,wallet,events,events-wait] [--warmup-s 2] [--drain-s 60]
+ *                            [--engine-env LOYALTY_NAME=value,...]
  *
  * 1. starts a nats-server (free port, temp dir) and the engine as a child process (node --import tsx
  *    src/cli/main.ts start, with API tokens), waits for /health;
@@ -26,7 +27,9 @@ import { summarizeProfiles, type ProfileWindow } from './profile.js';
  * 4. runs autocannon, each phase at most 15 s: (a) GET /v1/members/:id/wallet over random seeded ids,
  *    (b) POST /v1/events without wait (unique ids), (c) POST /v1/events?wait=true. Before the background
  *    load starts, the `http-floor` phase measures a bare fastify serving a fixed body of the wallet's size
- *    (bench/api/floor-server.ts): what one Node thread can answer on this machine before any engine work;
+ *    (bench/api/floor-server.ts): what one Node thread can answer on this machine before any engine work.
+ *    Before each engine phase the consumer is let drain (at most --drain-s) to under one second of
+ *    background events, so a phase does not inherit the backlog the previous one's submissions left;
  * 5. prints a table and writes bench/results/api-<timestamp>.json. With --cpu-prof true the engine
  *    runs under node --cpu-prof and the report lists where its CPU went (main thread and actors).
  *
@@ -50,7 +53,10 @@ interface Options {
   actors: number;
   cpuProf: boolean;
   warmupS: number;
+  drainS: number;
   phases: string[];
+  /** Extra LOYALTY_* settings for the engine, e.g. LOYALTY_BATCH_AGE_MS_MAX=20. */
+  engineEnv: Record<string, string>;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -65,7 +71,9 @@ function parseOptions(argv: readonly string[]): Options {
     actors: 2,
     cpuProf: false,
     warmupS: 2,
+    drainS: 60,
     phases: ['http-floor', 'wallet', 'events', 'events-wait'],
+    engineEnv: {},
   };
   for (let index = 0; index < argv.length; index += 2) {
     const name = argv[index]!;
@@ -87,7 +95,15 @@ function parseOptions(argv: readonly string[]): Options {
       case '--actors': options.actors = number; break;
       case '--cpu-prof': options.cpuProf = value === 'true'; break;
       case '--warmup-s': options.warmupS = number; break;
+      case '--drain-s': options.drainS = number; break;
       case '--phases': options.phases = value.split(',').filter((phase) => phase !== ''); break;
+      case '--engine-env':
+        for (const pair of value.split(',').filter((item) => item !== '')) {
+          const [key, ...rest] = pair.split('=');
+          if (!/^LOYALTY_[A-Z0-9_]+$/.test(key ?? '') || rest.length === 0) throw new Error(`--engine-env: expected LOYALTY_NAME=value[,...], got ${pair}`);
+          options.engineEnv[key!] = rest.join('=');
+        }
+        break;
       default: throw new Error(`unknown option ${name} (--help)`);
     }
   }
@@ -116,6 +132,40 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** CPU seconds of each thread of a process (/proc/<pid>/task/<tid>/stat); the main thread's tid is the pid. */
+function threadCpuSeconds(pid: number | undefined): Record<string, number> {
+  if (pid === undefined) return {};
+  const threads: Record<string, number> = {};
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+        threads[tid] = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+      } catch {
+        // the thread ended
+      }
+    }
+  } catch {
+    // the process ended
+  }
+  return threads;
+}
+
+/** The API thread's busy and CPU seconds (loyalty_http_thread_*_seconds_total at /metrics); undefined for an engine without them. */
+async function apiThreadSeconds(base: string, token: string): Promise<{ busy: number | undefined; cpu: number | undefined }> {
+  try {
+    const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    const value = (name: string) => {
+      const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
+      return match === null ? undefined : Number(match[1]);
+    };
+    return { busy: value('loyalty_http_thread_busy_seconds_total'), cpu: value('loyalty_http_thread_cpu_seconds_total') };
+  } catch {
+    return { busy: undefined, cpu: undefined };
+  }
+}
+
 function machineTicks(): { busy: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const total = line.reduce((sum, value) => sum + value, 0);
@@ -126,6 +176,8 @@ function machineTicks(): { busy: number; total: number } {
 interface Snapshot {
   atMs: number;
   cpu: Record<string, number>;
+  engineThreads: Record<string, number>;
+  api: { busy: number | undefined; cpu: number | undefined };
   machine: { busy: number; total: number };
   ackFloor: number;
   pending: number;
@@ -153,6 +205,7 @@ async function startEngine(natsUrl: string, dataDir: string, options: Options, p
     LOYALTY_LOG_LEVEL: 'warn',
     LOYALTY_ACTORS: String(options.actors),
     LOYALTY_API_TOKENS: `read:${TOKEN_READ}:bench-read,write:${TOKEN_WRITE}:bench-write`,
+    ...options.engineEnv,
   });
   const flags = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'src/cli/main.ts', 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -197,6 +250,18 @@ interface PhaseResult {
   timeouts: number;
   /** % of one core; machineBusy is % of all cores; others = what other processes of the machine used, % of one core. */
   cpuPercent: { engine: number; natsServer: number; publisher: number; benchClient: number; others: number; machineBusy: number };
+  /**
+   * The engine per thread, % of one core: its main thread (ingest; the tid is the pid), the HTTP API
+   * thread's busy time (from its own metric, so null for an engine without an API thread or in the
+   * floor phase), and every thread's CPU by tid, busiest first.
+   */
+  engineThreads: {
+    mainCpu: number;
+    apiBusy: number | null;
+    apiCpu: number | null;
+    apiCpuMicrosecondsPerRequest: number | null;
+    byTid: { tid: string; cpu: number }[];
+  };
   engineConsumedPerSecond: number;
   consumerLagAtEnd: number;
 }
@@ -321,11 +386,15 @@ async function main(): Promise<void> {
     /** One measured phase: autocannon for durationS, with CPU per process and the engine's consumption around it. */
     const measure = async (name: string, url: string, pids: Record<string, number | undefined>) => {
       log(`phase ${name}: ${phases[name]!.request}, ${options.connections} connections, ${options.durationS} s`);
+      const onEngine = name !== 'http-floor';
       const snapshot = async (): Promise<Snapshot> => {
         const state = await consumer(jsm);
+        const api = onEngine ? await apiThreadSeconds(url, TOKEN_READ) : { busy: undefined, cpu: undefined };
         return {
           atMs: performance.now(),
           cpu: Object.fromEntries(Object.entries(pids).map(([key, pid]) => [key, cpuSeconds(pid)])),
+          engineThreads: threadCpuSeconds(pids.engine),
+          api,
           machine: machineTicks(),
           ackFloor: state.ackFloor,
           pending: state.pending,
@@ -369,6 +438,19 @@ async function main(): Promise<void> {
           others: Math.max(0, Math.round((machineBusy * cpus().length * 100 - ours) * 10) / 10),
           // Of all cores: 100 = every core busy.
           machineBusy: Math.round(machineBusy * 1000) / 10,
+        },
+        engineThreads: {
+          mainCpu: percentOf((after.engineThreads[String(pids.engine)] ?? 0) - (before.engineThreads[String(pids.engine)] ?? 0), seconds),
+          apiBusy: after.api.busy === undefined || before.api.busy === undefined ? null : percentOf(after.api.busy - before.api.busy, seconds),
+          apiCpu: after.api.cpu === undefined || before.api.cpu === undefined ? null : percentOf(after.api.cpu - before.api.cpu, seconds),
+          apiCpuMicrosecondsPerRequest:
+            after.api.cpu === undefined || before.api.cpu === undefined || result.requests.total === 0
+              ? null
+              : Math.round(((after.api.cpu - before.api.cpu) * 1e6) / result.requests.total),
+          byTid: Object.keys(after.engineThreads)
+            .map((tid) => ({ tid, cpu: percentOf((after.engineThreads[tid] ?? 0) - (before.engineThreads[tid] ?? 0), seconds) }))
+            .filter((thread) => thread.cpu > 0)
+            .sort((left, right) => right.cpu - left.cpu),
         },
         engineConsumedPerSecond: Math.round((after.ackFloor - before.ackFloor) / seconds),
         consumerLagAtEnd: after.pending,
@@ -419,7 +501,19 @@ async function main(): Promise<void> {
       await runAutocannon('events', base, options.warmupS);
       await sleep(1_000);
     }
-    for (const name of enginePhases) await measure(name, base, enginePids);
+    for (const name of enginePhases) {
+      // Submissions faster than the engine consumes leave a backlog, which a following
+      // ?wait=true phase would wait through: start every phase from a drained consumer.
+      const drainStarted = performance.now();
+      const lagMax = Math.max(200, options.backgroundRate);
+      let lag = (await consumer(jsm)).pending;
+      while (lag > lagMax && performance.now() - drainStarted < options.drainS * 1000) {
+        await sleep(250);
+        lag = (await consumer(jsm)).pending;
+      }
+      if (performance.now() - drainStarted > 500) log(`drained the consumer for ${((performance.now() - drainStarted) / 1000).toFixed(1)} s before ${name} (lag ${lag})`);
+      await measure(name, base, enginePids);
+    }
 
     stopping = true;
     publisher.kill('SIGTERM');
@@ -495,7 +589,7 @@ async function natsServerVersion(): Promise<string> {
 
 function table(report: any): string {
   const rows = [
-    ['phase', 'req/s', 'p50 ms', 'p97.5 ms', 'p99 ms', 'max ms', '2xx', 'non-2xx', 'errors', 'engine CPU %', 'nats %', 'publisher %', 'autocannon %', 'other procs %', 'machine busy %', 'consumed/s', 'lag at end'],
+    ['phase', 'req/s', 'p50 ms', 'p97.5 ms', 'p99 ms', 'max ms', '2xx', 'non-2xx', 'errors', 'engine CPU %', 'main thr %', 'API busy %', 'API CPU %', 'API CPU µs/req', 'nats %', 'publisher %', 'autocannon %', 'other procs %', 'machine busy %', 'consumed/s', 'lag at end'],
   ];
   for (const phase of report.phases as PhaseResult[]) {
     rows.push([
@@ -509,6 +603,10 @@ function table(report: any): string {
       String(phase.non2xx),
       String(phase.errors + phase.timeouts),
       String(phase.cpuPercent.engine),
+      String(phase.engineThreads.mainCpu),
+      phase.engineThreads.apiBusy === null ? '-' : String(phase.engineThreads.apiBusy),
+      phase.engineThreads.apiCpu === null ? '-' : String(phase.engineThreads.apiCpu),
+      phase.engineThreads.apiCpuMicrosecondsPerRequest === null ? '-' : String(phase.engineThreads.apiCpuMicrosecondsPerRequest),
       String(phase.cpuPercent.natsServer),
       String(phase.cpuPercent.publisher),
       String(phase.cpuPercent.benchClient),
@@ -522,7 +620,8 @@ function table(report: any): string {
   const line = (row: string[]) => `| ${row.map((cell, column) => cell.padEnd(widths[column]!)).join(' | ')} |`;
   let text = `\nAPI bench, ${report.machine.cores} × ${report.machine.cpuModel}, load average at start ${report.machine.loadAverageAtStart.join(' ')}\n`;
   text += `seed: ${report.seed.events} purchases for ${report.seed.members} members; background: ${report.background.ratePerSecond ?? '?'} purchases/s to JetStream\n`;
-  text += 'CPU columns are % of one core (the machine has ' + report.machine.cores + '); "other procs" is what the rest of the machine used meanwhile; "consumed/s" is the engine\'s ack rate during the phase.\n\n';
+  text += 'CPU columns are % of one core (the machine has ' + report.machine.cores + '); "other procs" is what the rest of the machine used meanwhile; "consumed/s" is the engine\'s ack rate during the phase.\n';
+  text += '"main thr" is the engine\'s main thread (ingest) CPU; "API busy" the HTTP API thread\'s event loop busy time (wall clock: it counts time the thread waited for a core), "API CPU" its CPU time and "API CPU µs/req" that per request.\n\n';
   text += `${line(rows[0]!)}\n|${widths.map((width) => '-'.repeat(width + 2)).join('|')}|\n`;
   for (const row of rows.slice(1)) text += `${line(row)}\n`;
   const verdict = (met: boolean | null) => (met === null ? 'not measured' : met ? 'MET' : 'NOT MET');

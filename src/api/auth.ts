@@ -29,12 +29,28 @@ interface TokenEntry extends Principal {
   readonly hash: Buffer;
 }
 
+/** A token table as structured-cloneable data: SHA-256 hashes, roles and names. */
+export type TokenTableData = readonly { readonly role: Role; readonly name: string; readonly hash: Uint8Array }[];
+
 /** RFC 6750 b64token characters; at least 16 of them (e.g. `openssl rand -hex 32`). */
 export const TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]+$/;
 export const TOKEN_LENGTH_MIN = 16;
 export const TOKEN_LENGTH_MAX = 512;
 export const TOKEN_NAME_PATTERN = /^[A-Za-z0-9_.@-]{1,128}$/;
 const TOKENS_MAX = 10_000;
+/** Authorization headers remembered per token table (only headers of known tokens). */
+export const PRINCIPAL_CACHE_MAX = 1_024;
+/** Longer headers are never remembered: "Bearer " + a 512-character token + some blanks. */
+const CACHED_HEADER_LENGTH_MAX = 600;
+
+/** What an Authorization header says: no usable bearer token, an unknown one, or who it is. */
+export type Identification =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'unknown' }
+  | { readonly kind: 'known'; readonly principal: Principal };
+
+const MISSING: Identification = Object.freeze({ kind: 'missing' });
+const UNKNOWN: Identification = Object.freeze({ kind: 'unknown' });
 
 function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
@@ -42,6 +58,16 @@ function sha256(text: string): Buffer {
 
 export class TokenTable {
   private readonly entries: readonly TokenEntry[];
+  /**
+   * Authorization header (the raw string) → its identification, for headers
+   * that named a known token: a client on keep-alive sends the same header
+   * every time, and hashing it again costs ~5 % of a wallet read. Unknown and
+   * malformed headers are never remembered (they cannot fill it, and an
+   * unknown token is hashed and compared every time). The table is immutable
+   * (tokens change with a restart), so nothing remembered can go stale; the
+   * cache lives and dies with its table. Bounded: the oldest header goes first.
+   */
+  private readonly known = new Map<string, Identification>();
 
   constructor(entries: readonly TokenEntry[]) {
     this.entries = entries;
@@ -59,6 +85,42 @@ export class TokenTable {
       if (timingSafeEqual(hash, entry.hash) && found === undefined) found = entry;
     }
     return found === undefined ? undefined : { role: found.role, name: found.name };
+  }
+
+  /**
+   * The identification of an `Authorization` header value. A header seen
+   * before with a known token is found in a map; any other is parsed, hashed
+   * and compared with every entry in constant time (identify).
+   */
+  identifyHeader(header: string | undefined): Identification {
+    if (header === undefined) return MISSING;
+    const remembered = this.known.get(header);
+    if (remembered !== undefined) return remembered;
+    const token = bearerTokenOf(header);
+    if (token === undefined) return MISSING;
+    const principal = this.identify(token);
+    if (principal === undefined) return UNKNOWN;
+    const identification: Identification = Object.freeze({ kind: 'known', principal: Object.freeze(principal) });
+    if (header.length <= CACHED_HEADER_LENGTH_MAX) {
+      if (this.known.size >= PRINCIPAL_CACHE_MAX) this.known.delete(this.known.keys().next().value as string);
+      this.known.set(header, identification);
+    }
+    return identification;
+  }
+
+  /** The table as plain data (roles, names, hashes; never a token), to hand to another thread. */
+  toData(): TokenTableData {
+    return this.entries.map(({ role, name, hash }) => ({ role, name, hash: new Uint8Array(hash) }));
+  }
+
+  /** A table from toData(), in another thread. */
+  static fromData(data: TokenTableData): TokenTable {
+    return new TokenTable(data.map(({ role, name, hash }) => ({ role, name, hash: Buffer.from(hash) })));
+  }
+
+  /** Headers remembered now (tests). */
+  get rememberedHeaders(): number {
+    return this.known.size;
   }
 
   /** Names and roles, for logs (never the tokens). */

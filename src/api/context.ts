@@ -93,12 +93,18 @@ export interface ReportReader {
   kpis(period: ReportPeriod, fromMs: number, toMs: number): readonly ReportRow[];
 }
 
+/** Engine health as /health shows it. */
+export interface Health {
+  readonly ok: boolean;
+  readonly detail: Record<string, unknown>;
+}
+
 export interface ApiContext {
   readonly settings: Settings;
   readonly reads: MemberReads;
   readonly submitter: EventSubmitter;
   readonly programs: ProgramManager;
   readonly reports: ReportReader;
-  /** Engine health for /health. */
-  readonly health: () => { readonly ok: boolean; readonly detail: Record<string, unknown> };
+  /** Engine health for /health (from the API thread: asked of the engine's main thread). */
+  readonly health: () => Health | Promise<Health>;
 }

@@ -1,8 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
 import type { Logger } from '../log.js';
-import type { ApiContext } from './context.js';
-import { registerApiRoutes, type ApiRouteOptions, type ApiRoutes } from './routes/index.js';
+import type { ApiContext, Health } from './context.js';
+import { registerApiRoutes, type ApiRouteOptions, type ApiRoutes, type MetricsSource } from './routes/index.js';
 
 /**
  * The HTTP server. Without `api` it serves /health and /metrics only (open,
@@ -12,8 +11,9 @@ import { registerApiRoutes, type ApiRouteOptions, type ApiRoutes } from './route
 export interface HttpServerOptions {
   readonly host: string;
   readonly port: number;
-  readonly registry: Registry;
-  readonly health: () => { readonly ok: boolean; readonly detail: Record<string, unknown> };
+  /** What /metrics serves: a prom-client Registry, or the API thread's view of the engine's. */
+  readonly registry: MetricsSource;
+  readonly health: () => Health | Promise<Health>;
   /** Request bodies larger than this are refused with 413 (default: api.settings.httpBodyBytesMax, else 1 MiB). */
   readonly bodyBytesMax?: number;
   /** The engine's reads, submitter, programs and reports: serve the whole API. */
@@ -42,7 +42,7 @@ export async function buildHttpServer(options: HttpServerOptions): Promise<Fasti
   });
   if (options.api === undefined) {
     app.get('/health', async (_request, reply) => {
-      const health = options.health();
+      const health = await options.health();
       return reply.code(health.ok ? 200 : 503).send({ status: health.ok ? 'ok' : 'unavailable', ...health.detail });
     });
     app.get('/metrics', async (_request, reply) => {

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifySchema } from 'fastify';
+import fastJsonStringify from 'fast-json-stringify';
 import { z } from 'zod';
 import { RequestValidationError } from './errors.js';
 
@@ -17,6 +18,42 @@ export function documentOnly<T extends z.ZodType>(schema: T): T {
   return schema;
 }
 
+/**
+ * Hot-path shortcuts beside a zod schema. A fast check returns true only when
+ * zod would accept the value unchanged (its output equal to the input); on
+ * false, zod decides, so a refusal always has zod's issues and error shape.
+ */
+const fastChecks = new WeakMap<object, (data: unknown) => boolean>();
+
+export function withFastCheck<T extends z.ZodType>(schema: T, check: (data: unknown) => boolean): T {
+  fastChecks.set(schema, check);
+  return schema;
+}
+
+/** The fast check of a schema, if it has one (tests). */
+export function fastCheckOf(schema: z.ZodType): ((data: unknown) => boolean) | undefined {
+  return fastChecks.get(schema);
+}
+
+/**
+ * Response schemas serialised with fast-json-stringify (compiled from the
+ * schema's JSON schema) instead of JSON.stringify. Only for bodies the
+ * handler builds to the schema's exact shape: fast-json-stringify writes the
+ * schema's properties and nothing else.
+ */
+const fastSerialized = new WeakSet<object>();
+
+export function serializeWithSchema<T extends z.ZodType>(schema: T): T {
+  fastSerialized.add(schema);
+  return schema;
+}
+
+/** The serializer fastify uses for a response schema (tests compare it with JSON.stringify). */
+export function serializerOf(schema: unknown): (data: unknown) => string {
+  if (isZod(schema) && fastSerialized.has(schema)) return fastJsonStringify(jsonSchemaOf(schema, 'output') as never) as (data: unknown) => string;
+  return (data: unknown) => JSON.stringify(data);
+}
+
 function isZod(value: unknown): value is z.ZodType {
   return typeof value === 'object' && value !== null && typeof (value as { safeParse?: unknown }).safeParse === 'function';
 }
@@ -25,13 +62,16 @@ function isZod(value: unknown): value is z.ZodType {
 export function installZodCompilers(app: FastifyInstance): void {
   app.setValidatorCompiler(({ schema }) => {
     if (!isZod(schema) || documentedOnly.has(schema)) return () => true;
-    return (data: unknown) => {
+    const zodCheck = (data: unknown) => {
       const result = schema.safeParse(data);
       return result.success ? { value: result.data } : { error: new RequestValidationError(result.error.issues) };
     };
+    const fast = fastChecks.get(schema);
+    if (fast === undefined) return zodCheck;
+    return (data: unknown) => (fast(data) ? true : zodCheck(data));
   });
-  // Responses are built by our own code: plain JSON.stringify, the zod schemas there are for the document only.
-  app.setSerializerCompiler(() => (data: unknown) => JSON.stringify(data));
+  // Responses are built by our own code: JSON.stringify, or fast-json-stringify for schemas marked serializeWithSchema.
+  app.setSerializerCompiler(({ schema }) => serializerOf(schema));
 }
 
 /** JSON schema of a zod schema, for OpenAPI 3.0. */
@@ -94,4 +134,28 @@ export function instantMs(value: string, utcOffsetMinutes = 0): number {
   return value.length === 10 ? Date.parse(`${value}T00:00:00Z`) - utcOffsetMinutes * 60_000 : Date.parse(value);
 }
 
-export const memberIdParam = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]{1,64}$/, 'member id may hold only letters, digits, "_" and "-"');
+export const MEMBER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export const memberIdParam = z.string().min(1).max(64).regex(MEMBER_ID_PATTERN, 'member id may hold only letters, digits, "_" and "-"');
+
+/** True when `data` is exactly `{ memberId: <a valid member id> }` (what memberParams accepts unchanged). */
+export function isMemberParams(data: unknown): boolean {
+  if (typeof data !== 'object' || data === null) return false;
+  let keys = 0;
+  for (const key in data) {
+    if (key !== 'memberId') return false;
+    keys += 1;
+  }
+  const memberId = (data as { memberId?: unknown }).memberId;
+  return keys === 1 && typeof memberId === 'string' && MEMBER_ID_PATTERN.test(memberId);
+}
+
+/** Path parameters `{ memberId }`: checked with a regular expression on the hot path, zod names what is wrong. */
+export const memberParams = withFastCheck(z.object({ memberId: memberIdParam }).strict(), isMemberParams);
+
+/** True for an empty object: a querystring with no parameters, accepted unchanged by any all-optional schema. */
+export function isEmptyObject(data: unknown): boolean {
+  if (typeof data !== 'object' || data === null) return false;
+  for (const _key in data) return false;
+  return true;
+}

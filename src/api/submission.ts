@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { LoyaltyEvent } from '../domain/events.js';
 import type { ApiContext, SubmitResult } from './context.js';
 import { ApiError } from './errors.js';
-import { queryBoolean, queryInteger } from './schema.js';
+import { isEmptyObject, queryBoolean, queryInteger, serializeWithSchema, withFastCheck } from './schema.js';
 
 /**
  * Submitting an event for a request: idempotency key, optional wait for the
@@ -20,6 +20,9 @@ export const waitQuerySchema = z
     timeoutMs: queryInteger(1, WAIT_MS_MAX).meta({ description: `how long to wait, default ${WAIT_MS_DEFAULT}, at most ${WAIT_MS_MAX}` }),
   })
   .strict();
+
+// No query at all, the common case: nothing to check, zod need not run.
+withFastCheck(waitQuerySchema, isEmptyObject);
 
 export type WaitQuery = z.output<typeof waitQuerySchema>;
 
@@ -57,6 +60,9 @@ export const acceptedResponseSchema = z.object({
   duplicate: z.boolean().meta({ description: "true when the stream's duplicate window recognised the event id" }),
   accepted: z.literal(true),
 });
+
+// Serialised by fast-json-stringify: submitResponse builds exactly this shape for 202.
+serializeWithSchema(acceptedResponseSchema);
 
 export const appliedResponseSchema = acceptedResponseSchema.extend({
   result: z.enum(['applied', 'rejected']),

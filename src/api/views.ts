@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Program } from '../domain/program.js';
 import type { LedgerEntry } from '../domain/state.js';
 import type { WalletView } from '../domain/wallet.js';
+import { serializerOf, serializeWithSchema } from './schema.js';
 
 /**
  * What the API shows, shared by HTTP and the NATS services: the domain's
@@ -118,6 +119,12 @@ export const walletResponseSchema = z.object({
   ),
   vouchers: z.array(z.object({ code: z.string(), benefitId: z.string(), kind: z.string(), issuedAt: dateTime, expiresAt: dateTime })),
 });
+
+// Serialised by fast-json-stringify: walletResponse builds exactly this shape.
+serializeWithSchema(walletResponseSchema);
+
+/** The wallet as JSON text, with the same serializer as GET /v1/members/{id}/wallet (the NATS wallet service uses it). */
+export const walletJson: (wallet: WalletResponse) => string = serializerOf(walletResponseSchema);
 
 export function ledgerEntryResponse(entry: LedgerEntry) {
   return {

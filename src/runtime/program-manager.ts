@@ -38,12 +38,7 @@ export class EngineProgramManager implements ProgramManager {
   }
 
   validate(text: string): ProgramCheck {
-    try {
-      return { ok: true, program: parseProgramText(text, 'program') };
-    } catch (error) {
-      if (error instanceof ConfigError) return { ok: false, errors: error.fields };
-      throw error;
-    }
+    return checkProgramText(text);
   }
 
   activate(text: string): Promise<ProgramCheck> {
@@ -60,5 +55,15 @@ export class EngineProgramManager implements ProgramManager {
     });
     this.activating = next.catch(() => undefined);
     return next;
+  }
+}
+
+/** Parses and validates a program file's text: the program, or every bad field named. */
+export function checkProgramText(text: string): ProgramCheck {
+  try {
+    return { ok: true, program: parseProgramText(text, 'program') };
+  } catch (error) {
+    if (error instanceof ConfigError) return { ok: false, errors: error.fields };
+    throw error;
   }
 }

@@ -1,7 +1,7 @@
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import { Svcm, type ServiceMsg } from '@nats-io/services';
 import type { ApiContext, SubmitResult } from '../api/context.js';
-import { walletResponse } from '../api/views.js';
+import { walletJson, walletResponse } from '../api/views.js';
 import { memberIdSchema, validateEvent } from '../domain/events.js';
 import { walletView } from '../domain/wallet.js';
 
@@ -95,7 +95,7 @@ export async function startLoyaltyServices(nc: NatsConnection, ctx: ApiContext, 
           return;
         }
         const program = ctx.programs.active();
-        respondJson(message, walletResponse(walletView(state, program, Date.now()), program));
+        message.respond(encoder.encode(walletJson(walletResponse(walletView(state, program, Date.now()), program))));
       } catch (failure) {
         respondError(message, 'INTERNAL_ERROR', (failure as Error)?.message ?? String(failure));
       }

@@ -1,5 +1,4 @@
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { createInbox, headers as natsHeaders, nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import type { EventSubmitter, SubmitResult } from '../api/context.js';
 import { EngineError } from '../config/errors.js';
 import type { LoyaltyEvent } from '../domain/events.js';
@@ -21,6 +20,17 @@ import { HEADER_MESSAGE_ID, subjectsFor } from './subjects.js';
  * "Waiting for outcomes"). The subscription is opened on the same connection
  * before the publish, so the server has the interest before the event can reach
  * an actor: no flush round trip is needed.
+ *
+ * Publishing: a JetStream publish is a core publish with a reply subject, the
+ * stream's PubAck the reply. Rather than a request per event (nats.js'
+ * js.publish: a request object, a timer, and an error object built on every
+ * successful reply), the acks come back on one wildcard subscription
+ * (`<inbox>.*`) into a map of pending publishes, with one coarse timer for
+ * the timeouts. Publishes are queued and written together at the end of the
+ * event loop turn (setImmediate): HTTP requests arrive each in its own I/O
+ * callback, and nats.js writes its buffer after each callback, so without the
+ * queue 50 concurrent requests cost 50 socket writes (docs/api-bench.md). Any
+ * number of publishes are in flight at once; nothing waits for an earlier ack.
  */
 
 export interface JetStreamSubmitterOptions {
@@ -157,13 +167,161 @@ class OutcomeRouter {
   }
 }
 
+export interface PubAck {
+  readonly stream: string;
+  readonly seq: number;
+  readonly duplicate: boolean;
+}
+
+interface PendingAck {
+  readonly resolve: (ack: PubAck) => void;
+  readonly reject: (error: Error) => void;
+  readonly deadlineMs: number;
+  readonly subject: string;
+}
+
+interface QueuedPublish {
+  readonly subject: string;
+  readonly payload: Uint8Array;
+  readonly messageId: string;
+  readonly token: string;
+}
+
+/** JetStream publishes with their acks on one subscription; see the class comment of JetStreamSubmitter. */
+class PubAckRouter {
+  private readonly prefix: string;
+  private readonly pending = new Map<string, PendingAck>();
+  private queue: QueuedPublish[] = [];
+  private flushScheduled = false;
+  private subscription: Subscription | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private nextToken = 0;
+  private closed = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    inboxPrefix: string | undefined,
+  ) {
+    this.prefix = `${createInbox(inboxPrefix)}.`;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Resolves with the stream's PubAck; rejects on a JetStream error, no stream for the subject, a timeout or close. */
+  publish(subject: string, payload: Uint8Array, messageId: string, timeoutMs: number): Promise<PubAck> {
+    if (this.closed) return Promise.reject(new SubmitError('the submitter is closed'));
+    this.ensureSubscribed();
+    const token = (this.nextToken++).toString(36);
+    const promise = new Promise<PubAck>((resolve, reject) => {
+      this.pending.set(token, { resolve, reject, deadlineMs: Date.now() + timeoutMs, subject });
+    });
+    this.queue.push({ subject, payload, messageId, token });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    this.ensureTimeoutTimer(timeoutMs);
+    return promise;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timeoutTimer !== undefined) clearInterval(this.timeoutTimer);
+    this.timeoutTimer = undefined;
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.queue = [];
+    const error = new SubmitError('the submitter is closed');
+    for (const waiting of this.pending.values()) waiting.reject(error);
+    this.pending.clear();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const queue = this.queue;
+    this.queue = [];
+    // One event loop turn: nats.js writes all of these with one socket write.
+    for (const item of queue) {
+      try {
+        const headers = natsHeaders();
+        headers.set(HEADER_MESSAGE_ID, item.messageId);
+        this.nc.publish(item.subject, item.payload, { reply: `${this.prefix}${item.token}`, headers });
+      } catch (error) {
+        this.settle(item.token, undefined, error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+
+  private ensureSubscribed(): void {
+    if (this.subscription !== undefined && !this.subscription.isClosed()) return;
+    this.subscription = this.nc.subscribe(`${this.prefix}*`, {
+      callback: (error, message) => {
+        if (error === null) this.onAck(message);
+      },
+    });
+  }
+
+  private onAck(message: Msg): void {
+    const token = message.subject.slice(this.prefix.length);
+    const waiting = this.pending.get(token);
+    if (waiting === undefined) return; // timed out already
+    if (message.data.length === 0 && message.headers?.code === 503) {
+      this.settle(token, undefined, new SubmitError(`no stream stores ${waiting.subject} (no responders)`));
+      return;
+    }
+    let body: { stream?: unknown; seq?: unknown; duplicate?: unknown; error?: { code?: unknown; err_code?: unknown; description?: unknown } };
+    try {
+      body = message.json();
+    } catch {
+      this.settle(token, undefined, new SubmitError('the stream answered the publish with something that is not a PubAck'));
+      return;
+    }
+    if (body.error !== undefined) {
+      this.settle(token, undefined, new SubmitError(`the stream refused the publish: ${String(body.error.description ?? 'unknown error')} (${String(body.error.err_code ?? body.error.code ?? '?')})`));
+      return;
+    }
+    if (typeof body.stream !== 'string' || body.stream === '' || typeof body.seq !== 'number') {
+      this.settle(token, undefined, new SubmitError('invalid PubAck from the stream'));
+      return;
+    }
+    this.settle(token, { stream: body.stream, seq: body.seq, duplicate: body.duplicate === true }, undefined);
+  }
+
+  private settle(token: string, ack: PubAck | undefined, error: Error | undefined): void {
+    const waiting = this.pending.get(token);
+    if (waiting === undefined) return;
+    this.pending.delete(token);
+    if (ack !== undefined) waiting.resolve(ack);
+    else waiting.reject(error ?? new SubmitError('publish failed'));
+  }
+
+  /** One coarse timer for every pending ack, running only while some are pending. */
+  private ensureTimeoutTimer(timeoutMs: number): void {
+    if (this.timeoutTimer !== undefined) return;
+    const everyMs = Math.max(10, Math.min(250, Math.floor(timeoutMs / 4)));
+    this.timeoutTimer = setInterval(() => {
+      const nowMs = Date.now();
+      for (const [token, waiting] of this.pending) {
+        if (waiting.deadlineMs <= nowMs) this.settle(token, undefined, new SubmitError(`no acknowledgement from the stream within the publish timeout (TIMEOUT)`));
+      }
+      if (this.pending.size === 0 && this.timeoutTimer !== undefined) {
+        clearInterval(this.timeoutTimer);
+        this.timeoutTimer = undefined;
+      }
+    }, everyMs);
+    this.timeoutTimer.unref();
+  }
+}
+
 interface Waiter {
   readonly promise: Promise<{ outcomes: OutcomeRecord[]; timedOut: boolean }>;
   cancel(): void;
 }
 
 export class JetStreamSubmitter implements EventSubmitter {
-  private readonly js: JetStreamClient;
+  private readonly acks: PubAckRouter;
   private readonly router: OutcomeRouter;
   private readonly transactionPrefix: string;
   private readonly outcomePrefix: string;
@@ -178,7 +336,7 @@ export class JetStreamSubmitter implements EventSubmitter {
   ) {
     const prefix = options.subjectPrefix ?? 'loyalty';
     const subjects = subjectsFor(prefix);
-    this.js = jetstream(nc);
+    this.acks = new PubAckRouter(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
     this.transactionPrefix = subjects.transactionPrefix;
     this.outcomePrefix = `${prefix}.outcome.`;
     this.publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
@@ -186,6 +344,11 @@ export class JetStreamSubmitter implements EventSubmitter {
     this.settleMs = options.settleMs ?? 15;
     this.mode = options.outcomeSubscription ?? 'shared';
     this.router = new OutcomeRouter(nc, subjects.outcomeWildcard, options.idleUnsubscribeMs ?? 30_000);
+  }
+
+  /** Publishes awaiting their PubAck now. */
+  get publishesInFlight(): number {
+    return this.acks.inFlight;
   }
 
   /** Outcome listeners registered now (waits and bulk jobs). */
@@ -202,7 +365,7 @@ export class JetStreamSubmitter implements EventSubmitter {
     const waiter = waitMs > 0 ? this.waitFor(event.memberId, event.id, waitMs) : undefined;
     let ack;
     try {
-      ack = await this.js.publish(subject, payload, { msgID: messageId, timeout: this.publishTimeoutMs });
+      ack = await this.acks.publish(subject, payload, messageId, this.publishTimeoutMs);
     } catch (error) {
       waiter?.cancel();
       throw new SubmitError(`cannot publish event ${event.id} to ${subject}: ${(error as Error).message}`, { cause: error });
@@ -213,7 +376,7 @@ export class JetStreamSubmitter implements EventSubmitter {
       // outcomes waited two minutes for it). Re-send under another message id;
       // the actor knows the event id and answers with the first outcome, changing
       // nothing (the engine's own exactly-once, not the stream's).
-      this.js.publish(subject, payload, { msgID: `${messageId}:resend:${nuid.next()}`, timeout: this.publishTimeoutMs }).catch(() => undefined);
+      this.acks.publish(subject, payload, `${messageId}:resend:${nuid.next()}`, this.publishTimeoutMs).catch(() => undefined);
     }
     if (waiter === undefined) return { eventId: event.id, sequence: ack.seq, duplicate: ack.duplicate };
     const { outcomes, timedOut } = await waiter.promise;
@@ -229,6 +392,7 @@ export class JetStreamSubmitter implements EventSubmitter {
   }
 
   close(): void {
+    this.acks.close();
     this.router.close();
   }
 

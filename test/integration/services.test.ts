@@ -121,4 +121,29 @@ describe('NATS services and the JetStream submitter', () => {
     stops.forEach((stop) => stop());
     expect(submitter.outcomeListeners).toBe(0);
   });
+
+  it('keeps many publishes in flight at once, each with its own acknowledgement', async () => {
+    const before = submitter.publishesInFlight;
+    const events = Array.from({ length: 2_000 }, (_, index) => purchase(`f-${index % 100}`, `flight-${index}`, 100, new Date().toISOString()));
+    const pending = events.map((event) => submitter.submit(event));
+    // All of them were handed over before any acknowledgement came back.
+    expect(submitter.publishesInFlight - before).toBe(2_000);
+    const results = await Promise.all(pending);
+    expect(submitter.publishesInFlight).toBe(0);
+    expect(new Set(results.map((result) => result.sequence)).size).toBe(2_000);
+    expect(results.every((result, index) => result.eventId === `flight-${index}` && !result.duplicate)).toBe(true);
+    // The stream's duplicate window still sees the message id.
+    const again = await submitter.submit(events[0]!);
+    expect(again).toMatchObject({ eventId: 'flight-0', duplicate: true, sequence: results[0]!.sequence });
+  });
+
+  it('fails a publish at once when no stream stores its subject', async () => {
+    const other = new JetStreamSubmitter(nc, { subjectPrefix: 'nostream', publishTimeoutMs: 30_000 });
+    try {
+      await expect(other.submit(purchase('ann', 'lost-1', 100))).rejects.toThrow(/no stream stores nostream\.tx\.ann/);
+      expect(other.publishesInFlight).toBe(0);
+    } finally {
+      other.close();
+    }
+  });
 });

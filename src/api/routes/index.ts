@@ -1,8 +1,7 @@
 import swagger from '@fastify/swagger';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Registry } from 'prom-client';
 import type { Logger } from '../../log.js';
-import { bearerTokenOf, isLoopback, loadApiTokens, roleAllows, type Principal, type Role, type TokenTable } from '../auth.js';
+import { isLoopback, loadApiTokens, roleAllows, type Principal, type Role, type TokenTable } from '../auth.js';
 import { BulkJobs, type BulkJobsOptions } from '../bulk.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, installErrorHandling, sendError } from '../errors.js';
@@ -31,9 +30,15 @@ declare module 'fastify' {
   }
 }
 
+/** What /metrics serves: a prom-client Registry has both. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
 export interface ApiRouteOptions {
-  /** Prometheus registry served at /metrics (read role). */
-  readonly registry?: Registry;
+  /** Prometheus metrics served at /metrics (read role). */
+  readonly registry?: MetricsSource;
   readonly logger?: Logger;
   /** Tokens; default: parsed from ctx.settings (LOYALTY_API_TOKENS, LOYALTY_API_TOKENS_FILE). */
   readonly tokens?: TokenTable;
@@ -79,16 +84,24 @@ export async function registerApiRoutes(app: FastifyInstance, ctx: ApiContext, o
     { parseAs: 'string' },
     (_request, body, done) => done(null, body),
   );
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback hooks, not async ones: every request passes here, and an async hook costs a promise and a microtask hop.
+  app.addHook('onRequest', (request, reply, done) => {
     const role = request.routeOptions.config?.role ?? 'read';
-    if (role === 'none') return;
+    if (role === 'none') {
+      done();
+      return;
+    }
     const error = authorize(request, role, tokens, loopbackOnly);
-    if (error !== undefined) return sendError(reply, error);
+    if (error !== undefined) {
+      sendError(reply, error); // answered: the lifecycle stops here, the body is never read
+      return;
+    }
+    done();
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
-    return payload;
+    done(null, payload);
   });
 
   await app.register(swagger, {
@@ -141,18 +154,18 @@ function authorize(request: FastifyRequest, required: Role, tokens: TokenTable, 
     );
   }
   const header = request.headers.authorization;
-  const token = bearerTokenOf(typeof header === 'string' ? header : undefined);
-  if (token === undefined) {
+  const identification = tokens.identifyHeader(typeof header === 'string' ? header : undefined);
+  if (identification.kind === 'missing') {
     return new ApiError('UNAUTHORIZED', 'missing bearer token: send Authorization: Bearer <token>', undefined, {
       'www-authenticate': 'Bearer realm="loyalty"',
     });
   }
-  const principal = tokens.identify(token);
-  if (principal === undefined) {
+  if (identification.kind === 'unknown') {
     return new ApiError('UNAUTHORIZED', 'unknown bearer token', undefined, {
       'www-authenticate': 'Bearer realm="loyalty", error="invalid_token"',
     });
   }
+  const principal = identification.principal;
   if (!roleAllows(principal.role, required)) {
     return new ApiError('FORBIDDEN', `this endpoint needs the ${required} role; token "${principal.name}" has ${principal.role}`, {
       required,

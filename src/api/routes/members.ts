@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { walletView } from '../../domain/wallet.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, errorBodySchema } from '../errors.js';
-import { instantMs, instantSchema, memberIdParam, queryInteger } from '../schema.js';
+import { instantMs, instantSchema, memberParams, queryInteger } from '../schema.js';
 import { decodeCursor, encodeCursor, ledgerEntryResponse, ledgerEntrySchema, walletResponse, walletResponseSchema } from '../views.js';
 
 /** What members see: the wallet (balances, pending, expiring, tier progress, vouchers) and the ledger. */
@@ -25,8 +25,6 @@ export const LEDGER_KINDS = [
 
 export const LEDGER_LIMIT_DEFAULT = 50;
 export const LEDGER_LIMIT_MAX = 500;
-
-const memberParams = z.object({ memberId: memberIdParam }).strict();
 
 const kindList = z
   .union([z.string(), z.array(z.string()).max(LEDGER_KINDS.length)])

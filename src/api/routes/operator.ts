@@ -4,7 +4,7 @@ import { EVENT_ID_LENGTH_MAX, loyaltyEventSchema, validateEvent, type LoyaltyEve
 import type { Role } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, errorBodySchema, validationError } from '../errors.js';
-import { documentOnly, memberIdParam } from '../schema.js';
+import { documentOnly, memberIdParam, memberParams } from '../schema.js';
 import { acceptedResponseSchema, appliedResponseSchema, eventIdFor, idempotencyHeadersSchema, submitAndReply, waitQuerySchema } from '../submission.js';
 import { jsonBodyBytesMax, principalOf } from './index.js';
 
@@ -49,7 +49,6 @@ const enrollBody = z
   .strict()
   .nullish();
 
-const memberParams = z.object({ memberId: memberIdParam }).strict();
 const eventIdParam = z.string().min(1).max(EVENT_ID_LENGTH_MAX);
 const cancelParams = z.object({ memberId: memberIdParam, eventId: eventIdParam }).strict();
 const voucherParams = z.object({ memberId: memberIdParam, code: z.string().min(1).max(64) }).strict();

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { ApiContext } from '../context.js';
+import type { MetricsSource } from './index.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 
 /** /health (no auth: load balancers and orchestrators), /metrics and /openapi.json (read role). */
-export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext, registry: Registry | undefined): void {
+export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext, registry: MetricsSource | undefined): void {
   app.get(
     '/health',
     {
@@ -21,7 +21,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext, regi
       },
     },
     async (_request, reply) => {
-      const health = ctx.health();
+      const health = await ctx.health();
       return reply.code(health.ok ? 200 : 503).send({ status: health.ok ? 'ok' : 'unavailable', ...health.detail });
     },
   );

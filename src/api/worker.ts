@@ -1,0 +1,246 @@
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { FastifyInstance } from 'fastify';
+import { Counter, Registry } from 'prom-client';
+import { checkProgramText } from '../runtime/program-manager.js';
+import type { Settings } from '../config/settings.js';
+import { createLogger } from '../log.js';
+import { LmdbStore } from '../store/lmdb.js';
+import { connectNats } from '../transport/connect.js';
+import { startLoyaltyServices, type LoyaltyServices } from '../transport/services.js';
+import { JetStreamSubmitter } from '../transport/submit.js';
+import { TokenTable } from './auth.js';
+import type { ApiContext, Health, ProgramCheck, ProgramManager } from './context.js';
+import { ApiError } from './errors.js';
+import { listeningPort, startHttpServer } from './http.js';
+import { storeReportReader } from './report-reader.js';
+import type { MetricsSource } from './routes/index.js';
+import {
+  CALL_TIMEOUT_MS,
+  deserializeError,
+  serializeError,
+  type ApiWorkerData,
+  type CallMethod,
+  type CallResult,
+  type MainThreadCalls,
+  type ProgramState,
+  type ToMain,
+  type ToWorker,
+} from './thread-protocol.js';
+
+/**
+ * The HTTP API thread (started by src/api/thread.ts): fastify on the engine's
+ * one public HTTP port, and the NATS services, over
+ *  - its own LmdbStore (reads only: LMDB readers in many threads of one process are fine),
+ *  - its own NATS connection: event submission (JetStream), outcome waits, the services,
+ *  - calls to the main thread for health, the main thread's metrics and program activation,
+ *  - a copy of the active program, replaced by the main thread on activation.
+ * An uncaught error here ends the thread, and the main thread then stops the engine.
+ */
+
+const port = parentPort;
+if (port === null) throw new Error('src/api/worker.ts runs as a worker thread (src/api/thread.ts starts it)');
+const data = workerData as ApiWorkerData;
+
+// ---- calls to the main thread ----
+
+interface PendingCall {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+const pending = new Map<number, PendingCall>();
+let nextCallId = 1;
+
+export class CallTimeoutError extends Error {
+  constructor(method: CallMethod, timeoutMs: number) {
+    super(`the engine's main thread did not answer ${method} within ${timeoutMs} ms`);
+    this.name = 'CallTimeoutError';
+  }
+}
+
+function call<M extends CallMethod>(method: M, ...args: Parameters<MainThreadCalls[M]>): Promise<CallResult<M>> {
+  const id = nextCallId++;
+  const timeoutMs = CALL_TIMEOUT_MS[method];
+  return new Promise<CallResult<M>>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      pending.delete(id);
+      reject(new CallTimeoutError(method, timeoutMs));
+    }, timeoutMs);
+    pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+    post({ type: 'call', id, method, args });
+  });
+}
+
+function post(message: ToMain): void {
+  port!.postMessage(message);
+}
+
+// ---- the program, as the main thread last said ----
+
+let programState: ProgramState = data.program;
+
+/** The active program from the main thread's copy; activation is the main thread's (it pauses intake). */
+class ThreadPrograms implements ProgramManager {
+  active() {
+    return programState.program;
+  }
+
+  activeSince() {
+    return { atMs: programState.atMs, source: programState.source };
+  }
+
+  validate(text: string): ProgramCheck {
+    return checkProgramText(text);
+  }
+
+  async activate(text: string): Promise<ProgramCheck> {
+    try {
+      // The main thread sends the new program before it answers, so activeSince() is current when this returns.
+      return await call('activateProgram', text);
+    } catch (error) {
+      if (error instanceof CallTimeoutError) {
+        throw new ApiError('UNAVAILABLE', `${error.message}; the activation may still complete: read GET /v1/program`);
+      }
+      throw error;
+    }
+  }
+}
+
+// ---- start and stop ----
+
+let store: LmdbStore | undefined;
+let nc: NatsConnection | undefined;
+let submitter: JetStreamSubmitter | undefined;
+let app: FastifyInstance | undefined;
+let services: LoyaltyServices | undefined;
+let stopping: Promise<void> | undefined;
+
+port.on('message', (message: ToWorker) => {
+  switch (message.type) {
+    case 'result': {
+      const waiting = pending.get(message.id);
+      if (waiting === undefined) return; // timed out already
+      pending.delete(message.id);
+      clearTimeout(waiting.timer);
+      if (message.ok) waiting.resolve(message.value);
+      else waiting.reject(deserializeError(message.error));
+      return;
+    }
+    case 'program':
+      programState = message.state;
+      return;
+    case 'stop':
+      stopping ??= stop();
+      return;
+    default:
+      // Crash-only: a message we do not understand means the two threads disagree.
+      throw new Error(`the API thread got an unknown message: ${JSON.stringify(message).slice(0, 200)}`);
+  }
+});
+
+/** The API thread's own metrics, appended to the main thread's at /metrics. */
+function threadMetrics(): Registry {
+  const registry = new Registry();
+  let lastActiveMs = performance.eventLoopUtilization().active;
+  new Counter({
+    name: 'loyalty_http_thread_busy_seconds_total',
+    help: 'Time the HTTP API thread event loop was busy (serving HTTP and the NATS services); its rate near 1 means the thread is saturated',
+    registers: [registry],
+    collect() {
+      const activeMs = performance.eventLoopUtilization().active;
+      this.inc(Math.max(0, activeMs - lastActiveMs) / 1000);
+      lastActiveMs = activeMs;
+    },
+  });
+  // Linux: the thread's own CPU time (utime + stime of /proc/thread-self/stat, in clock ticks of 1/100 s).
+  let lastCpuSeconds = threadCpuSeconds();
+  if (lastCpuSeconds !== undefined) {
+    new Counter({
+      name: 'loyalty_http_thread_cpu_seconds_total',
+      help: 'CPU time of the HTTP API thread (Linux)',
+      registers: [registry],
+      collect() {
+        const cpuSeconds = threadCpuSeconds();
+        if (cpuSeconds === undefined || lastCpuSeconds === undefined) return;
+        this.inc(Math.max(0, cpuSeconds - lastCpuSeconds));
+        lastCpuSeconds = cpuSeconds;
+      },
+    });
+  }
+  return registry;
+}
+
+function threadCpuSeconds(): number | undefined {
+  try {
+    const text = readFileSync('/proc/thread-self/stat', 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks / 100 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function start(): Promise<void> {
+  const settings: Settings = Object.freeze({ ...data.settings });
+  const logger = createLogger(settings.logLevel).child({ thread: 'api' });
+  store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes, partitions: settings.partitions });
+  nc = await connectNats(settings, 'loyalty-engine-api');
+  submitter = new JetStreamSubmitter(nc, { subjectPrefix: settings.subjectPrefix });
+  const programs = new ThreadPrograms();
+  const health = async (): Promise<Health> => {
+    try {
+      return await call('health');
+    } catch (error) {
+      return { ok: false, detail: { reason: (error as Error).message } };
+    }
+  };
+  const own = threadMetrics();
+  const metrics: MetricsSource = {
+    contentType: own.contentType,
+    metrics: async () => {
+      let main;
+      try {
+        main = await call('metrics');
+      } catch (error) {
+        throw new ApiError('UNAVAILABLE', (error as Error).message);
+      }
+      return `${main.text}${main.text.endsWith('\n') || main.text === '' ? '' : '\n'}${await own.metrics()}`;
+    },
+  };
+  const api: ApiContext = { settings, reads: store, submitter, programs, reports: storeReportReader(store, programs), health };
+  app = await startHttpServer({
+    host: settings.httpHost,
+    port: settings.httpPort,
+    registry: metrics,
+    health,
+    api,
+    logger,
+    routes: { tokens: TokenTable.fromData(data.tokens) },
+  });
+  services = await startLoyaltyServices(nc, api);
+  post({ type: 'ready', port: listeningPort(app) });
+}
+
+async function stop(): Promise<void> {
+  // Services first (no new NATS requests), then HTTP (in-flight requests finish; bulk jobs stop), then the connection.
+  if (services !== undefined) await services.stop().catch(() => undefined);
+  if (app !== undefined) await app.close();
+  submitter?.close();
+  if (nc !== undefined) await nc.drain().catch(() => undefined);
+  if (store !== undefined) await store.close();
+  for (const waiting of pending.values()) clearTimeout(waiting.timer);
+  process.exit(0);
+}
+
+start().catch(async (error: unknown) => {
+  post({ type: 'startFailed', error: serializeError(error) });
+  await app?.close().catch(() => undefined);
+  await nc?.close().catch(() => undefined);
+  await store?.close().catch(() => undefined);
+  process.exit(1);
+});
