@@ -28,6 +28,12 @@ export interface LedgerPage {
 
 export interface MemberReads {
   member(memberId: string): MemberState | undefined;
+  /**
+   * The member as the wallet shows it: orders and redemptions left out
+   * (empty lists), which a wallet never reads and which are most of a busy
+   * member's records. Readers without it use member().
+   */
+  walletMember?(memberId: string): MemberState | undefined;
   ledger(memberId: string, query: LedgerQuery): LedgerPage;
 }
 

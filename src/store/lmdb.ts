@@ -109,10 +109,24 @@ export class LmdbStore implements ActorStore, MemberReads {
     const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
     if (core === undefined) return undefined;
     assert(core.memberId === memberId, 'stored member state has another member id');
+    return this.joinItems(partition, core, [partition, memberId, ITEM], [partition, memberId, ITEM + 1]);
+  }
+
+  /** The member without orders and redemptions: the core and its voucher records only (what a wallet shows). */
+  readWalletMember(partition: number, memberId: string): MemberState | undefined {
+    const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
+    if (core === undefined) return undefined;
+    assert(core.memberId === memberId, 'stored member state has another member id');
+    const vouchersOnly: MemberCore = { ...core, orderKeys: [], redemptionKeys: [] };
+    return this.joinItems(partition, vouchersOnly, [partition, memberId, ITEM, 'v'], [partition, memberId, ITEM, 'w']);
+  }
+
+  /** Joins a core with its item records, read in one range (they sit side by side after the core). */
+  private joinItems(partition: number, core: MemberCore, start: (string | number)[], end: (string | number)[]): MemberState {
+    assert(start[0] === partition, 'item range of another partition');
     if (core.orderKeys.length === 0 && core.redemptionKeys.length === 0 && core.voucherKeys.length === 0) return joinMember(core, () => undefined);
-    // One range read for all of the member's items: they sit side by side after its core.
     const items = new Map<string, MemberItem>();
-    for (const { key, value } of this.records.getRange({ start: [partition, memberId, ITEM], end: [partition, memberId, ITEM + 1] })) {
+    for (const { key, value } of this.records.getRange({ start, end })) {
       items.set(`${key[3] as ItemKind}${key[4] as string}`, value as MemberItem);
     }
     return joinMember(core, (kind, key) => items.get(`${kind}${key}`));
@@ -249,6 +263,10 @@ export class LmdbStore implements ActorStore, MemberReads {
   // MemberReads, for the API: the partition comes from the member id.
   member(memberId: string): MemberState | undefined {
     return this.readMember(this.partitionOf(memberId), memberId);
+  }
+
+  walletMember(memberId: string): MemberState | undefined {
+    return this.readWalletMember(this.partitionOf(memberId), memberId);
   }
 
   ledger(memberId: string, query: LedgerQuery): LedgerPage {

@@ -89,7 +89,7 @@ export async function startLoyaltyServices(nc: NatsConnection, ctx: ApiContext, 
           respondError(message, 'VALIDATION_FAILED', 'request must be {"memberId": "<member id>"}');
           return;
         }
-        const state = ctx.reads.member(memberId.data);
+        const state = ctx.reads.walletMember !== undefined ? ctx.reads.walletMember(memberId.data) : ctx.reads.member(memberId.data);
         if (state === undefined) {
           respondError(message, 'MEMBER_NOT_FOUND', `member ${memberId.data} is not known`);
           return;

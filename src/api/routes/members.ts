@@ -57,7 +57,7 @@ export function registerMemberRoutes(app: FastifyInstance, ctx: ApiContext): voi
     },
     async (request) => {
       const { memberId } = request.params as z.output<typeof memberParams>;
-      const state = ctx.reads.member(memberId);
+      const state = ctx.reads.walletMember !== undefined ? ctx.reads.walletMember(memberId) : ctx.reads.member(memberId);
       if (state === undefined) throw new ApiError('MEMBER_NOT_FOUND', `member ${memberId} is not known`);
       const program = ctx.programs.active();
       return walletResponse(walletView(state, program, Date.now()), program);

@@ -107,7 +107,11 @@ describe('member records', () => {
     expect(busiest.vouchers.length + busiest.redemptions.length).toBeGreaterThan(10);
     await store.close();
     store = new LmdbStore({ dataDir, mapSizeBytes: 256 * 1024 * 1024, partitions });
-    for (const [memberId, expected] of states) expect(store.readMember(partitionOf(memberId, partitions), memberId)).toEqual(expected);
+    for (const [memberId, expected] of states) {
+      expect(store.readMember(partitionOf(memberId, partitions), memberId)).toEqual(expected);
+      // What a wallet reads: the same member without orders and redemptions.
+      expect(store.walletMember(memberId)).toEqual({ ...expected, orders: [], redemptions: [] });
+    }
     // No item record outlives its place in a list.
     const records = store.root.openDB({ name: 'members', encoding: 'msgpack' });
     let itemRecords = 0;
