@@ -106,24 +106,27 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   readMember(partition: number, memberId: string): MemberState | undefined {
-    const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
+    const core = this.readCore(partition, memberId);
     if (core === undefined) return undefined;
-    assert(core.memberId === memberId, 'stored member state has another member id');
-    return this.joinItems(partition, core, [partition, memberId, ITEM], [partition, memberId, ITEM + 1]);
+    return this.joinItems(core, [partition, memberId, ITEM], [partition, memberId, ITEM + 1]);
   }
 
   /** The member without orders and redemptions: the core and its voucher records only (what a wallet shows). */
   readWalletMember(partition: number, memberId: string): MemberState | undefined {
-    const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
+    const core = this.readCore(partition, memberId);
     if (core === undefined) return undefined;
-    assert(core.memberId === memberId, 'stored member state has another member id');
     const vouchersOnly: MemberCore = { ...core, orderKeys: [], redemptionKeys: [] };
-    return this.joinItems(partition, vouchersOnly, [partition, memberId, ITEM, 'v'], [partition, memberId, ITEM, 'w']);
+    return this.joinItems(vouchersOnly, [partition, memberId, ITEM, 'v'], [partition, memberId, ITEM, 'w']);
+  }
+
+  private readCore(partition: number, memberId: string): MemberCore | undefined {
+    const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
+    assert(core === undefined || core.memberId === memberId, 'stored member state has another member id');
+    return core;
   }
 
   /** Joins a core with its item records, read in one range (they sit side by side after the core). */
-  private joinItems(partition: number, core: MemberCore, start: (string | number)[], end: (string | number)[]): MemberState {
-    assert(start[0] === partition, 'item range of another partition');
+  private joinItems(core: MemberCore, start: (string | number)[], end: (string | number)[]): MemberState {
     if (core.orderKeys.length === 0 && core.redemptionKeys.length === 0 && core.voucherKeys.length === 0) return joinMember(core, () => undefined);
     const items = new Map<string, MemberItem>();
     for (const { key, value } of this.records.getRange({ start, end })) {

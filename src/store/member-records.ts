@@ -34,11 +34,6 @@ export interface ItemChanges {
   readonly removes: readonly (readonly [kind: ItemKind, key: string])[];
 }
 
-/** How far ahead in the base list the walk looks for an item before searching the rest. */
-const LOOKAHEAD = 8;
-/** Above this many key comparisons the duplicate check covers every key (a Map) instead of only the written ones. */
-const DUPLICATE_CHECK_WORK_MAX = 4096;
-
 const orderKey = (order: OrderRecord): string => order.orderId;
 const redemptionKey = (redemption: RedemptionRecord): string => redemption.eventId;
 const voucherKey = (voucher: VoucherRecord): string => voucher.code;
@@ -73,50 +68,34 @@ function listChanges<T extends MemberItem>(
   // The domain never reorders a list: it appends, inserts, replaces and
   // removes. So the unchanged items (the very objects of the base) appear in
   // the same order in both lists, and one walk over both finds the rest.
-  const firstPut = puts.length;
+  const putKeys = new Set<string>();
   const left: T[] = [];
   let next = 0;
   for (let index = 0; index < items.length; index++) {
     const item = items[index]!;
-    let found = -1;
-    for (let probe = next; probe < base.length && probe < next + LOOKAHEAD; probe++) {
-      if (base[probe] === item) {
-        found = probe;
-        break;
-      }
-    }
-    if (found === -1 && next + LOOKAHEAD < base.length) found = base.indexOf(item, next + LOOKAHEAD);
+    const found = base.indexOf(item, next);
     if (found === -1) {
       puts.push([kind, keys[index]!, item]);
+      putKeys.add(keys[index]!);
       continue;
     }
     for (let skipped = next; skipped < found; skipped++) left.push(base[skipped]!);
     next = found + 1;
   }
   for (let skipped = next; skipped < base.length; skipped++) left.push(base[skipped]!);
+  if (putKeys.size === 0 && left.length === 0) return keys;
   // The domain keeps keys unique per member (order ids, event ids, voucher
-  // codes); only a written item can break that, so only those are checked.
-  const written = puts.length - firstPut;
-  if (written > 0) {
-    const counts = new Map<string, number>();
-    const checkAll = written * keys.length > DUPLICATE_CHECK_WORK_MAX;
-    const candidates = new Set<string>();
-    for (let put = firstPut; put < puts.length; put++) candidates.add(puts[put]![1]);
-    for (const key of keys) {
-      if (!checkAll && !candidates.has(key)) continue;
-      const count = (counts.get(key) ?? 0) + 1;
-      assert(count === 1, `member records: duplicate ${kind} key ${key}`);
-      counts.set(key, count);
-    }
+  // codes); only a written item can break that, so only written keys are checked.
+  const seen = new Set<string>();
+  for (const key of keys) {
+    if (!putKeys.has(key)) continue;
+    assert(!seen.has(key), `member records: duplicate ${kind} key ${key}`);
+    seen.add(key);
   }
   // Base items no longer in the list left it, unless a changed item took their key.
-  if (left.length > 0) {
-    const replaced = new Set<string>();
-    for (let put = firstPut; put < puts.length; put++) replaced.add(puts[put]![1]);
-    for (const item of left) {
-      const key = keyOf(item);
-      if (!replaced.has(key)) removes.push([kind, key]);
-    }
+  for (const item of left) {
+    const key = keyOf(item);
+    if (!putKeys.has(key)) removes.push([kind, key]);
   }
   return keys;
 }
