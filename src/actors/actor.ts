@@ -3,6 +3,7 @@ import { Packr } from 'msgpackr';
 import { applyEvent } from '../domain/apply.js';
 import { assert } from '../domain/assert.js';
 import { compileProgram, type CompiledProgram } from '../domain/compiled.js';
+import { hash53 } from '../domain/hash.js';
 import { validateEvent } from '../domain/events.js';
 import type { DomainPorts } from '../domain/ports.js';
 import type { Program } from '../domain/program.js';
@@ -11,7 +12,7 @@ import { nextDueMs, sweepMember } from '../domain/sweep.js';
 import { addKpis, emptyDay, type DayCounters, type KpiTarget } from '../reports/kpis.js';
 import { type BatchRecord } from '../routing/batch-buffer.js';
 import { actorOfPartition, partitionOf } from '../routing/partitioner.js';
-import type { ActorStore, BatchWrite, OutboxKey } from '../store/types.js';
+import type { ActorStore, BatchWrite, DueKey, OutboxKey } from '../store/types.js';
 import { decodePayload, type DecodeFailure } from '../transport/codec.js';
 import type { OutcomeMessage } from '../transport/outcomes.js';
 import type { Subjects } from '../transport/subjects.js';
@@ -71,7 +72,11 @@ export interface SweepResult {
   readonly scanned: number;
   readonly swept: number;
   readonly outcomeCount: number;
-  /** True when the actor's partitions were scanned to the end (the next sweep starts over). */
+  /**
+   * True when this sweep reached the end of its work list: every due member
+   * of the actor's partitions, and any partition being re-indexed walked to
+   * its end (the next sweep starts over).
+   */
   readonly finished: boolean;
 }
 
@@ -109,6 +114,7 @@ class BatchChanges implements KpiTarget {
   readonly weeks = new Map<number, number>();
   readonly months = new Map<number, number>();
   readonly idKeys: string[] = [];
+  readonly dueIndexMarks: { partition: number; programDigest: number }[] = [];
 
   day(dayKey: number): DayCounters {
     let counters = this.days.get(dayKey);
@@ -144,7 +150,9 @@ class BatchChanges implements KpiTarget {
   }
 
   isEmpty(): boolean {
-    return this.members.size === 0 && this.processed.length === 0 && this.outcomes.length === 0 && this.ledger.length === 0;
+    return (
+      this.members.size === 0 && this.processed.length === 0 && this.outcomes.length === 0 && this.ledger.length === 0 && this.dueIndexMarks.length === 0
+    );
   }
 }
 
@@ -159,8 +167,19 @@ export class Actor {
   /** Event ids applied by batches not yet committed: `memberId\0eventId` → encoded outcome messages. */
   private readonly uncommittedIds = new Map<string, Uint8Array>();
   private readonly ownedPartitions: number[];
-  /** Sweep cursor: the partition (index into ownedPartitions) and the last member id swept. */
-  private sweepCursor: { partitionIndex: number; afterMemberId: string | undefined } = { partitionIndex: 0, afterMemberId: undefined };
+  /** The sweep's place in the due index: the partition (index into ownedPartitions) and the last key visited this pass. */
+  private dueCursor: { partitionIndex: number; after: DueKey | undefined } = { partitionIndex: 0, after: undefined };
+  /** Identifies the program the due times are computed under (a hash of its definition). */
+  private programDigest: number;
+  /**
+   * Partitions whose due index was built under another program (or before
+   * there was one): the sweep walks them member by member once, re-indexing
+   * each, then marks them. `rescanAfter` is the last member id walked.
+   */
+  private rescan: number[] = [];
+  private rescanAfter: string | undefined;
+  /** Partitions found empty: their index is right by definition, marked with the next sweep's commit. */
+  private pendingMarks: number[] = [];
 
   constructor(
     private readonly store: ActorStore,
@@ -176,11 +195,30 @@ export class Actor {
     for (let partition = 0; partition < options.partitions; partition++) {
       if (actorOfPartition(partition, options.actors) === options.actorIndex) this.ownedPartitions.push(partition);
     }
+    this.programDigest = programDigest(program);
+    this.planRescan();
   }
 
   setProgram(program: Program): void {
     this.program = compileProgram(program);
     this.setTierRank(program);
+    const digest = programDigest(program);
+    if (digest === this.programDigest) return;
+    // Due times depend on the program (expiry rules, horizons, promotion ends): re-index.
+    this.programDigest = digest;
+    this.planRescan();
+  }
+
+  /** Which owned partitions need their due index rebuilt under the current program. */
+  private planRescan(): void {
+    this.rescan = [];
+    this.rescanAfter = undefined;
+    this.pendingMarks = [];
+    for (const partition of this.ownedPartitions) {
+      if (this.store.dueIndexDigest(partition) === this.programDigest) continue;
+      if (this.store.scanMembers(partition, undefined, 1).length === 0) this.pendingMarks.push(partition);
+      else this.rescan.push(partition);
+    }
   }
 
   /**
@@ -300,37 +338,77 @@ export class Actor {
     assert(limit > 0, 'sweep limit must be positive');
     const batch = ++this.batchNumber;
     const changes = new BatchChanges();
-    let scanned = 0;
-    let swept = 0;
-    let finished = false;
-    while (scanned < limit) {
-      const partition = this.ownedPartitions[this.sweepCursor.partitionIndex];
+    for (const partition of this.pendingMarks.splice(0)) changes.dueIndexMarks.push({ partition, programDigest: this.programDigest });
+    const tally = { scanned: 0, swept: 0 };
+    const dueFinished = this.sweepDue(changes, batch, nowMs, limit, tally);
+    if (tally.scanned < limit) this.sweepRescan(changes, batch, nowMs, limit, tally);
+    const outboxKey = await this.commit(batch, changes);
+    const result = { scanned: tally.scanned, swept: tally.swept, outcomeCount: changes.outcomes.length, finished: dueFinished && this.rescan.length === 0 };
+    return { result, outcomes: changes.outcomes, outboxKey };
+  }
+
+  /** The members the due index lists as due by `nowMs`, partition by partition; true when it reached the end. */
+  private sweepDue(changes: BatchChanges, batch: number, nowMs: number, limit: number, tally: { scanned: number; swept: number }): boolean {
+    while (tally.scanned < limit) {
+      const partition = this.ownedPartitions[this.dueCursor.partitionIndex];
       if (partition === undefined) {
-        finished = true;
-        this.sweepCursor = { partitionIndex: 0, afterMemberId: undefined };
-        break;
+        this.dueCursor = { partitionIndex: 0, after: undefined };
+        return true;
       }
-      const stored = this.store.scanMembers(partition, this.sweepCursor.afterMemberId, limit - scanned);
+      const keys = this.store.dueMembers(partition, nowMs, this.dueCursor.after, limit - tally.scanned);
+      if (keys.length === 0) {
+        this.dueCursor = { partitionIndex: this.dueCursor.partitionIndex + 1, after: undefined };
+        continue;
+      }
+      for (const key of keys) {
+        tally.scanned += 1;
+        this.dueCursor.after = key;
+        // The cache is the truth between commits; the stored copy may be older.
+        const state = this.cache.get(key.memberId) ?? this.store.readMember(partition, key.memberId);
+        if (state !== undefined && this.sweepOne(changes, batch, partition, state, nowMs)) tally.swept += 1;
+      }
+    }
+    return false;
+  }
+
+  /** Walks the partitions being re-indexed, member by member, marking each once walked to its end. */
+  private sweepRescan(changes: BatchChanges, batch: number, nowMs: number, limit: number, tally: { scanned: number; swept: number }): void {
+    while (tally.scanned < limit && this.rescan.length > 0) {
+      const partition = this.rescan[0]!;
+      const stored = this.store.scanMembers(partition, this.rescanAfter, limit - tally.scanned);
       if (stored.length === 0) {
-        this.sweepCursor = { partitionIndex: this.sweepCursor.partitionIndex + 1, afterMemberId: undefined };
+        changes.dueIndexMarks.push({ partition, programDigest: this.programDigest });
+        this.rescan.shift();
+        this.rescanAfter = undefined;
         continue;
       }
       for (const storedState of stored) {
-        scanned += 1;
-        this.sweepCursor.afterMemberId = storedState.memberId;
-        // The cache is the truth between commits; the stored copy may be older.
+        tally.scanned += 1;
+        this.rescanAfter = storedState.memberId;
         const state = this.cache.get(storedState.memberId) ?? storedState;
-        const due = nextDueMs(state, this.program);
-        if (due === null || due > nowMs) continue;
-        const decision = sweepMember(state, nowMs, this.program);
-        if (decision.state === state && decision.ledger.length === 0 && decision.outcomes.length === 0) continue;
-        swept += 1;
-        const messages = this.record(changes, batch, partition, state, decision, nowMs);
-        if (messages.length > 0) changes.encodedOutcomes.push(packr.pack(messages));
+        if (this.sweepOne(changes, batch, partition, state, nowMs)) tally.swept += 1;
       }
     }
-    const outboxKey = await this.commit(batch, changes);
-    return { result: { scanned, swept, outcomeCount: changes.outcomes.length, finished }, outcomes: changes.outcomes, outboxKey };
+  }
+
+  /**
+   * Applies the sweep to one member if something is due by `nowMs`; true when
+   * that changed it. A member the sweep leaves as it is but whose indexed due
+   * time is not the current program's is written again for its index key alone.
+   */
+  private sweepOne(changes: BatchChanges, batch: number, partition: number, state: MemberState, nowMs: number): boolean {
+    if (changes.members.has(state.memberId)) return false; // already swept (or re-indexed) in this batch
+    const due = nextDueMs(state, this.program);
+    if (due !== null && due <= nowMs) {
+      const decision = sweepMember(state, nowMs, this.program);
+      if (decision.state !== state || decision.ledger.length > 0 || decision.outcomes.length > 0) {
+        const messages = this.record(changes, batch, partition, state, decision, nowMs);
+        if (messages.length > 0) changes.encodedOutcomes.push(packr.pack(messages));
+        return true;
+      }
+    }
+    if (this.store.indexedDueMs(state) !== due) changes.members.set(state.memberId, { partition, state, created: false, base: state });
+    return false;
   }
 
   /** Adds one decision to the batch: new state, ledger record, outcomes, budget usage, KPI counters. */
@@ -372,8 +450,10 @@ export class Actor {
   private async commit(batch: number, changes: BatchChanges): Promise<OutboxKey | undefined> {
     const outboxKey: OutboxKey | undefined = changes.outcomes.length > 0 ? [this.options.bootId, this.options.actorIndex, batch] : undefined;
     const write: BatchWrite = {
-      members: [...changes.members.values()],
+      // Each member's next due time under the program that produced it: the sweep's index.
+      members: [...changes.members.values()].map((entry) => ({ ...entry, dueMs: nextDueMs(entry.state, this.program) })),
       ledger: changes.ledger,
+      ...(changes.dueIndexMarks.length > 0 ? { dueIndexMarks: changes.dueIndexMarks } : {}),
       processed: changes.processed,
       ...(changes.budgetUsage.size > 0
         ? { budgets: { actor: this.options.actorIndex, usage: [...changes.budgetUsage].map(([id, [points, uses]]) => [id, points, uses] as const) } }
@@ -431,6 +511,11 @@ export class Actor {
   private setTierRank(program: Program): void {
     this.tierRank = new Map(program.tiers.map((tier, index) => [tier.id, index]));
   }
+}
+
+/** Identifies a program definition: due times computed under one digest hold until the program changes. */
+function programDigest(program: Program): number {
+  return hash53(JSON.stringify(program));
 }
 
 /**

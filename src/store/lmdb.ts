@@ -10,7 +10,7 @@ import type { ReportSource } from '../reports/report.js';
 import { partitionOf } from '../routing/partitioner.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
 import { joinMember, memberChanges, type ItemKind, type MemberCore, type MemberItem } from './member-records.js';
-import type { ActorStore, BatchWrite, KpiWrite, OutboxKey, StoreMeta } from './types.js';
+import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta } from './types.js';
 
 /**
  * LMDB layout (one environment in <dataDir>/state, opened by every actor
@@ -23,7 +23,10 @@ import type { ActorStore, BatchWrite, KpiWrite, OutboxKey, StoreMeta } from './t
  *                [partition, memberId, 2, eventId]        → encoded first outcome (the idempotency record)
  *                [partition, memberId, 3, kind, key]      → one order ('o'), redemption ('r') or voucher ('v');
  *                                                            written only when it changed (member-records.ts)
- *   index      [partition, memberId] → 1: the member list the sweep walks (one write per new member)
+ *   index      [partition, memberId] → 1: the member list (one write per new member); a full sweep pass walks it
+ *   due        [partition, dueMs, memberId] → 1: when the sweep next has work for a member, kept by
+ *              every member write (its core records the key it holds), so a sweep reads only the
+ *              members that are due instead of walking everyone
  *   outbox     [bootId, actor, batch] → encoded outcome messages (binary)
  *   kpis       ['d', dayKey, actor] → DayCounters; ['w'|'m', weekKey|monthKey, actor] → active members
  *   budgets    [promotionId, actor] → { points, uses } of global promotion budgets
@@ -56,6 +59,12 @@ export class LmdbStore implements ActorStore, MemberReads {
   private readonly meta: Database<unknown, string>;
   private readonly records: Database<MemberCore | MemberItem | StoredLedger | Uint8Array, (string | number)[]>;
   private readonly index: Database<number, [number, string]>;
+  private readonly due: Database<number, [number, number, string]>;
+  /**
+   * The due time indexed for each state object this store read or wrote, so
+   * a write knows which due key to replace without reading the core again.
+   */
+  private readonly indexedDue = new WeakMap<MemberState, number | null>();
   private readonly outbox: Database<Uint8Array, OutboxKey>;
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
   private readonly budgets: Database<{ points: number; uses: number }, [string, number]>;
@@ -75,6 +84,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     // shapes; the bench measured 45 µs to encode a core with records, 12 without.
     this.records = this.root.openDB({ name: 'members', encoding: 'msgpack', useRecords: false } as DatabaseOptions & { name: string });
     this.index = this.root.openDB({ name: 'index', encoding: 'msgpack' });
+    this.due = this.root.openDB({ name: 'due', encoding: 'msgpack' });
     this.outbox = this.root.openDB({ name: 'outbox', encoding: 'binary' });
     this.kpis = this.root.openDB({ name: 'kpis', encoding: 'msgpack' });
     this.budgets = this.root.openDB({ name: 'budgets', encoding: 'msgpack' });
@@ -108,7 +118,36 @@ export class LmdbStore implements ActorStore, MemberReads {
   readMember(partition: number, memberId: string): MemberState | undefined {
     const core = this.readCore(partition, memberId);
     if (core === undefined) return undefined;
-    return this.joinItems(core, [partition, memberId, ITEM], [partition, memberId, ITEM + 1]);
+    const state = this.joinItems(core, [partition, memberId, ITEM], [partition, memberId, ITEM + 1]);
+    if (core.dueMs !== undefined) this.indexedDue.set(state, core.dueMs);
+    return state;
+  }
+
+  indexedDueMs(state: MemberState): number | null | undefined {
+    return this.indexedDue.get(state);
+  }
+
+  dueMembers(partition: number, nowMs: number, after: DueKey | undefined, limit: number): DueKey[] {
+    assert(limit > 0, 'due members: limit must be positive');
+    const keys: DueKey[] = [];
+    const start: [number, number, string] | [number] = after === undefined ? [partition] : [partition, after.dueMs, after.memberId];
+    // Every due key of the partition sorts before [partition, nowMs, <any id>] ... [partition + 1].
+    for (const key of this.due.getKeys({ start, end: [partition, nowMs + 1], limit: limit + 1 })) {
+      if (after !== undefined && key[1] === after.dueMs && key[2] === after.memberId) continue;
+      keys.push({ dueMs: key[1], memberId: key[2] });
+      if (keys.length >= limit) break;
+    }
+    return keys;
+  }
+
+  private dueKeyOf(partition: number, base: MemberState): number | null {
+    const known = this.indexedDue.get(base);
+    if (known !== undefined) return known;
+    return this.readCore(partition, base.memberId)?.dueMs ?? null;
+  }
+
+  dueIndexDigest(partition: number): number | undefined {
+    return this.meta.get(`due:${partition}`) as number | undefined;
   }
 
   /** The member without orders and redemptions: the core and its voucher records only (what a wallet shows). */
@@ -170,13 +209,22 @@ export class LmdbStore implements ActorStore, MemberReads {
    */
   async commit(write: BatchWrite): Promise<void> {
     let last: Promise<unknown> = Promise.resolve();
-    for (const { partition, state, created, base } of write.members) {
-      const changes = memberChanges(state, base);
+    for (const { partition, state, created, base, dueMs } of write.members) {
+      assert(dueMs === null || Number.isFinite(dueMs), 'a due time is a finite number or null');
+      const changes = memberChanges(state, base, dueMs);
       for (const [kind, key, item] of changes.puts) this.records.put([partition, state.memberId, ITEM, kind, key], item);
       for (const [kind, key] of changes.removes) this.records.remove([partition, state.memberId, ITEM, kind, key]);
       last = this.records.put([partition, state.memberId, STATE], changes.core);
       if (created) this.index.put([partition, state.memberId], 1);
+      // The key this member holds in the due index: known from the base's read or write, else from its core.
+      const indexed = base === undefined ? null : this.dueKeyOf(partition, base);
+      if (indexed !== dueMs) {
+        if (indexed !== null) this.due.remove([partition, indexed, state.memberId]);
+        if (dueMs !== null) this.due.put([partition, dueMs, state.memberId], 1);
+      }
+      this.indexedDue.set(state, dueMs);
     }
+    for (const { partition, programDigest } of write.dueIndexMarks ?? []) last = this.meta.put(`due:${partition}`, programDigest);
     for (const { partition, entries } of write.ledger) {
       const first = entries[0];
       assert(first !== undefined, 'a ledger record holds at least one entry');

@@ -26,6 +26,12 @@ export interface MemberCore extends Omit<MemberState, 'orders' | 'redemptions' |
   readonly orderKeys: readonly string[];
   readonly redemptionKeys: readonly string[];
   readonly voucherKeys: readonly string[];
+  /**
+   * The due time the due index holds for this member (null: none), so the
+   * next write knows which index key to replace. Absent in records written
+   * before the due index: the partition's first full sweep pass sets it.
+   */
+  readonly dueMs?: number | null;
 }
 
 export interface ItemChanges {
@@ -39,7 +45,7 @@ const redemptionKey = (redemption: RedemptionRecord): string => redemption.event
 const voucherKey = (voucher: VoucherRecord): string => voucher.code;
 
 /** The records to write for `state`, given `base`, the state the store holds now (undefined: none). */
-export function memberChanges(state: MemberState, base: MemberState | undefined): ItemChanges {
+export function memberChanges(state: MemberState, base: MemberState | undefined, dueMs: number | null): ItemChanges {
   assert(base === undefined || base.memberId === state.memberId, 'member records: base of another member');
   const puts: [ItemKind, string, MemberItem][] = [];
   const removes: [ItemKind, string][] = [];
@@ -49,6 +55,7 @@ export function memberChanges(state: MemberState, base: MemberState | undefined)
     orderKeys: listChanges('o', orders, base?.orders, orderKey, puts, removes),
     redemptionKeys: listChanges('r', redemptions, base?.redemptions, redemptionKey, puts, removes),
     voucherKeys: listChanges('v', vouchers, base?.vouchers, voucherKey, puts, removes),
+    dueMs,
   };
   return { core, puts, removes };
 }
@@ -102,7 +109,7 @@ function listChanges<T extends MemberItem>(
 
 /** Rebuilds the state from its core and item records (`itemOf` returns undefined for a missing record). */
 export function joinMember(core: MemberCore, itemOf: (kind: ItemKind, key: string) => MemberItem | undefined): MemberState {
-  const { orderKeys, redemptionKeys, voucherKeys, ...rest } = core;
+  const { orderKeys, redemptionKeys, voucherKeys, dueMs: _dueMs, ...rest } = core;
   const list = <T extends MemberItem>(kind: ItemKind, keys: readonly string[]): T[] =>
     keys.map((key) => {
       const item = itemOf(kind, key);

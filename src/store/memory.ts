@@ -1,5 +1,5 @@
 import type { LedgerEntry, MemberState } from '../domain/state.js';
-import type { ActorStore, BatchWrite, OutboxKey } from './types.js';
+import type { ActorStore, BatchWrite, DueKey, OutboxKey } from './types.js';
 
 /** In-memory ActorStore for unit tests: same contract, commits atomically, can be told to fail. */
 export class MemoryStore implements ActorStore {
@@ -7,6 +7,10 @@ export class MemoryStore implements ActorStore {
   readonly ledger = new Map<string, LedgerEntry[]>();
   readonly processed = new Map<string, Uint8Array>();
   readonly outbox = new Map<string, Uint8Array>();
+  /** `partition/memberId` → the member's indexed due time. */
+  readonly due = new Map<string, { partition: number; memberId: string; dueMs: number }>();
+  readonly dueDigests = new Map<number, number>();
+  private readonly indexedDue = new WeakMap<MemberState, number | null>();
   commits = 0;
   failNextCommit: Error | undefined;
 
@@ -24,6 +28,23 @@ export class MemoryStore implements ActorStore {
       .slice(0, limit);
   }
 
+  dueMembers(partition: number, nowMs: number, after: DueKey | undefined, limit: number): DueKey[] {
+    const isAfter = (key: DueKey) => after === undefined || key.dueMs > after.dueMs || (key.dueMs === after.dueMs && key.memberId > after.memberId);
+    return [...this.due.values()]
+      .filter((key) => key.partition === partition && key.dueMs <= nowMs && isAfter(key))
+      .sort((a, b) => a.dueMs - b.dueMs || (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0))
+      .slice(0, limit)
+      .map(({ dueMs, memberId }) => ({ dueMs, memberId }));
+  }
+
+  indexedDueMs(state: MemberState): number | null | undefined {
+    return this.indexedDue.get(state);
+  }
+
+  dueIndexDigest(partition: number): number | undefined {
+    return this.dueDigests.get(partition);
+  }
+
   readonly budgetTotals = new Map<string, { points: number; uses: number }>();
 
   // A member's partition follows from its id: the fake keys by member and event alone.
@@ -38,7 +59,14 @@ export class MemoryStore implements ActorStore {
       this.failNextCommit = undefined;
       throw error;
     }
-    for (const { partition, state } of write.members) this.members.set(`${partition}/${state.memberId}`, state);
+    for (const { partition, state, dueMs } of write.members) {
+      const key = `${partition}/${state.memberId}`;
+      this.members.set(key, state);
+      if (dueMs === null) this.due.delete(key);
+      else this.due.set(key, { partition, memberId: state.memberId, dueMs });
+      this.indexedDue.set(state, dueMs);
+    }
+    for (const { partition, programDigest } of write.dueIndexMarks ?? []) this.dueDigests.set(partition, programDigest);
     for (const { entries } of write.ledger) {
       for (const entry of entries) {
         const existing = this.ledger.get(entry.memberId) ?? [];

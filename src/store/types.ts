@@ -14,8 +14,17 @@ export interface BatchWrite {
    * `created`: the member is new (it joins the member index the sweep walks).
    * `base`: the member's state as the store holds it now (as last written or
    * read), so only what changed is written; undefined when nothing is stored.
+   * `dueMs`: when the sweep next has work for the member (domain `nextDueMs`
+   * under the current program), null for never: the store keeps the due
+   * index by it, so the sweep reads only members with something due.
    */
-  readonly members: readonly { readonly partition: number; readonly state: MemberState; readonly created?: boolean; readonly base?: MemberState }[];
+  readonly members: readonly {
+    readonly partition: number;
+    readonly state: MemberState;
+    readonly created?: boolean;
+    readonly base?: MemberState;
+    readonly dueMs: number | null;
+  }[];
   /** The ledger entries of one applied event, stored together under their first sequence number. */
   readonly ledger: readonly { readonly partition: number; readonly entries: readonly LedgerEntry[] }[];
   /** The first outcome of each applied event, keyed by (member, event id): the idempotency record. */
@@ -24,8 +33,19 @@ export interface BatchWrite {
   readonly budgets?: { readonly actor: number; readonly usage: readonly (readonly [promotionId: string, points: number, uses: number])[] };
   /** KPI counters this batch adds, by day / ISO week / month key. */
   readonly kpis?: KpiWrite;
+  /**
+   * Partitions whose due index now agrees with the program of this digest
+   * (every member re-indexed under it): a sweep that walked the whole partition.
+   */
+  readonly dueIndexMarks?: readonly { readonly partition: number; readonly programDigest: number }[];
   /** Outcomes to publish after the commit; removed once published. */
   readonly outbox?: { readonly key: OutboxKey; readonly messages: Uint8Array };
+}
+
+/** One entry of the due index. */
+export interface DueKey {
+  readonly dueMs: number;
+  readonly memberId: string;
 }
 
 export interface KpiWrite {
@@ -39,6 +59,18 @@ export interface ActorStore {
   readMember(partition: number, memberId: string): MemberState | undefined;
   /** Members of a partition after a member id (exclusive), in key order: the sweep's cursor. */
   scanMembers(partition: number, afterMemberId: string | undefined, limit: number): MemberState[];
+  /**
+   * Members of a partition whose indexed due time is at or before `nowMs`, in
+   * (due time, member id) order after `after` (exclusive): the sweep's work list.
+   */
+  dueMembers(partition: number, nowMs: number, after: DueKey | undefined, limit: number): DueKey[];
+  /**
+   * The due time the store has indexed for this state object (as read or
+   * written through this store); undefined when it does not know it.
+   */
+  indexedDueMs(state: MemberState): number | null | undefined;
+  /** The program digest the partition's due index was last fully built under (undefined: never). */
+  dueIndexDigest(partition: number): number | undefined;
   readProcessed(partition: number, memberId: string, eventId: string): Uint8Array | undefined;
   /** Resolves once the write is committed (visible); commits are applied in call order. */
   commit(write: BatchWrite): Promise<void>;

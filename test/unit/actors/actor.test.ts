@@ -7,6 +7,8 @@ import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js
 import { partitionOf } from '../../../src/routing/partitioner.js';
 import { MemoryStore } from '../../../src/store/memory.js';
 import { unlimitedBudgets } from '../../../src/domain/ports.js';
+import type { Program } from '../../../src/domain/program.js';
+import { nextDueMs } from '../../../src/domain/sweep.js';
 import { subjectsFor } from '../../../src/transport/subjects.js';
 
 // Only purchase events and generic behaviour (results, counts, duplicates,
@@ -304,24 +306,79 @@ describe('Actor', () => {
   });
 
   describe('sweep', () => {
-    it('scans the members of its own partitions in chunks, continuing where the last chunk stopped', async () => {
-      const ids = Array.from({ length: 40 }, (_, index) => `member-${index}`);
-      await actor.process(records(...ids.map((id) => purchase(id, `${id}-e1`))));
-      // Actor 3 of 4 owns the partitions p with p % 4 === 3.
-      const owned = ids.filter((id) => partitionOf(id, PARTITIONS) % 4 === ACTOR_INDEX);
-      expect(owned.length).toBeGreaterThan(3);
-      const chunks: number[] = [];
-      for (let chunk = 0; chunk < 50; chunk++) {
-        const { result } = await actor.sweep(Date.parse('2025-03-02T00:00:00Z'), 3);
-        expect(result.scanned).toBeLessThanOrEqual(3);
+    // The retail program holds purchase points pending until the return window closes: a purchase makes the member due.
+    const retail = parseProgramText(readFileSync(new URL('../../../config/programs/retail.yaml', import.meta.url), 'utf8'));
+    const ids = Array.from({ length: 40 }, (_, index) => `member-${index}`);
+    const owned = ids.filter((id) => partitionOf(id, PARTITIONS) % 4 === ACTOR_INDEX);
+    const ownedPartitions = [...new Set(owned.map((id) => partitionOf(id, PARTITIONS)))];
+    const dueOf = (memberId: string, of: Program = retail) => nextDueMs(store.readMember(partitionOf(memberId, PARTITIONS), memberId)!, of);
+
+    /** Sweeps at `nowMs` in chunks of `limit` until a pass finishes; the members scanned and swept. */
+    async function sweepPass(nowMs: number, limit: number): Promise<{ scanned: number; swept: number; chunks: number }> {
+      const total = { scanned: 0, swept: 0, chunks: 0 };
+      for (let chunk = 0; chunk < 100; chunk++) {
+        const { result } = await actor.sweep(nowMs, limit);
+        expect(result.scanned).toBeLessThanOrEqual(limit);
         expect(result.swept).toBeLessThanOrEqual(result.scanned);
-        chunks.push(result.scanned);
-        if (result.finished) break;
+        total.scanned += result.scanned;
+        total.swept += result.swept;
+        total.chunks += 1;
+        if (result.finished) return total;
       }
-      expect(chunks.reduce((sum, scanned) => sum + scanned, 0)).toBe(owned.length);
-      // The next pass starts over.
-      const { result } = await actor.sweep(Date.parse('2025-03-02T00:00:00Z'), 1_000);
-      expect(result).toMatchObject({ scanned: owned.length, finished: true });
+      throw new Error('the sweep never finished its pass');
+    }
+
+    it('reads only members with something due, in chunks, continuing where the last chunk stopped', async () => {
+      actor = new Actor(store, retail, options);
+      expect(owned.length).toBeGreaterThan(3);
+      await actor.process(records(...ids.map((id) => purchase(id, `${id}-e1`))));
+      const dues = owned.map((id) => dueOf(id));
+      expect(dues.every((due) => due !== null && due > Date.parse('2025-03-01T12:00:00Z'))).toBe(true);
+      // Before anything is due, a sweep reads nobody (and marks its empty-at-start partitions as indexed).
+      expect(await sweepPass(Date.parse('2025-03-01T13:00:00Z'), 3)).toMatchObject({ scanned: 0, swept: 0, chunks: 1 });
+      for (const partition of ownedPartitions) expect(store.dueIndexDigest(partition)).toBeDefined();
+      // Once all are due: every owned member, three per chunk, each once.
+      const allDue = Math.max(...dues.map((due) => due!));
+      const pass = await sweepPass(allDue, 3);
+      expect(pass).toMatchObject({ scanned: owned.length, swept: owned.length });
+      expect(pass.chunks).toBeGreaterThanOrEqual(Math.ceil(owned.length / 3));
+      // Swept members moved on in the index: the next pass at the same time reads nobody.
+      for (const id of owned) expect(dueOf(id) === null || dueOf(id)! > allDue).toBe(true);
+      expect(await sweepPass(allDue, 1_000)).toMatchObject({ scanned: 0, swept: 0 });
+    });
+
+    it('walks every member once to re-index them when the program changes, then reads only due members again', async () => {
+      actor = new Actor(store, retail, options);
+      await actor.process(records(...ids.map((id) => purchase(id, `${id}-e1`))));
+      // Release the pending points: spendable points make the expiring-soon notice a due time.
+      const released = Math.max(...owned.map((id) => dueOf(id)!));
+      expect(await sweepPass(released, 1_000)).toMatchObject({ scanned: owned.length, swept: owned.length });
+      const retailDigests = ownedPartitions.map((partition) => store.dueIndexDigest(partition));
+      const indexed = (id: string) => store.due.get(`${partitionOf(id, PARTITIONS)}/${id}`)?.dueMs ?? null;
+      for (const id of owned) expect(indexed(id)).toBe(dueOf(id, retail));
+      // Warned 330 days ahead instead of 30: under this program members are due earlier, so their index keys are stale.
+      const text = readFileSync(new URL('../../../config/programs/retail.yaml', import.meta.url), 'utf8');
+      const earlyNotice = parseProgramText(text.replace('expiringSoonDays: 30 ', 'expiringSoonDays: 330'));
+      expect(owned.filter((id) => dueOf(id, earlyNotice)! < dueOf(id, retail)!)).toEqual(owned);
+      actor.setProgram(earlyNotice);
+      const rescan = await sweepPass(released, 4);
+      expect(rescan).toMatchObject({ scanned: owned.length, swept: 0 });
+      for (const id of owned) expect(indexed(id)).toBe(dueOf(id, earlyNotice));
+      const newDigests = ownedPartitions.map((partition) => store.dueIndexDigest(partition));
+      expect(newDigests.every((digest, index) => digest !== undefined && digest !== retailDigests[index])).toBe(true);
+      // Re-indexed, the next pass reads nobody; at the new due times, everyone (and sends the notice).
+      expect(await sweepPass(released, 1_000)).toMatchObject({ scanned: 0 });
+      const noticeDue = Math.max(...owned.map((id) => dueOf(id, earlyNotice)!));
+      expect(await sweepPass(noticeDue, 1_000)).toMatchObject({ scanned: owned.length, swept: owned.length });
+      // The same program again changes nothing; an actor started on a store indexed under it does not walk either.
+      actor.setProgram(earlyNotice);
+      expect(await sweepPass(noticeDue, 1_000)).toMatchObject({ scanned: 0 });
+      actor = new Actor(store, earlyNotice, options);
+      expect(await sweepPass(noticeDue, 1_000)).toMatchObject({ scanned: 0 });
+      // Started under another program, it walks them all again.
+      actor = new Actor(store, retail, options);
+      expect((await sweepPass(noticeDue, 1_000)).scanned).toBe(owned.length);
+      for (const id of owned) expect(indexed(id)).toBe(dueOf(id, retail));
     });
 
     it('is refused after a failed commit', async () => {

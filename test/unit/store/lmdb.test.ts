@@ -50,8 +50,8 @@ describe('LmdbStore', () => {
     const store = openStore();
     await store.commit({
       members: [
-        { partition: 3, created: true, state: member('m1') },
-        { partition: 5, created: true, state: member('m2') },
+        { partition: 3, created: true, state: member('m1'), dueMs: null },
+        { partition: 5, created: true, state: member('m2'), dueMs: null },
       ],
       // One applied event's entries travel together.
       ledger: [{ partition: 3, entries: [entry('m1', 1, 'e1'), entry('m1', 2, 'e1')] }],
@@ -72,8 +72,8 @@ describe('LmdbStore', () => {
 
   it('a later commit replaces a member\'s state; commits apply in call order', async () => {
     const store = openStore();
-    const first = store.commit({ members: [{ partition: 0, created: true, state: member('m1', 1) }], ledger: [], processed: [] });
-    const second = store.commit({ members: [{ partition: 0, created: true, state: member('m1', 2) }], ledger: [], processed: [] });
+    const first = store.commit({ members: [{ partition: 0, created: true, state: member('m1', 1), dueMs: null }], ledger: [], processed: [] });
+    const second = store.commit({ members: [{ partition: 0, created: true, state: member('m1', 2), dueMs: null }], ledger: [], processed: [] });
     await Promise.all([first, second]);
     expect(store.readMember(0, 'm1')).toEqual(member('m1', 2));
   });
@@ -195,10 +195,10 @@ describe('LmdbStore', () => {
     const store = openStore();
     await store.commit({
       members: [
-        { partition: 1, created: true, state: member('b') },
-        { partition: 1, created: true, state: member('a') },
-        { partition: 2, created: true, state: member('c') },
-        { partition: 0, created: true, state: member('d') },
+        { partition: 1, created: true, state: member('b'), dueMs: null },
+        { partition: 1, created: true, state: member('a'), dueMs: null },
+        { partition: 2, created: true, state: member('c'), dueMs: null },
+        { partition: 0, created: true, state: member('d'), dueMs: null },
       ],
       ledger: [],
       processed: [],
@@ -212,7 +212,7 @@ describe('LmdbStore', () => {
     const store = openStore();
     const ids = ['m-05', 'm-01', 'm-04', 'm-02', 'm-03'];
     await store.commit({
-      members: [...ids.map((id) => ({ partition: 2, created: true, state: member(id) })), { partition: 3, created: true, state: member('m-00') }, { partition: 1, created: true, state: member('m-99') }],
+      members: [...ids.map((id) => ({ partition: 2, created: true, state: member(id), dueMs: null })), { partition: 3, created: true, state: member('m-00'), dueMs: null }, { partition: 1, created: true, state: member('m-99'), dueMs: null }],
       ledger: [],
       processed: [],
     });
@@ -229,6 +229,67 @@ describe('LmdbStore', () => {
     // A cursor that is not (or no longer) a stored member still works.
     expect(store.scanMembers(2, 'm-025', 10).map((state) => state.memberId)).toEqual(['m-03', 'm-04', 'm-05']);
     expect(store.scanMembers(4, undefined, 10)).toEqual([]);
+  });
+
+  it('keeps the due index by each member write: lists due members in (due, id) order after a cursor, replaces and drops keys', async () => {
+    const dataDir = join(root, `store-${++counter}`);
+    let store = openStore(dataDir);
+    const a = member('a', 1);
+    const b = member('b', 1);
+    const c = member('c', 1);
+    await store.commit({
+      members: [
+        { partition: 2, created: true, state: a, dueMs: 300 },
+        { partition: 2, created: true, state: b, dueMs: 100 },
+        { partition: 2, created: true, state: c, dueMs: 100 },
+        { partition: 3, created: true, state: member('z'), dueMs: 50 },
+        { partition: 2, created: true, state: member('never'), dueMs: null },
+      ],
+      ledger: [],
+      processed: [],
+    });
+    const ids = (keys: { memberId: string }[]) => keys.map((key) => key.memberId);
+    expect(store.dueMembers(2, 1_000, undefined, 10)).toEqual([{ dueMs: 100, memberId: 'b' }, { dueMs: 100, memberId: 'c' }, { dueMs: 300, memberId: 'a' }]);
+    expect(ids(store.dueMembers(2, 299, undefined, 10))).toEqual(['b', 'c']);
+    expect(ids(store.dueMembers(2, 300, undefined, 10))).toEqual(['b', 'c', 'a']);
+    expect(ids(store.dueMembers(2, 1_000, undefined, 2))).toEqual(['b', 'c']);
+    expect(ids(store.dueMembers(2, 1_000, { dueMs: 100, memberId: 'b' }, 10))).toEqual(['c', 'a']);
+    expect(ids(store.dueMembers(2, 1_000, { dueMs: 100, memberId: 'c' }, 10))).toEqual(['a']);
+    expect(ids(store.dueMembers(3, 1_000, undefined, 10))).toEqual(['z']);
+    expect(store.indexedDueMs(a)).toBe(300);
+    // b moves later, c leaves the index; written from the states this store wrote.
+    const b2 = member('b', 2);
+    const c2 = member('c', 2);
+    await store.commit({ members: [{ partition: 2, state: b2, base: b, dueMs: 500 }, { partition: 2, state: c2, base: c, dueMs: null }], ledger: [], processed: [] });
+    expect(store.dueMembers(2, 1_000, undefined, 10)).toEqual([{ dueMs: 300, memberId: 'a' }, { dueMs: 500, memberId: 'b' }]);
+    // Reopened, the store knows the keys from the cores it reads (and from the core itself for a base it never saw).
+    await store.close();
+    store = openStore(dataDir);
+    const readA = store.readMember(2, 'a')!;
+    expect(store.indexedDueMs(readA)).toBe(300);
+    expect(store.indexedDueMs(store.readMember(2, 'c')!)).toBeNull();
+    await store.commit({
+      members: [
+        { partition: 2, state: member('a', 3), base: readA, dueMs: 700 },
+        { partition: 2, state: member('b', 3), base: member('b', 2), dueMs: 600 },
+      ],
+      ledger: [],
+      processed: [],
+    });
+    expect(store.dueMembers(2, 1_000, undefined, 10)).toEqual([{ dueMs: 600, memberId: 'b' }, { dueMs: 700, memberId: 'a' }]);
+    // The member read back is the state as written: the core's due time is the store's, not the member's.
+    expect(store.readMember(2, 'a')).toEqual(member('a', 3));
+  });
+
+  it('remembers per partition the program digest its due index was built under', async () => {
+    const dataDir = join(root, `store-${++counter}`);
+    let store = openStore(dataDir);
+    expect(store.dueIndexDigest(4)).toBeUndefined();
+    await store.commit({ members: [], ledger: [], processed: [], dueIndexMarks: [{ partition: 4, programDigest: 123 }, { partition: 5, programDigest: 456 }] });
+    await store.commit({ members: [], ledger: [], processed: [], dueIndexMarks: [{ partition: 4, programDigest: 789 }] });
+    await store.close();
+    store = openStore(dataDir);
+    expect([store.dueIndexDigest(4), store.dueIndexDigest(5), store.dueIndexDigest(6)]).toEqual([789, 456, undefined]);
   });
 
   it('adds committed global budget usage per actor and sums it over actors', async () => {
@@ -250,7 +311,7 @@ describe('LmdbStore', () => {
     const store = openStore(dataDir);
     await store.ensureMeta(16, 5);
     await store.commit({
-      members: [{ partition: 4, created: true, state: member('m1', 7) }],
+      members: [{ partition: 4, created: true, state: member('m1', 7), dueMs: null }],
       ledger: [{ partition: 4, entries: [entry('m1', 1)] }],
       processed: [{ partition: 4, memberId: 'm1', eventId: 'e1', outcomes: bytes(42) }],
       outbox: { key: [1, 0, 1], messages: bytes(43) },
@@ -289,7 +350,7 @@ describe('LmdbStore', () => {
       const store = openStore(undefined, PARTITIONS);
       const partition = partitionOf('alice', PARTITIONS);
       await store.commit({
-        members: [{ partition, created: true, state: member('alice') }],
+        members: [{ partition, created: true, state: member('alice'), dueMs: null }],
         ledger: [...events.map((entries) => ({ partition, entries })), { partition, entries: [entry('alicia', 1)] }],
         processed: [],
       });

@@ -28,7 +28,7 @@ describe('member records', () => {
     const returned = order('o2');
     const base = state([kept, returned, order('o3')], [voucher('V1')]);
     const after = state([kept, order('o2', 1), order('o4')], base.vouchers);
-    const changes = memberChanges(after, base);
+    const changes = memberChanges(after, base, null);
     expect(changes.puts.map(([kind, key]) => `${kind}:${key}`)).toEqual(['o:o2', 'o:o4']);
     expect(changes.removes).toEqual([['o', 'o3']]);
     expect(changes.core.orderKeys).toEqual(['o1', 'o2', 'o4']);
@@ -37,18 +37,18 @@ describe('member records', () => {
   });
 
   it('writes every item of a member the store does not hold yet', () => {
-    const changes = memberChanges(state([order('o1'), order('o2')], [voucher('V1')]), undefined);
+    const changes = memberChanges(state([order('o1'), order('o2')], [voucher('V1')]), undefined, null);
     expect(changes.puts.map(([kind, key]) => `${kind}:${key}`)).toEqual(['o:o1', 'o:o2', 'v:V1']);
     expect(changes.removes).toEqual([]);
   });
 
   it('refuses two items with one key (the domain keeps them unique)', () => {
-    expect(() => memberChanges(state([order('o1'), order('o1')]), undefined)).toThrow(/duplicate o key o1/);
+    expect(() => memberChanges(state([order('o1'), order('o1')]), undefined, null)).toThrow(/duplicate o key o1/);
   });
 
   it('joins the core and its items back into the state, in list order', () => {
     const original = state([order('o2'), order('o1')], [voucher('V9'), voucher('V1')]);
-    const { core, puts } = memberChanges(original, undefined);
+    const { core, puts } = memberChanges(original, undefined, null);
     const items = new Map(puts.map(([kind, key, item]) => [`${kind}${key}`, item]));
     expect(joinMember(core, (kind, key) => items.get(`${kind}${key}`))).toEqual(original);
     expect(() => joinMember(core, () => undefined)).toThrow(/lacks its o record o2/);
@@ -74,6 +74,7 @@ describe('member records', () => {
           state: next,
           base: written.get(memberId),
           created: !written.has(memberId),
+          dueMs: null,
         })),
         ledger: [],
         processed: [],
