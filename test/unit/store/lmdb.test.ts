@@ -11,12 +11,12 @@ import { LmdbStore, STORE_FORMAT_VERSION } from '../../../src/store/lmdb.js';
 import type { OutboxKey } from '../../../src/store/types.js';
 import type { LedgerQuery } from '../../../src/api/context.js';
 
-// The store never looks inside a state beyond its memberId and the keys of
-// its orders, redemptions and vouchers (nor inside a ledger entry beyond
-// memberId and seq): minimal stand-ins keep these tests independent of the
-// domain's other shapes.
+// The store never looks inside a state beyond its memberId, its currencies'
+// lots and the keys of its orders, redemptions and vouchers (nor inside a
+// ledger entry beyond memberId and seq): minimal stand-ins keep these tests
+// independent of the domain's other shapes.
 const member = (memberId: string, version = 1) =>
-  ({ memberId, version, nested: { list: [1, 2, 3] }, orders: [], redemptions: [], vouchers: [] }) as unknown as MemberState;
+  ({ memberId, version, nested: { list: [1, 2, 3] }, currencies: {}, orders: [], redemptions: [], vouchers: [] }) as unknown as MemberState;
 const entry = (memberId: string, seq: number, eventId = `e${seq}`) => ({ seq, memberId, eventId, kind: 'earn', points: seq * 10 }) as unknown as LedgerEntry;
 const bytes = (...values: number[]) => Uint8Array.from(values);
 

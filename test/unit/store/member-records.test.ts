@@ -19,8 +19,8 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const order = (orderId: string, returned = 0) => ({ orderId, lines: [{ sku: 'A', returned }] }) as unknown as OrderRecord;
 const voucher = (code: string) => ({ code }) as unknown as VoucherRecord;
-const state = (orders: readonly OrderRecord[], vouchers: readonly VoucherRecord[] = []) =>
-  ({ memberId: 'm1', tierId: 'member', orders, redemptions: [], vouchers }) as unknown as MemberState;
+const state = (orders: readonly OrderRecord[], vouchers: readonly VoucherRecord[] = [], currencies: MemberState['currencies'] = {}) =>
+  ({ memberId: 'm1', tierId: 'member', currencies, orders, redemptions: [], vouchers }) as unknown as MemberState;
 
 describe('member records', () => {
   it('writes only the items that changed, and removes the ones that left', () => {
@@ -31,7 +31,7 @@ describe('member records', () => {
     const changes = memberChanges(after, base, null);
     expect(changes.puts.map(([kind, key]) => `${kind}:${key}`)).toEqual(['o:o2', 'o:o4']);
     expect(changes.removes).toEqual([['o', 'o3']]);
-    expect(changes.core.orderKeys).toEqual(['o1', 'o2', 'o4']);
+    expect(changes.core.orderKeys).toEqual('o1\no2\no4');
     expect(changes.core.voucherKeys).toEqual(['V1']);
     expect(changes.core).not.toHaveProperty('orders');
   });
@@ -52,6 +52,31 @@ describe('member records', () => {
     const items = new Map(puts.map(([kind, key, item]) => [`${kind}${key}`, item]));
     expect(joinMember(core, (kind, key) => items.get(`${kind}${key}`))).toEqual(original);
     expect(() => joinMember(core, () => undefined)).toThrow(/lacks its o record o2/);
+  });
+
+  it('stores lots as flat number lists and key lists as one string, and reads both those and the older object forms', () => {
+    const points = {
+      spendable: 30,
+      pending: 5,
+      qualifying: 35,
+      debt: 0,
+      lifetimeEarned: 35,
+      lots: [{ expiresAtMs: 1_000, points: 10 }, { expiresAtMs: null, points: 20 }],
+      pendingLots: [{ releaseAtMs: 500, expiresAtMs: null, points: 5 }],
+      noticeThroughMs: 0,
+    };
+    const original = state([order('o1'), order('line\nbreak')], [voucher('V1'), voucher('V2')], { points });
+    const { core, puts } = memberChanges(original, undefined, 123);
+    expect(core.currencies.points).toMatchObject({ lots: [1_000, 10, null, 20], pendingLots: [500, null, 5], spendable: 30 });
+    // A key holding a newline keeps its list an array; the others are joined.
+    expect(core.orderKeys).toEqual(['o1', 'line\nbreak']);
+    expect(core.voucherKeys).toBe('V1\nV2');
+    const items = new Map(puts.map(([kind, key, item]) => [`${kind}${key}`, item]));
+    const itemOf = (kind: string, key: string) => items.get(`${kind}${key}`);
+    expect(joinMember(core, itemOf)).toEqual(original);
+    // Records written before the flat forms: object lots, key arrays.
+    const older = { ...core, currencies: { points }, voucherKeys: ['V1', 'V2'] };
+    expect(joinMember(older, itemOf)).toEqual(original);
   });
 
   it('LMDB gives back exactly the states the domain produced, batch after batch and after a reopen (retail program, generated traffic)', async () => {
