@@ -78,9 +78,9 @@ const settingsObject = z
     apiTokensFile: z.string().optional(),
     /** Largest accepted HTTP request body (bulk files included). */
     httpBodyBytesMax: integer(1024, 512 * 1024 * 1024).default(32 * 1024 * 1024),
-    /** How often each actor sweeps one chunk of its members (expiry, pending release, tier review). */
+    /** How often each actor sweeps the members whose due time has come, one chunk at most (expiry, pending release, tier review). */
     sweepIntervalMs: integer(100, 86_400_000).default(1_000),
-    /** Members one sweep chunk looks at; a full pass over M members takes M / (actors × chunk) intervals. */
+    /** Members one sweep chunk reads at most; a re-indexing walk after a program change takes M / (actors × chunk) intervals. */
     sweepChunkMembers: integer(1, 1_000_000).default(2_000),
     httpHost: z.string().default('127.0.0.1'),
     httpPort: integer(0, 65535).default(8080),

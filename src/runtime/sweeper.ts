@@ -2,14 +2,14 @@ import type { SweepResult } from '../actors/actor.js';
 import { assert } from '../domain/assert.js';
 
 /**
- * Runs the scheduled sweep: every interval, each actor looks at one chunk of
- * its members (releasing pending points, expiring lots, reviewing tiers),
- * continuing where the last chunk stopped, so a full pass over M members takes
- * M / (actors × chunk) intervals. Why chunks rather than full passes: at ten
- * million members a full pass per interval would take most of a core; the
- * rules are also applied whenever a member's own events arrive, so the sweep
- * only has to catch idle members. Sweeps travel through the actors like
- * batches, so the single-writer rule holds; events keep flowing between chunks.
+ * Runs the scheduled sweep: every interval, each actor reads up to one chunk
+ * of its members whose indexed due time has come (releasing pending points,
+ * expiring lots, reviewing tiers), continuing where the last chunk stopped.
+ * Members with nothing due are never read: every member write records the
+ * member's next due time in the store's due index. After a program change an
+ * actor also walks all its members once, a chunk at a time, to re-index them.
+ * Why chunks: a sweep is one actor batch, and events wait behind it. Sweeps
+ * travel through the actors like batches, so the single-writer rule holds.
  */
 export interface SweeperOptions {
   readonly actors: number;
