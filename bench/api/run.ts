@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import autocannon from 'autocannon';
@@ -16,7 +16,7 @@ import { summarizeProfiles, type ProfileWindow } from './profile.js';
  *                            [--duration-s 10] [--connections 50] [--wait-phase true]
  *                            [--program config/programs/retail.yaml] [--actors 2] [--cpu-prof false]
  *                            [--phases http-floor,wallet,events,events-wait] [--warmup-s 2] [--drain-s 60]
- *                            [--engine-env LOYALTY_NAME=value,...]
+ *                            [--engine-env LOYALTY_NAME=value,...] [--keep-prof <dir>]
  *
  * 1. starts a nats-server (free port, temp dir) and the engine as a child process (node --import tsx
  *    src/cli/main.ts start, with API tokens), waits for /health;
@@ -52,6 +52,8 @@ interface Options {
   program: string;
   actors: number;
   cpuProf: boolean;
+  /** With --cpu-prof: copy the .cpuprofile files here (else they go with the temp dir). */
+  keepProf: string | undefined;
   warmupS: number;
   drainS: number;
   phases: string[];
@@ -70,6 +72,7 @@ function parseOptions(argv: readonly string[]): Options {
     program: 'config/programs/retail.yaml',
     actors: 2,
     cpuProf: false,
+    keepProf: undefined,
     warmupS: 2,
     drainS: 60,
     phases: ['http-floor', 'wallet', 'events', 'events-wait'],
@@ -94,6 +97,7 @@ function parseOptions(argv: readonly string[]): Options {
       case '--program': options.program = value; break;
       case '--actors': options.actors = number; break;
       case '--cpu-prof': options.cpuProf = value === 'true'; break;
+      case '--keep-prof': options.keepProf = value; break;
       case '--warmup-s': options.warmupS = number; break;
       case '--drain-s': options.drainS = number; break;
       case '--phases': options.phases = value.split(',').filter((phase) => phase !== ''); break;
@@ -152,17 +156,32 @@ function threadCpuSeconds(pid: number | undefined): Record<string, number> {
   return threads;
 }
 
-/** The API thread's busy and CPU seconds (loyalty_http_thread_*_seconds_total at /metrics); undefined for an engine without them. */
-async function apiThreadSeconds(base: string, token: string): Promise<{ busy: number | undefined; cpu: number | undefined }> {
+interface ApiThreadCounters {
+  busy: number | undefined;
+  cpu: number | undefined;
+  /** Wallet reads answered from a kept body and rendered (loyalty_http_wallet_reads_total). */
+  walletCached: number | undefined;
+  walletRendered: number | undefined;
+}
+
+const NO_API_COUNTERS: ApiThreadCounters = { busy: undefined, cpu: undefined, walletCached: undefined, walletRendered: undefined };
+
+/** The API thread's busy and CPU seconds (loyalty_http_thread_*_seconds_total at /metrics) and wallet reads; undefined for an engine without them. */
+async function apiThreadSeconds(base: string, token: string): Promise<ApiThreadCounters> {
   try {
     const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
-    const value = (name: string) => {
-      const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm').exec(text);
+    const value = (name: string, labels = '(?:\\{[^}]*\\})?') => {
+      const match = new RegExp(`^${name}${labels} ([0-9.eE+-]+)$`, 'm').exec(text);
       return match === null ? undefined : Number(match[1]);
     };
-    return { busy: value('loyalty_http_thread_busy_seconds_total'), cpu: value('loyalty_http_thread_cpu_seconds_total') };
+    return {
+      busy: value('loyalty_http_thread_busy_seconds_total'),
+      cpu: value('loyalty_http_thread_cpu_seconds_total'),
+      walletCached: value('loyalty_http_wallet_reads_total', '\\{answer="cached"\\}'),
+      walletRendered: value('loyalty_http_wallet_reads_total', '\\{answer="rendered"\\}'),
+    };
   } catch {
-    return { busy: undefined, cpu: undefined };
+    return NO_API_COUNTERS;
   }
 }
 
@@ -177,7 +196,7 @@ interface Snapshot {
   atMs: number;
   cpu: Record<string, number>;
   engineThreads: Record<string, number>;
-  api: { busy: number | undefined; cpu: number | undefined };
+  api: ApiThreadCounters;
   machine: { busy: number; total: number };
   ackFloor: number;
   pending: number;
@@ -260,6 +279,8 @@ interface PhaseResult {
     apiBusy: number | null;
     apiCpu: number | null;
     apiCpuMicrosecondsPerRequest: number | null;
+    /** Share of the phase's wallet reads answered from a kept body (%), null when not reported. */
+    walletCachedPercent: number | null;
     byTid: { tid: string; cpu: number }[];
   };
   engineConsumedPerSecond: number;
@@ -389,7 +410,7 @@ async function main(): Promise<void> {
       const onEngine = name !== 'http-floor';
       const snapshot = async (): Promise<Snapshot> => {
         const state = await consumer(jsm);
-        const api = onEngine ? await apiThreadSeconds(url, TOKEN_READ) : { busy: undefined, cpu: undefined };
+        const api = onEngine ? await apiThreadSeconds(url, TOKEN_READ) : NO_API_COUNTERS;
         return {
           atMs: performance.now(),
           cpu: Object.fromEntries(Object.entries(pids).map(([key, pid]) => [key, cpuSeconds(pid)])),
@@ -447,6 +468,14 @@ async function main(): Promise<void> {
             after.api.cpu === undefined || before.api.cpu === undefined || result.requests.total === 0
               ? null
               : Math.round(((after.api.cpu - before.api.cpu) * 1e6) / result.requests.total),
+          walletCachedPercent: (() => {
+            const { walletCached: cachedAfter, walletRendered: renderedAfter } = after.api;
+            const { walletCached: cachedBefore, walletRendered: renderedBefore } = before.api;
+            if (cachedAfter === undefined || renderedAfter === undefined || cachedBefore === undefined || renderedBefore === undefined) return null;
+            const cached = cachedAfter - cachedBefore;
+            const total = cached + renderedAfter - renderedBefore;
+            return total === 0 ? null : Math.round((cached / total) * 1000) / 10;
+          })(),
           byTid: Object.keys(after.engineThreads)
             .map((tid) => ({ tid, cpu: percentOf((after.engineThreads[tid] ?? 0) - (before.engineThreads[tid] ?? 0), seconds) }))
             .filter((thread) => thread.cpu > 0)
@@ -525,6 +554,12 @@ async function main(): Promise<void> {
     if (exitCode === 'timeout') engine.child.kill('SIGKILL');
     const profileFiles = profileDir === undefined ? [] : readdirSync(profileDir).filter((file) => file.endsWith('.cpuprofile')).map((file) => join(profileDir, file));
     const profile = profileDir === undefined ? undefined : windows.map((window) => summarizeProfiles(profileFiles, window));
+    if (options.keepProf !== undefined && profileFiles.length > 0) {
+      mkdirSync(options.keepProf, { recursive: true });
+      for (const path of profileFiles) copyFileSync(path, join(options.keepProf, basename(path)));
+      writeFileSync(join(options.keepProf, 'windows.json'), `${JSON.stringify(windows, null, 2)}\n`);
+      log(`profiles kept in ${options.keepProf}`);
+    }
 
     // ---- report ----
     const wallet = results.find((result) => result.name === 'wallet');
@@ -589,7 +624,7 @@ async function natsServerVersion(): Promise<string> {
 
 function table(report: any): string {
   const rows = [
-    ['phase', 'req/s', 'p50 ms', 'p97.5 ms', 'p99 ms', 'max ms', '2xx', 'non-2xx', 'errors', 'engine CPU %', 'main thr %', 'API busy %', 'API CPU %', 'API CPU µs/req', 'nats %', 'publisher %', 'autocannon %', 'other procs %', 'machine busy %', 'consumed/s', 'lag at end'],
+    ['phase', 'req/s', 'p50 ms', 'p97.5 ms', 'p99 ms', 'max ms', '2xx', 'non-2xx', 'errors', 'engine CPU %', 'main thr %', 'API busy %', 'API CPU %', 'API CPU µs/req', 'wallet cached %', 'nats %', 'publisher %', 'autocannon %', 'other procs %', 'machine busy %', 'consumed/s', 'lag at end'],
   ];
   for (const phase of report.phases as PhaseResult[]) {
     rows.push([
@@ -607,6 +642,7 @@ function table(report: any): string {
       phase.engineThreads.apiBusy === null ? '-' : String(phase.engineThreads.apiBusy),
       phase.engineThreads.apiCpu === null ? '-' : String(phase.engineThreads.apiCpu),
       phase.engineThreads.apiCpuMicrosecondsPerRequest === null ? '-' : String(phase.engineThreads.apiCpuMicrosecondsPerRequest),
+      phase.engineThreads.walletCachedPercent === null || phase.engineThreads.walletCachedPercent === undefined ? '-' : String(phase.engineThreads.walletCachedPercent),
       String(phase.cpuPercent.natsServer),
       String(phase.cpuPercent.publisher),
       String(phase.cpuPercent.benchClient),

@@ -2,6 +2,7 @@ import type { LoyaltyEvent } from '../domain/events.js';
 import type { Program } from '../domain/program.js';
 import type { LedgerEntry, MemberState } from '../domain/state.js';
 import type { Settings } from '../config/settings.js';
+import type { WalletCache } from './wallet-cache.js';
 
 /**
  * What the HTTP API and the NATS services get from the engine. Reads come
@@ -111,6 +112,12 @@ export interface ApiContext {
   readonly submitter: EventSubmitter;
   readonly programs: ProgramManager;
   readonly reports: ReportReader;
+  /**
+   * What GET /v1/members/{id}/wallet answers from: a WalletCache over `reads`
+   * (the API thread's keeps rendered wallets while their records are unchanged).
+   * Default: one that renders every read.
+   */
+  readonly wallets?: WalletCache;
   /** Engine health for /health (from the API thread: asked of the engine's main thread). */
   readonly health: () => Health | Promise<Health>;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Program } from '../domain/program.js';
+import { civilFromDays, DAY_MS, monthIndexOf, monthStartMs } from '../domain/time.js';
 import type { LedgerEntry } from '../domain/state.js';
 import type { WalletView } from '../domain/wallet.js';
 import { serializerOf, serializeWithSchema } from './schema.js';
@@ -21,6 +22,11 @@ export function monthOf(ms: number, utcOffsetMinutes: number): { key: string; ye
   const year = shifted.getUTCFullYear();
   const month = shifted.getUTCMonth();
   return { key: `${year}-${String(month + 1).padStart(2, '0')}`, year, month };
+}
+
+/** When the calendar month of `ms` (at a fixed UTC offset) ends: expiringByMonth's periods move on then. */
+export function monthEndMs(ms: number, utcOffsetMinutes: number): number {
+  return monthStartMs(monthIndexOf(ms, utcOffsetMinutes) + 1, utcOffsetMinutes);
 }
 
 /** Points expiring in each of the next `periods` calendar months (the current one first). */
@@ -86,6 +92,98 @@ export function walletResponse(view: WalletView, program: Program) {
 }
 
 export type WalletResponse = ReturnType<typeof walletResponse>;
+
+// ---- the wallet as JSON text, written directly ----
+
+const TWO_DIGITS = Array.from({ length: 100 }, (_, value) => String(value).padStart(2, '0'));
+const THREE_DIGITS = Array.from({ length: 1000 }, (_, value) => String(value).padStart(3, '0'));
+/** Date.prototype.toISOString writes years 0-9999 with four digits; beyond, ±YYYYYY (left to it). */
+const ISO_FAST_MAX_MS = Date.UTC(10_000, 0, 1);
+
+/**
+ * Date.prototype.toISOString without a Date: the same text for every time
+ * (checked against it in test/unit/api/wallet-body.test.ts), a few times faster.
+ */
+export function isoString(ms: number): string {
+  if (!(ms >= 0 && ms < ISO_FAST_MAX_MS) || !Number.isInteger(ms)) return new Date(ms).toISOString();
+  const days = Math.floor(ms / DAY_MS);
+  let rest = ms - days * DAY_MS;
+  const civil = civilFromDays(days); // days ≥ 0 here
+  const year = Math.floor(civil / 10_000);
+  const month = Math.floor((civil - year * 10_000) / 100);
+  const day = civil - year * 10_000 - month * 100;
+  const hours = Math.floor(rest / 3_600_000);
+  rest -= hours * 3_600_000;
+  const minutes = Math.floor(rest / 60_000);
+  rest -= minutes * 60_000;
+  const seconds = Math.floor(rest / 1000);
+  const millis = rest - seconds * 1000;
+  return `${year < 1000 ? String(year).padStart(4, '0') : year}-${TWO_DIGITS[month]}-${TWO_DIGITS[day]}T${TWO_DIGITS[hours]}:${TWO_DIGITS[minutes]}:${TWO_DIGITS[seconds]}.${THREE_DIGITS[millis]}Z`;
+}
+
+/** A JSON number as JSON.stringify writes it. */
+const jsonNumber = (value: number): string => (Number.isFinite(value) ? String(value) : 'null');
+const jsonString = (value: string): string => JSON.stringify(value);
+const jsonIso = (ms: number): string => `"${isoString(ms)}"`;
+const jsonIsoOrNull = (ms: number | null | undefined): string => (ms === null || ms === undefined ? 'null' : jsonIso(ms));
+
+/**
+ * walletJson(walletResponse(view, program)), character for character, without
+ * building the response object, its Date objects and ISO strings one by one
+ * (test/unit/api/wallet-body.test.ts compares the two over many members).
+ * The HTTP wallet route writes its body with it; walletResponse stays the
+ * definition of the shape (and what the NATS wallet service uses).
+ */
+export function walletBody(view: WalletView, program: Program): string {
+  const offset = program.utcOffsetMinutes ?? 0;
+  const tier = view.tier;
+  let text = `{"memberId":${jsonString(view.memberId)},"status":${jsonString(view.status)},"asOf":${jsonIso(view.asOfMs)}`;
+  text += `,"tier":{"id":${jsonString(tier.id)},"name":${jsonString(tier.name)},"since":${jsonIso(tier.sinceMs)},"basis":${jsonString(tier.basis)}`;
+  text += `,"measure":${jsonNumber(tier.measure)},"periodEndsAt":${jsonIsoOrNull(tier.periodEndsAtMs)},"next":`;
+  const next = tier.next;
+  text +=
+    next === null
+      ? 'null'
+      : `{"id":${jsonString(next.id)},"name":${jsonString(next.name)},"threshold":${jsonNumber(next.threshold)},"remaining":${jsonNumber(next.remaining)}}`;
+  text += `,"keep":{"threshold":${jsonNumber(tier.keep.threshold)},"remaining":${jsonNumber(tier.keep.remaining)},"by":${jsonIsoOrNull(tier.keep.byMs)}},"grace":`;
+  text += tier.grace === null ? 'null' : `{"until":${jsonIso(tier.grace.untilMs)},"targetTierId":${jsonString(tier.grace.targetTierId)}}`;
+  text += '},"currencies":[';
+  const startMonth = monthIndexOf(view.asOfMs, offset);
+  for (let index = 0; index < view.currencies.length; index++) {
+    const currency = view.currencies[index]!;
+    if (index > 0) text += ',';
+    text += `{"currency":${jsonString(currency.currency)},"spendable":${jsonNumber(currency.spendable)},"pending":${jsonNumber(currency.pending)}`;
+    text += `,"qualifying":${jsonNumber(currency.qualifying)},"debt":${jsonNumber(currency.debt)},"pendingReleases":[`;
+    for (let item = 0; item < currency.pendingReleases.length; item++) {
+      const release = currency.pendingReleases[item]!;
+      text += `${item > 0 ? ',' : ''}{"releaseAt":${jsonIso(release.releaseAtMs)},"points":${jsonNumber(release.points)}}`;
+    }
+    text += '],"expiring":[';
+    const byMonth = new Array<number>(EXPIRY_PERIODS).fill(0);
+    for (let item = 0; item < currency.expiring.length; item++) {
+      const expiring = currency.expiring[item]!;
+      text += `${item > 0 ? ',' : ''}{"expiresAt":${jsonIso(expiring.expiresAtMs)},"points":${jsonNumber(expiring.points)}}`;
+      // As expiringByMonth: the coming EXPIRY_PERIODS calendar months at the program offset, the current one first.
+      if (expiring.expiresAtMs < view.asOfMs) continue;
+      const slot = monthIndexOf(expiring.expiresAtMs, offset) - startMonth;
+      if (slot >= 0 && slot < EXPIRY_PERIODS) byMonth[slot]! += expiring.points;
+    }
+    text += '],"expiringByMonth":[';
+    for (let slot = 0; slot < EXPIRY_PERIODS; slot++) {
+      const monthIndex = startMonth + slot;
+      const year = Math.floor(monthIndex / 12);
+      text += `${slot > 0 ? ',' : ''}{"period":"${year}-${TWO_DIGITS[monthIndex - year * 12 + 1]}","points":${jsonNumber(byMonth[slot]!)}}`;
+    }
+    text += `],"inactivityDeadline":${jsonIsoOrNull(currency.inactivityDeadlineMs)}}`;
+  }
+  text += '],"vouchers":[';
+  for (let index = 0; index < view.vouchers.length; index++) {
+    const voucher = view.vouchers[index]!;
+    text += `${index > 0 ? ',' : ''}{"code":${jsonString(voucher.code)},"benefitId":${jsonString(voucher.benefitId)},"kind":${jsonString(voucher.kind)}`;
+    text += `,"issuedAt":${jsonIso(voucher.issuedAtMs)},"expiresAt":${jsonIso(voucher.expiresAtMs)}}`;
+  }
+  return `${text}]}`;
+}
 
 const dateTime = z.string().meta({ description: 'ISO 8601, UTC' });
 

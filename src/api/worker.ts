@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { FastifyInstance } from 'fastify';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { checkProgramText } from '../runtime/program-manager.js';
 import type { Settings } from '../config/settings.js';
 import { createLogger } from '../log.js';
@@ -17,6 +17,7 @@ import { ApiError } from './errors.js';
 import { listeningPort, startHttpServer } from './http.js';
 import { storeReportReader } from './report-reader.js';
 import type { MetricsSource } from './routes/index.js';
+import { WalletCache } from './wallet-cache.js';
 import {
   CALL_TIMEOUT_MS,
   deserializeError,
@@ -143,8 +144,45 @@ port.on('message', (message: ToWorker) => {
 });
 
 /** The API thread's own metrics, appended to the main thread's at /metrics. */
-function threadMetrics(): Registry {
+function threadMetrics(wallets: WalletCache): Registry {
   const registry = new Registry();
+  let lastWallet = wallets.stats();
+  new Counter({
+    name: 'loyalty_http_wallet_reads_total',
+    help: 'GET /v1/members/{id}/wallet reads by how they were answered: cached (a kept body, its records unchanged) or rendered',
+    labelNames: ['answer'],
+    registers: [registry],
+    collect() {
+      const stats = wallets.stats();
+      this.inc({ answer: 'cached' }, Math.max(0, stats.hits - lastWallet.hits));
+      this.inc({ answer: 'rendered' }, Math.max(0, stats.misses - lastWallet.misses));
+      lastWallet = stats;
+    },
+  });
+  new Gauge({
+    name: 'loyalty_http_wallet_cache_bytes',
+    help: 'Estimated bytes of rendered wallets kept by the HTTP API thread',
+    registers: [registry],
+    collect() {
+      this.set(wallets.stats().bytes);
+    },
+  });
+  new Gauge({
+    name: 'loyalty_http_wallet_cache_bytes_max',
+    help: 'The bound of loyalty_http_wallet_cache_bytes',
+    registers: [registry],
+    collect() {
+      this.set(wallets.stats().bytesMax);
+    },
+  });
+  new Gauge({
+    name: 'loyalty_http_wallet_cache_entries',
+    help: 'Members whose rendered wallet the HTTP API thread keeps',
+    registers: [registry],
+    collect() {
+      this.set(wallets.stats().entries);
+    },
+  });
   let lastActiveMs = performance.eventLoopUtilization().active;
   new Counter({
     name: 'loyalty_http_thread_busy_seconds_total',
@@ -199,7 +237,8 @@ async function start(): Promise<void> {
       return { ok: false, detail: { reason: (error as Error).message } };
     }
   };
-  const own = threadMetrics();
+  const wallets = new WalletCache(store, { records: store.walletRecords() });
+  const own = threadMetrics(wallets);
   const metrics: MetricsSource = {
     contentType: own.contentType,
     metrics: async () => {
@@ -212,7 +251,7 @@ async function start(): Promise<void> {
       return `${main.text}${main.text.endsWith('\n') || main.text === '' ? '' : '\n'}${await own.metrics()}`;
     },
   };
-  const api: ApiContext = { settings, reads: store, submitter, programs, reports: storeReportReader(store, programs), health };
+  const api: ApiContext = { settings, reads: store, wallets, submitter, programs, reports: storeReportReader(store, programs), health };
   app = await startHttpServer({
     host: settings.httpHost,
     port: settings.httpPort,

@@ -24,16 +24,29 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   return era * 146_097 + dayOfEra - 719_468;
 }
 
-/** year × 12 + (month − 1) of a day number: the month index used for buckets and periods. */
-function monthIndexOfDays(days: number): number {
+/**
+ * The civil date of a day number (days since 1970-01-01), packed as
+ * year × 10,000 + month × 100 + day so hot paths allocate nothing
+ * (Howard Hinnant's civil_from_days).
+ */
+export function civilFromDays(days: number): number {
   const shifted = days + 719_468;
   const era = Math.floor(shifted / 146_097);
   const dayOfEra = shifted - era * 146_097;
   const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
   const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
   const monthPrime = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * monthPrime + 2) / 5) + 1;
   const month = monthPrime < 10 ? monthPrime + 3 : monthPrime - 9;
   const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  return year * 10_000 + month * 100 + day;
+}
+
+/** year × 12 + (month − 1) of a day number: the month index used for buckets and periods. */
+function monthIndexOfDays(days: number): number {
+  const civil = civilFromDays(days);
+  const year = Math.floor(civil / 10_000);
+  const month = Math.floor((civil - year * 10_000) / 100);
   return year * 12 + month - 1;
 }
 

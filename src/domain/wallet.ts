@@ -2,7 +2,7 @@ import { compiledOf, type CompiledProgram } from './compiled.js';
 import { expiringWithin } from './expiry.js';
 import type { Program } from './program.js';
 import type { BenefitKind, MemberState, MemberStatus } from './state.js';
-import { sweepMember } from './sweep.js';
+import { nextDueMs, sweepMember } from './sweep.js';
 import { tierMeasure } from './tier-measure.js';
 import { tierOf } from './tiers.js';
 import { readCurrency } from './work.js';
@@ -58,7 +58,24 @@ export interface WalletView {
 
 export function walletView(state: MemberState, program: Program | CompiledProgram, nowMs: number): WalletView {
   const compiled = compiledOf(program);
-  const current = sweepMember(state, nowMs, compiled).state;
+  return viewOf(state, compiled, nowMs, nextDueMs(state, compiled));
+}
+
+/**
+ * walletView, and until when it stays the same but for asOfMs (see
+ * walletStableUntilMs), computed together.
+ */
+export function walletViewStable(state: MemberState, program: Program | CompiledProgram, nowMs: number): { view: WalletView; stableUntilMs: number } {
+  const compiled = compiledOf(program);
+  const dueMs = nextDueMs(state, compiled);
+  const view = viewOf(state, compiled, nowMs, dueMs);
+  return { view, stableUntilMs: stableUntilMs(state, view, dueMs) };
+}
+
+function viewOf(state: MemberState, compiled: CompiledProgram, nowMs: number, dueMs: number | null): WalletView {
+  // Before its next due time a sweep changes nothing the wallet shows (at most
+  // noticeThroughMs, when it tells about points expiring soon): skip it then.
+  const current = dueMs !== null && dueMs <= nowMs ? sweepMember(state, nowMs, compiled).state : state;
   return {
     memberId: current.memberId,
     status: current.status,
@@ -102,4 +119,37 @@ function currencyView(state: MemberState, program: CompiledProgram, currencyId: 
     expiring,
     inactivityDeadlineMs: inactivity ? (expiring[0]?.expiresAtMs ?? null) : null,
   };
+}
+
+/**
+ * Until when walletView(state, program, t) stays what it is at `nowMs` but for
+ * asOfMs, for every t from `nowMs` up to (not including) the result: the
+ * earliest time at which a sweep would change the state (nextDueMs: pending
+ * releases, lot and inactivity expiry, tier reviews and grace, voucher
+ * expiry...), and, in case the view filters by time on its own, every time it
+ * shows (releases, expiries, voucher expiry, tier review and grace).
+ * Number.POSITIVE_INFINITY when nothing in it depends on time; at or before
+ * `nowMs` when something is already due (the view sweeps it): not stable.
+ * `view` must be walletView(state, program, nowMs). The HTTP API reuses a
+ * rendered wallet in that interval while the stored member is unchanged.
+ */
+export function walletStableUntilMs(state: MemberState, program: Program | CompiledProgram, view: WalletView): number {
+  return stableUntilMs(state, view, nextDueMs(state, program));
+}
+
+function stableUntilMs(state: MemberState, view: WalletView, dueMs: number | null): number {
+  let until = dueMs ?? Number.POSITIVE_INFINITY;
+  const consider = (atMs: number | null) => {
+    if (atMs !== null && atMs < until) until = atMs;
+  };
+  for (const voucher of state.vouchers) consider(voucher.expiresAtMs);
+  for (const currency of view.currencies) {
+    for (const release of currency.pendingReleases) consider(release.releaseAtMs);
+    for (const item of currency.expiring) consider(item.expiresAtMs);
+    consider(currency.inactivityDeadlineMs);
+  }
+  consider(view.tier.periodEndsAtMs);
+  consider(view.tier.keep.byMs);
+  consider(view.tier.grace === null ? null : view.tier.grace.untilMs);
+  return until;
 }

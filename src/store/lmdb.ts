@@ -10,7 +10,7 @@ import type { ReportSource } from '../reports/report.js';
 import { partitionOf } from '../routing/partitioner.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
 import { joinMember, memberChanges, type ItemKind, type MemberCore, type MemberItem } from './member-records.js';
-import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta } from './types.js';
+import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
 
 /**
  * LMDB layout (one environment in <dataDir>/state, opened by every actor
@@ -318,6 +318,17 @@ export class LmdbStore implements ActorStore, MemberReads {
 
   walletMember(memberId: string): MemberState | undefined {
     return this.readWalletMember(this.partitionOf(memberId), memberId);
+  }
+
+  /** The records `walletMember` reads, undecoded (for a cache of rendered wallets; see WalletRecords). */
+  walletRecords(): WalletRecords {
+    const raw = this.root.openDB({ name: 'members', encoding: 'binary' }) as Database<Uint8Array, (string | number)[]>;
+    return {
+      partitionOf: (memberId) => this.partitionOf(memberId),
+      // getBinaryFast: lmdb-js copies the value into one reused buffer, no allocation per read.
+      core: (partition, memberId) => raw.getBinaryFast([partition, memberId, STATE]),
+      voucher: (partition, memberId, code) => raw.getBinaryFast([partition, memberId, ITEM, 'v', code]),
+    };
   }
 
   ledger(memberId: string, query: LedgerQuery): LedgerPage {

@@ -42,6 +42,19 @@ export interface BatchWrite {
   readonly outbox?: { readonly key: OutboxKey; readonly messages: Uint8Array };
 }
 
+/**
+ * The records a member's wallet is read from (the core and its voucher
+ * records), undecoded: what a reader may cache a rendered wallet against.
+ * A returned array may be a view that the next read overwrites: compare or
+ * copy it at once.
+ */
+export interface WalletRecords {
+  partitionOf(memberId: string): number;
+  core(partition: number, memberId: string): Uint8Array | undefined;
+  /** One voucher record, by code. */
+  voucher(partition: number, memberId: string, code: string): Uint8Array | undefined;
+}
+
 /** One entry of the due index. */
 export interface DueKey {
   readonly dueMs: number;

@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { walletView } from '../../domain/wallet.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import { instantMs, instantSchema, memberParams, queryInteger } from '../schema.js';
-import { decodeCursor, encodeCursor, ledgerEntryResponse, ledgerEntrySchema, walletResponse, walletResponseSchema } from '../views.js';
+import { decodeCursor, encodeCursor, ledgerEntryResponse, ledgerEntrySchema, walletResponseSchema } from '../views.js';
+import { WalletCache } from '../wallet-cache.js';
 
 /** What members see: the wallet (balances, pending, expiring, tier progress, vouchers) and the ledger. */
 
@@ -43,7 +43,10 @@ const ledgerQuery = z
   })
   .strict();
 
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
 export function registerMemberRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const wallets = ctx.wallets ?? new WalletCache(ctx.reads);
   app.get(
     '/v1/members/:memberId/wallet',
     {
@@ -55,12 +58,13 @@ export function registerMemberRoutes(app: FastifyInstance, ctx: ApiContext): voi
         response: { 200: walletResponseSchema, 404: errorBodySchema },
       },
     },
-    async (request) => {
+    // Synchronous, and the body is JSON text already (walletBody: the text walletResponseSchema's serializer
+    // writes, kept per member by WalletCache): fastify sends a string with a JSON content type as it is.
+    (request, reply) => {
       const { memberId } = request.params as z.output<typeof memberParams>;
-      const state = ctx.reads.walletMember !== undefined ? ctx.reads.walletMember(memberId) : ctx.reads.member(memberId);
-      if (state === undefined) throw new ApiError('MEMBER_NOT_FOUND', `member ${memberId} is not known`);
-      const program = ctx.programs.active();
-      return walletResponse(walletView(state, program, Date.now()), program);
+      const body = wallets.json(memberId, ctx.programs.active(), Date.now());
+      if (body === undefined) throw new ApiError('MEMBER_NOT_FOUND', `member ${memberId} is not known`);
+      reply.header('content-type', JSON_CONTENT_TYPE).send(body);
     },
   );
 
