@@ -40,9 +40,6 @@ import { isoString, monthEndMs, walletBody } from './views.js';
  * body), oldest entry out first.
  */
 
-/** The undecoded records a wallet is made of: LmdbStore.walletRecords() reads them. */
-export type { WalletRecords };
-
 export const WALLET_CACHE_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
 
 /** Per entry beside its bytes: the entry, the map slot, the strings' and buffer's headers. */
