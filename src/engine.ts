@@ -116,8 +116,13 @@ export class Engine {
       heapMaxMb: settings.actorHeapMaxMb,
       workerData: (actorIndex) => ({ actorIndex, settings, program, budgets, bootId, natsUrl: this.natsUrl }),
     });
-    await this.pool.ready();
-    logger.info({ actors: settings.actors, program: program.id }, 'actors ready');
+    const priorities = await this.pool.ready();
+    const lowered = priorities.every((priority) => priority.applied);
+    logger.info({ actors: settings.actors, program: program.id, actorNice: lowered ? settings.actorNice : 0 }, 'actors ready');
+    const refused = priorities.find((priority) => !priority.applied);
+    if (refused !== undefined && settings.actorNice > 0) {
+      logger.warn({ reason: refused.applied ? '' : refused.reason }, 'actors run at normal priority: LOYALTY_ACTOR_NICE could not be applied');
+    }
     const pool = this.pool;
 
     const subjects = subjectsFor(settings.subjectPrefix);

@@ -15,7 +15,7 @@ import { summarizeProfiles, type ProfileWindow } from './profile.js';
  *   npx tsx bench/api/run.ts [--members 10000] [--purchases 3] [--background-rate 2000]
  *                            [--duration-s 10] [--connections 50] [--wait-phase true]
  *                            [--program config/programs/retail.yaml] [--actors 2] [--cpu-prof false]
- *                            [--phases http-floor,wallet,events,events-wait] [--warmup-s 2] [--drain-s 60]
+ *                            [--phases http-floor,http-floor-loaded,wallet,events,events-wait] [--warmup-s 2] [--drain-s 60]
  *                            [--engine-env LOYALTY_NAME=value,...] [--keep-prof <dir>]
  *
  * 1. starts a nats-server (free port, temp dir) and the engine as a child process (node --import tsx
@@ -28,6 +28,8 @@ import { summarizeProfiles, type ProfileWindow } from './profile.js';
  *    (b) POST /v1/events without wait (unique ids), (c) POST /v1/events?wait=true. Before the background
  *    load starts, the `http-floor` phase measures a bare fastify serving a fixed body of the wallet's size
  *    (bench/api/floor-server.ts): what one Node thread can answer on this machine before any engine work.
+ *    Once the background load runs, `http-floor-loaded` measures the same bare server again: what any
+ *    HTTP server gets of the 2 cores while the engine consumes, the ceiling for the engine's own phases.
  *    Before each engine phase the consumer is let drain (at most --drain-s) to under one second of
  *    background events, so a phase does not inherit the backlog the previous one's submissions left;
  * 5. prints a table and writes bench/results/api-<timestamp>.json. With --cpu-prof true the engine
@@ -75,7 +77,7 @@ function parseOptions(argv: readonly string[]): Options {
     keepProf: undefined,
     warmupS: 2,
     drainS: 60,
-    phases: ['http-floor', 'wallet', 'events', 'events-wait'],
+    phases: ['http-floor', 'http-floor-loaded', 'wallet', 'events', 'events-wait'],
     engineEnv: {},
   };
   for (let index = 0; index < argv.length; index += 2) {
@@ -116,7 +118,7 @@ function parseOptions(argv: readonly string[]): Options {
   }
   if (options.durationS < 1 || options.durationS > PHASE_SECONDS_MAX) throw new Error(`--duration-s must be 1..${PHASE_SECONDS_MAX} (shared machine)`);
   if (options.members < 1) throw new Error('--members must be at least 1');
-  for (const phase of options.phases) if (!['http-floor', 'wallet', 'events', 'events-wait'].includes(phase)) throw new Error(`--phases: unknown phase ${phase}`);
+  for (const phase of options.phases) if (!['http-floor', 'http-floor-loaded', 'wallet', 'events', 'events-wait'].includes(phase)) throw new Error(`--phases: unknown phase ${phase}`);
   if (!options.waitPhase) options.phases = options.phases.filter((phase) => phase !== 'events-wait');
   return options;
 }
@@ -226,7 +228,9 @@ async function startEngine(natsUrl: string, dataDir: string, options: Options, p
     LOYALTY_API_TOKENS: `read:${TOKEN_READ}:bench-read,write:${TOKEN_WRITE}:bench-write`,
     ...options.engineEnv,
   });
-  const flags = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+  // BENCH_ENGINE_NODE_ARGS adds node flags to the engine, as in the main bench (bench/harness/engine.ts).
+  const extra = (process.env.BENCH_ENGINE_NODE_ARGS ?? '').split(/\s+/).filter((arg) => arg !== '');
+  const flags = [...extra, ...(profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir])];
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'src/cli/main.ts', 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000));
@@ -268,7 +272,8 @@ interface PhaseResult {
   errors: number;
   timeouts: number;
   /** % of one core; machineBusy is % of all cores; others = what other processes of the machine used, % of one core. */
-  cpuPercent: { engine: number; natsServer: number; publisher: number; benchClient: number; others: number; machineBusy: number };
+  /** floorServer: the bare fastify of http-floor-loaded (in http-floor, its CPU is in the engine column: no engine work then). */
+  cpuPercent: { engine: number; natsServer: number; publisher: number; benchClient: number; floorServer?: number; others: number; machineBusy: number };
   /**
    * The engine per thread, % of one core: its main thread (ingest; the tid is the pid), the HTTP API
    * thread's busy time (from its own metric, so null for an engine without an API thread or in the
@@ -376,6 +381,11 @@ async function main(): Promise<void> {
         token: TOKEN_READ,
         setup: walletRequest,
       },
+      'http-floor-loaded': {
+        request: `the same bare fastify (${walletBody.length}-byte body) while the engine consumes the background load`,
+        token: TOKEN_READ,
+        setup: walletRequest,
+      },
       wallet: { request: 'GET /v1/members/:id/wallet (random seeded id)', token: TOKEN_READ, setup: walletRequest },
       events: {
         request: 'POST /v1/events (purchase, unique id, no wait)',
@@ -407,7 +417,7 @@ async function main(): Promise<void> {
     /** One measured phase: autocannon for durationS, with CPU per process and the engine's consumption around it. */
     const measure = async (name: string, url: string, pids: Record<string, number | undefined>) => {
       log(`phase ${name}: ${phases[name]!.request}, ${options.connections} connections, ${options.durationS} s`);
-      const onEngine = name !== 'http-floor';
+      const onEngine = !name.startsWith('http-floor');
       const snapshot = async (): Promise<Snapshot> => {
         const state = await consumer(jsm);
         const api = onEngine ? await apiThreadSeconds(url, TOKEN_READ) : NO_API_COUNTERS;
@@ -430,7 +440,7 @@ async function main(): Promise<void> {
       const cpu = (key: string) => percentOf((after.cpu[key] ?? 0) - (before.cpu[key] ?? 0), seconds);
       const machineDelta = { busy: after.machine.busy - before.machine.busy, total: after.machine.total - before.machine.total };
       const machineBusy = machineDelta.total > 0 ? machineDelta.busy / machineDelta.total : 0;
-      const ours = cpu('engine') + cpu('natsServer') + cpu('publisher') + cpu('benchClient');
+      const ours = cpu('engine') + cpu('natsServer') + cpu('publisher') + cpu('benchClient') + cpu('floorServer');
       results.push({
         name,
         request: phases[name]!.request,
@@ -456,6 +466,7 @@ async function main(): Promise<void> {
           natsServer: cpu('natsServer'),
           publisher: cpu('publisher'),
           benchClient: cpu('benchClient'),
+          ...(pids.floorServer === undefined ? {} : { floorServer: cpu('floorServer') }),
           others: Math.max(0, Math.round((machineBusy * cpus().length * 100 - ours) * 10) / 10),
           // Of all cores: 100 = every core busy.
           machineBusy: Math.round(machineBusy * 1000) / 10,
@@ -487,8 +498,8 @@ async function main(): Promise<void> {
       await sleep(1_000);
     };
 
-    // ---- the HTTP floor: bare fastify, same body size, nothing else running but the idle engine ----
-    if (options.phases.includes('http-floor')) {
+    /** A bare fastify serving a fixed body of the wallet's size (bench/api/floor-server.ts); resolves once it listens. */
+    const startFloor = async (): Promise<{ child: ChildProcess; base: string; stop(): Promise<void> }> => {
       const floorPort = await findFreePort();
       const floor = spawn(process.execPath, ['--import', 'tsx', 'bench/api/floor-server.ts', String(floorPort), walletBody], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
       children.push(floor);
@@ -497,12 +508,23 @@ async function main(): Promise<void> {
       for (const deadline = Date.now() + 20_000; !floorOutput.includes('"ready"'); await sleep(20)) {
         if (Date.now() > deadline || floor.exitCode !== null) throw new Error(`the floor server did not start: ${floorOutput}`);
       }
-      const floorBase = `http://127.0.0.1:${floorPort}`;
-      await runAutocannon('http-floor', floorBase, Math.max(1, options.warmupS));
+      return {
+        child: floor,
+        base: `http://127.0.0.1:${floorPort}`,
+        async stop() {
+          floor.kill('SIGTERM');
+          await new Promise((resolveExit) => floor.once('exit', resolveExit));
+        },
+      };
+    };
+
+    // ---- the HTTP floor: bare fastify, same body size, nothing else running but the idle engine ----
+    if (options.phases.includes('http-floor')) {
+      const floor = await startFloor();
+      await runAutocannon('http-floor', floor.base, Math.max(1, options.warmupS));
       // The floor server's CPU goes in the engine column for this phase.
-      await measure('http-floor', floorBase, { engine: floor.pid, natsServer: server.pid, benchClient: process.pid });
-      floor.kill('SIGTERM');
-      await new Promise((resolveExit) => floor.once('exit', resolveExit));
+      await measure('http-floor', floor.base, { engine: floor.child.pid, natsServer: server.pid, benchClient: process.pid });
+      await floor.stop();
     }
 
     // ---- background load ----
@@ -523,7 +545,14 @@ async function main(): Promise<void> {
     void runningEngine.exited.then((code) => {
       if (!stopping) log(`the engine exited during the run (code ${code}):\n${runningEngine.output()}`);
     });
-    const enginePhases = options.phases.filter((name) => name !== 'http-floor');
+    const enginePhases = options.phases.filter((name) => name !== 'http-floor' && name !== 'http-floor-loaded');
+    // ---- the same floor while the engine consumes: what is left of the machine for any HTTP server then ----
+    if (options.phases.includes('http-floor-loaded')) {
+      const floor = await startFloor();
+      await runAutocannon('http-floor-loaded', floor.base, Math.max(1, options.warmupS));
+      await measure('http-floor-loaded', floor.base, { ...enginePids, floorServer: floor.child.pid });
+      await floor.stop();
+    }
     if (options.warmupS > 0 && enginePhases.length > 0) {
       log(`warm-up: ${options.warmupS} s of wallet reads and ${options.warmupS} s of submissions (not measured)`);
       await runAutocannon('wallet', base, options.warmupS);
@@ -624,7 +653,7 @@ async function natsServerVersion(): Promise<string> {
 
 function table(report: any): string {
   const rows = [
-    ['phase', 'req/s', 'p50 ms', 'p97.5 ms', 'p99 ms', 'max ms', '2xx', 'non-2xx', 'errors', 'engine CPU %', 'main thr %', 'API busy %', 'API CPU %', 'API CPU µs/req', 'wallet cached %', 'nats %', 'publisher %', 'autocannon %', 'other procs %', 'machine busy %', 'consumed/s', 'lag at end'],
+    ['phase', 'req/s', 'p50 ms', 'p97.5 ms', 'p99 ms', 'max ms', '2xx', 'non-2xx', 'errors', 'engine CPU %', 'floor srv %', 'main thr %', 'API busy %', 'API CPU %', 'API CPU µs/req', 'wallet cached %', 'nats %', 'publisher %', 'autocannon %', 'other procs %', 'machine busy %', 'consumed/s', 'lag at end'],
   ];
   for (const phase of report.phases as PhaseResult[]) {
     rows.push([
@@ -638,6 +667,7 @@ function table(report: any): string {
       String(phase.non2xx),
       String(phase.errors + phase.timeouts),
       String(phase.cpuPercent.engine),
+      phase.cpuPercent.floorServer === undefined ? '-' : String(phase.cpuPercent.floorServer),
       String(phase.engineThreads.mainCpu),
       phase.engineThreads.apiBusy === null ? '-' : String(phase.engineThreads.apiBusy),
       phase.engineThreads.apiCpu === null ? '-' : String(phase.engineThreads.apiCpu),

@@ -3,6 +3,7 @@ import { assert } from '../domain/assert.js';
 import type { Program } from '../domain/program.js';
 import type { BatchResult, SweepResult } from './actor.js';
 import type { BudgetLayout } from './budgets.js';
+import type { PriorityResult } from './priority.js';
 import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
 
 /**
@@ -86,10 +87,14 @@ export class ActorPool {
     return this.inFlight[actor]! < this.options.batchesInFlightMax;
   }
 
-  /** Waits until every worker thread has initialised (opened the store, connected to NATS). */
-  async ready(): Promise<void> {
+  /** Waits until every worker thread has initialised (opened the store, connected to NATS); each one's priority, by actor. */
+  async ready(): Promise<PriorityResult[]> {
     // The worker module resolves its handler after initialising; a first task waits for that.
-    await Promise.all(this.pools.map((_, actor) => this.submit(actor, { kind: 'ping' })));
+    const replies = await Promise.all(this.pools.map((_, actor) => this.submit(actor, { kind: 'ping' })));
+    return replies.map((reply) => {
+      assert(reply.kind === 'ready', 'actor answered a ping with another reply');
+      return reply.priority;
+    });
   }
 
   async runBatch(actor: number, buffer: ArrayBuffer): Promise<BatchResult> {

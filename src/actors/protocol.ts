@@ -2,6 +2,7 @@ import type { Program } from '../domain/program.js';
 import type { Settings } from '../config/settings.js';
 import type { BatchResult, SweepResult } from './actor.js';
 import type { BudgetLayout } from './budgets.js';
+import type { PriorityResult } from './priority.js';
 
 /** Messages between the main thread and an actor thread (structured-cloned; batch buffers are transferred, budget buffers shared). */
 export interface ActorWorkerData {
@@ -24,4 +25,6 @@ export type ActorTask =
 export type ActorReply =
   | { readonly kind: 'batch'; readonly result: BatchResult }
   | { readonly kind: 'sweep'; readonly result: SweepResult }
-  | { readonly kind: 'ok' };
+  | { readonly kind: 'ok' }
+  /** The answer to a ping: the worker has initialised; what became of its priority. */
+  | { readonly kind: 'ready'; readonly priority: PriorityResult };

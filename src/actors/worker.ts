@@ -9,6 +9,7 @@ import { publishOutcomes, type OutcomeMessage } from '../transport/outcomes.js';
 import { subjectsFor } from '../transport/subjects.js';
 import { Actor } from './actor.js';
 import { SharedBudgets } from './budgets.js';
+import { lowerThreadPriority } from './priority.js';
 import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
 import type { OutboxKey } from '../store/types.js';
 
@@ -22,6 +23,8 @@ const data = workerData as ActorWorkerData;
 
 async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
   const { settings } = data;
+  // First: everything this thread does from here on, opening the store included, runs at the actors' priority.
+  const priority = lowerThreadPriority(settings.actorNice);
   const subjects = subjectsFor(settings.subjectPrefix);
   const store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes, partitions: settings.partitions });
   const nc = await connectNats({ ...settings, natsUrl: data.natsUrl }, `loyalty-actor-${data.actorIndex}`);
@@ -61,7 +64,7 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
         return { kind: 'sweep', result };
       }
       case 'ping':
-        return { kind: 'ok' };
+        return { kind: 'ready', priority };
       case 'program':
         budgets = new SharedBudgets(task.budgets);
         actor.setProgram(task.program);

@@ -66,6 +66,14 @@ const settingsObject = z
      * engine (out of memory), so keep it well above the cache's size.
      */
     actorHeapMaxMb: integer(128, 65_536).default(384),
+    /**
+     * Added to each actor thread's nice value (Linux; 0, the default, leaves
+     * them at the engine's priority). When the cores are all busy, the API
+     * thread, the main thread and nats-server run first and the actors catch
+     * up from the stream: more API throughput beside consumption, less
+     * consumption capacity. See src/actors/priority.ts for the figures.
+     */
+    actorNice: integer(0, 19).default(0),
     /** LMDB map size; the file grows up to it. */
     lmdbMapSizeBytes: integer(64 * 1024 * 1024, 2 ** 40).default(64 * 1024 ** 3),
     /**

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { headers, type Msg, type NatsConnection } from '@nats-io/nats-core';
 import { pack } from 'msgpackr';
@@ -46,7 +47,7 @@ describe('engine end to end', () => {
 
   it('applies JSON and msgpack events, answers a duplicate with its first outcome, and keeps outcomes in the outcome stream', async () => {
     const data = tempDataDir();
-    const engine = await startEngineProcess({ natsUrl: server.url, dataDir: data.path });
+    const engine = await startEngineProcess({ natsUrl: server.url, dataDir: data.path, env: { LOYALTY_ACTOR_NICE: '7' } });
     try {
       const outcomes = collectOutcomes(nc);
       await nc.flush();
@@ -82,6 +83,18 @@ describe('engine end to end', () => {
       const jsm = await jetstreamManager(nc);
       const stream = await jsm.streams.info('LOYALTY_OUTCOMES');
       expect(stream.state.messages).toBe(deliveries + (outcomes.byEvent.get('p2')?.length ?? 0));
+
+      // The actor threads, and only they, run LOYALTY_ACTOR_NICE (7 here) above the engine's own nice.
+      if (process.platform === 'linux') {
+        const pid = engine.child.pid!;
+        const nices = readdirSync(`/proc/${pid}/task`).map((tid) => {
+          const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+        });
+        const own = nices[0]!; // the main thread's task comes first
+        expect(nices.filter((nice) => nice === Math.min(19, own + 7)).length).toBe(loadSettings({}).actors);
+        expect(nices.filter((nice) => nice !== own && nice !== Math.min(19, own + 7))).toEqual([]);
+      }
 
       const metrics = await (await fetch(`http://127.0.0.1:${engine.httpPort}/metrics`)).text();
       expect(metrics).toMatch(/loyalty_events_total\{type="purchase",result="applied"\} 2/);
