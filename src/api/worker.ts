@@ -237,7 +237,7 @@ async function start(): Promise<void> {
       return { ok: false, detail: { reason: (error as Error).message } };
     }
   };
-  const wallets = new WalletCache(store, { records: store.walletRecords() });
+  const wallets = new WalletCache(store, { records: store.walletRecords(), bytesMax: settings.walletCacheBytesMax });
   const own = threadMetrics(wallets);
   const metrics: MetricsSource = {
     contentType: own.contentType,

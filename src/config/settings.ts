@@ -86,6 +86,12 @@ const settingsObject = z
     apiTokensFile: z.string().optional(),
     /** Largest accepted HTTP request body (bulk files included). */
     httpBodyBytesMax: integer(1024, 512 * 1024 * 1024).default(32 * 1024 * 1024),
+    /**
+     * Bytes of rendered wallets the API thread keeps (estimated: the records
+     * each was rendered from, for comparison, plus its body); the oldest go
+     * first past it. 0 renders every read afresh.
+     */
+    walletCacheBytesMax: integer(0, 4 * 1024 * 1024 * 1024).default(32 * 1024 * 1024),
     /** How often each actor sweeps the members whose due time has come, one chunk at most (expiry, pending release, tier review). */
     sweepIntervalMs: integer(100, 86_400_000).default(1_000),
     /** Members one sweep chunk reads at most; a re-indexing walk after a program change takes M / (actors × chunk) intervals. */

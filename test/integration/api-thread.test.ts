@@ -65,7 +65,11 @@ describe('the HTTP API thread', () => {
 
   it('serves /health and the metrics of both threads on the one port, and stops cleanly', async () => {
     const data = tempDataDir('loyalty-api-thread-');
-    const engine = await startEngineProcess({ natsUrl: server.url, dataDir: data.path, env: { LOYALTY_API_TOKENS: `read:${READ_TOKEN}`, LOYALTY_ACTORS: '1' } });
+    const engine = await startEngineProcess({
+      natsUrl: server.url,
+      dataDir: data.path,
+      env: { LOYALTY_API_TOKENS: `read:${READ_TOKEN}`, LOYALTY_ACTORS: '1', LOYALTY_WALLET_CACHE_BYTES_MAX: '1048576' },
+    });
     try {
       const base = `http://127.0.0.1:${engine.httpPort}`;
       const health = await fetch(`${base}/health`);
@@ -79,6 +83,8 @@ describe('the HTTP API thread', () => {
       expect(text).toMatch(/^loyalty_acks_total /m);
       expect(text).toMatch(/^process_cpu_seconds_total /m);
       expect(text).toMatch(/^loyalty_http_thread_busy_seconds_total /m);
+      // The wallet cache's bound comes from LOYALTY_WALLET_CACHE_BYTES_MAX.
+      expect(text).toMatch(/^loyalty_http_wallet_cache_bytes_max 1048576$/m);
       expect(text.match(/^# TYPE loyalty_acks_total /gm)).toHaveLength(1);
       expect((await fetch(`${base}/metrics`)).status).toBe(401);
     } finally {

@@ -95,6 +95,12 @@ describe('loadSettings', () => {
     expect(loadSettings({ ...base, LOYALTY_EMBEDDED_NATS_AUTO_INSTALL: 'false' }).embeddedNatsAutoInstall).toBe(false);
   });
 
+  it('bounds the wallet cache: 32 MiB by default, 0 turns it off, negative refused', () => {
+    expect(loadSettings(base).walletCacheBytesMax).toBe(32 * 1024 * 1024);
+    expect(loadSettings({ ...base, LOYALTY_WALLET_CACHE_BYTES_MAX: '0' }).walletCacheBytesMax).toBe(0);
+    expect(() => loadSettings({ ...base, LOYALTY_WALLET_CACHE_BYTES_MAX: '-1' })).toThrow(/LOYALTY_WALLET_CACHE_BYTES_MAX/);
+  });
+
   it('ignores variables without the LOYALTY_ prefix', () => {
     expect(loadSettings({ ...base, PATH: '/usr/bin', HOME: '/root', LOYALTYX: '1', NODE_ENV: 'production' }).partitions).toBe(64);
   });
