@@ -116,13 +116,11 @@ export class Engine {
       heapMaxMb: settings.actorHeapMaxMb,
       workerData: (actorIndex) => ({ actorIndex, settings, program, budgets, bootId, natsUrl: this.natsUrl }),
     });
-    const priorities = await this.pool.ready();
-    const lowered = priorities.every((priority) => priority.applied);
-    logger.info({ actors: settings.actors, program: program.id, actorNice: lowered ? settings.actorNice : 0 }, 'actors ready');
-    const refused = priorities.find((priority) => !priority.applied);
-    if (refused !== undefined && settings.actorNice > 0) {
-      logger.warn({ reason: refused.applied ? '' : refused.reason }, 'actors run at normal priority: LOYALTY_ACTOR_NICE could not be applied');
-    }
+    // Each actor's nice value now, or why it kept the engine's (LOYALTY_ACTOR_NICE 0 included).
+    const priorities = (await this.pool.ready()).map((priority) => (priority.applied ? priority.nice : priority.reason));
+    logger.info({ actors: settings.actors, program: program.id, actorNice: priorities }, 'actors ready');
+    const refused = priorities.find((priority) => typeof priority === 'string');
+    if (refused !== undefined && settings.actorNice > 0) logger.warn({ reason: refused }, 'actors run at the engine priority: LOYALTY_ACTOR_NICE could not be applied');
     const pool = this.pool;
 
     const subjects = subjectsFor(settings.subjectPrefix);

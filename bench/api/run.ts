@@ -43,6 +43,9 @@ const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const TOKEN_READ = 'bench-read-token-0123456789';
 const TOKEN_WRITE = 'bench-write-token-0123456789';
 const PHASE_SECONDS_MAX = 15;
+/** Every phase, in the order a run takes them; the http-floor ones measure a bare server, not the engine. */
+const PHASES = ['http-floor', 'http-floor-loaded', 'wallet', 'events', 'events-wait'] as const;
+const isFloorPhase = (name: string) => name.startsWith('http-floor');
 
 interface Options {
   members: number;
@@ -77,7 +80,7 @@ function parseOptions(argv: readonly string[]): Options {
     keepProf: undefined,
     warmupS: 2,
     drainS: 60,
-    phases: ['http-floor', 'http-floor-loaded', 'wallet', 'events', 'events-wait'],
+    phases: [...PHASES],
     engineEnv: {},
   };
   for (let index = 0; index < argv.length; index += 2) {
@@ -118,7 +121,7 @@ function parseOptions(argv: readonly string[]): Options {
   }
   if (options.durationS < 1 || options.durationS > PHASE_SECONDS_MAX) throw new Error(`--duration-s must be 1..${PHASE_SECONDS_MAX} (shared machine)`);
   if (options.members < 1) throw new Error('--members must be at least 1');
-  for (const phase of options.phases) if (!['http-floor', 'http-floor-loaded', 'wallet', 'events', 'events-wait'].includes(phase)) throw new Error(`--phases: unknown phase ${phase}`);
+  for (const phase of options.phases) if (!(PHASES as readonly string[]).includes(phase)) throw new Error(`--phases: unknown phase ${phase}`);
   if (!options.waitPhase) options.phases = options.phases.filter((phase) => phase !== 'events-wait');
   return options;
 }
@@ -417,7 +420,7 @@ async function main(): Promise<void> {
     /** One measured phase: autocannon for durationS, with CPU per process and the engine's consumption around it. */
     const measure = async (name: string, url: string, pids: Record<string, number | undefined>) => {
       log(`phase ${name}: ${phases[name]!.request}, ${options.connections} connections, ${options.durationS} s`);
-      const onEngine = !name.startsWith('http-floor');
+      const onEngine = !isFloorPhase(name);
       const snapshot = async (): Promise<Snapshot> => {
         const state = await consumer(jsm);
         const api = onEngine ? await apiThreadSeconds(url, TOKEN_READ) : NO_API_COUNTERS;
@@ -545,7 +548,7 @@ async function main(): Promise<void> {
     void runningEngine.exited.then((code) => {
       if (!stopping) log(`the engine exited during the run (code ${code}):\n${runningEngine.output()}`);
     });
-    const enginePhases = options.phases.filter((name) => name !== 'http-floor' && name !== 'http-floor-loaded');
+    const enginePhases = options.phases.filter((name) => !isFloorPhase(name));
     // ---- the same floor while the engine consumes: what is left of the machine for any HTTP server then ----
     if (options.phases.includes('http-floor-loaded')) {
       const floor = await startFloor();

@@ -451,7 +451,7 @@ export class Actor {
     const outboxKey: OutboxKey | undefined = changes.outcomes.length > 0 ? [this.options.bootId, this.options.actorIndex, batch] : undefined;
     const write: BatchWrite = {
       // Each member's next due time under the program that produced it: the sweep's index.
-      members: [...changes.members.values()].map((entry) => ({ ...entry, dueMs: nextDueMs(entry.state, this.program) })),
+      members: Array.from(changes.members.values(), (entry) => ({ ...entry, dueMs: nextDueMs(entry.state, this.program) })),
       ledger: changes.ledger,
       ...(changes.dueIndexMarks.length > 0 ? { dueIndexMarks: changes.dueIndexMarks } : {}),
       processed: changes.processed,

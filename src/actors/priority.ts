@@ -67,9 +67,9 @@ export function currentThreadId(): number {
   return threadId;
 }
 
-/** A thread's nice value as the kernel reports it (/proc/<pid>/task/<tid>/stat, field 19). */
-export function threadNice(threadId: number): number {
-  const stat = readFileSync(`/proc/${process.pid}/task/${threadId}/stat`, 'utf8');
+/** A thread's nice value as the kernel reports it (/proc/<pid>/task/<tid>/stat, field 19); by default a thread of this process. */
+export function threadNice(threadId: number, pid: number = process.pid): number {
+  const stat = readFileSync(`/proc/${pid}/task/${threadId}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may hold spaces: count fields after its closing one.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[19 - 3]);

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { headers, type Msg, type NatsConnection } from '@nats-io/nats-core';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { threadNice } from '../../src/actors/priority.js';
 import { loadSettings } from '../../src/config/settings.js';
 import { partitionOf } from '../../src/routing/partitioner.js';
 import { LmdbStore } from '../../src/store/lmdb.js';
@@ -87,10 +88,7 @@ describe('engine end to end', () => {
       // The actor threads, and only they, run LOYALTY_ACTOR_NICE (7 here) above the engine's own nice.
       if (process.platform === 'linux') {
         const pid = engine.child.pid!;
-        const nices = readdirSync(`/proc/${pid}/task`).map((tid) => {
-          const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-        });
+        const nices = readdirSync(`/proc/${pid}/task`).map((tid) => threadNice(Number(tid), pid));
         const own = nices[0]!; // the main thread's task comes first
         expect(nices.filter((nice) => nice === Math.min(19, own + 7)).length).toBe(loadSettings({}).actors);
         expect(nices.filter((nice) => nice !== own && nice !== Math.min(19, own + 7))).toEqual([]);
