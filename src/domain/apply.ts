@@ -3,10 +3,13 @@ import { applyAdjustment } from './adjustments.js';
 import { assert } from './assert.js';
 import { applyVoucherRedeem } from './benefits.js';
 import { compiledOf, type CompiledProgram } from './compiled.js';
+import { applyDonation } from './donations.js';
 import { applyDue } from './due.js';
 import { applyPurchase } from './earn.js';
+import { recordEngagement } from './engagement.js';
 import type { LoyaltyEvent } from './events.js';
 import { applyEnroll, applyErase, applyUnenroll, membershipOutcome, newMember } from './membership.js';
+import { applyMembershipCancel, applyMembershipFee, endPaidOnLeave } from './paid-membership.js';
 import type { DomainPorts } from './ports.js';
 import type { Program } from './program.js';
 import { applyRedemption, applyRedemptionCancel } from './redemption.js';
@@ -52,6 +55,8 @@ export function applyEvent(
     assert(work.budgetUsage.length === 0, 'a rejected event must not take promotion budget');
     return reject(current, event, occurredAtMs, rejected);
   }
+  // Report counters, badges and the next digest: after the event's own outcomes, before the balances.
+  recordEngagement(work, event);
   work.state.eventCount += 1;
   balanceOutcomes(work);
   // Every accepted event gets at least one outcome, even one that moved no
@@ -98,10 +103,18 @@ function dispatch(work: Work, event: LoyaltyEvent, isNew: boolean): Rejection | 
       return null;
     case 'unenroll':
       applyUnenroll(work);
+      endPaidOnLeave(work);
       return null;
     case 'erase':
       applyErase(work);
+      endPaidOnLeave(work);
       return null;
+    case 'membership_fee':
+      return applyMembershipFee(work, event);
+    case 'membership_cancel':
+      return applyMembershipCancel(work);
+    case 'donation':
+      return applyDonation(work, event);
   }
 }
 

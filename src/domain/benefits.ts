@@ -14,13 +14,15 @@ import { appendToList, readCurrency, writeList, writeRecord, type Work } from '.
  */
 
 /**
- * Issues a benefit unless its trigger was already rewarded: tier and
- * milestone benefits once per member; challenge benefits once per completion
- * (a non-repeatable challenge completes once).
+ * Issues a benefit unless its trigger was already rewarded: tier, milestone
+ * and badge benefits once per member; challenge benefits once per completion
+ * (a non-repeatable challenge completes once); paid membership benefits once
+ * per term.
  */
 export function issueBenefit(work: Work, benefit: Benefit, reason: string): void {
   const issued = Object.hasOwn(work.state.benefitsIssued, benefit.id) ? work.state.benefitsIssued[benefit.id]! : 0;
-  if (benefit.trigger.kind !== 'challenge_completed' && issued > 0) return;
+  const repeatable = benefit.trigger.kind === 'challenge_completed' || benefit.trigger.kind === 'paid_term_started';
+  if (!repeatable && issued > 0) return;
   writeRecord(work, 'benefitsIssued')[benefit.id] = issued + 1;
   const code = voucherCode(benefit.issue.codePrefix, work.state.memberId, work.eventId, benefit.id);
   const expiresAtMs = work.atMs + benefit.issue.validDays * DAY_MS;

@@ -1,4 +1,5 @@
 import { expireDueLots, expireInactive, releaseDuePending } from './expiry.js';
+import { applyPaidDue } from './paid-membership.js';
 import { pruneEndedPromotionUsage } from './promotions.js';
 import type { MemberState, VoucherRecord } from './state.js';
 import { applyTierReviews } from './tiers.js';
@@ -20,6 +21,8 @@ export function applyDue(work: Work, atMs: number): void {
   }
   if (work.program.hasInactivityExpiry) expireInactive(work, atMs);
   applyTierReviews(work, atMs);
+  // After the reviews: a review before the lapse still sees the plan's tier floor.
+  if (work.state.paid !== undefined) applyPaidDue(work, atMs);
   pruneClosed(work, atMs);
 }
 

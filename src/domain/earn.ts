@@ -5,6 +5,7 @@ import type { LineItem, PurchaseEvent } from './events.js';
 import { lotExpiryMs } from './expiry.js';
 import { creditPending, creditQualifying, creditSpendable } from './lots.js';
 import { allocate, multiplyRounded, pointsForAmount } from './money.js';
+import { paidEarn } from './paid-membership.js';
 import type { Award } from './program.js';
 import { isEligible, orderConditionsHold, takeBudget } from './promotions.js';
 import { rejection, type Rejection } from './rejection.js';
@@ -149,7 +150,7 @@ function promotionLines(scope: CompiledRule['scope'], items: readonly LineItem[]
 
 /**
  * Every component of a purchase, in a fixed order: base, tier multiplier,
- * order rules, line rules, promotions (program order within each). Takes
+ * paid membership multiplier, order rules, line rules, promotions (program order within each). Takes
  * promotion budgets, so call it only once the purchase is accepted.
  */
 export function earnComponents(work: Work, event: PurchaseEvent, basket: Basket): EarnComponent[] {
@@ -160,6 +161,12 @@ export function earnComponents(work: Work, event: PurchaseEvent, basket: Basket)
   if (tier.earnMultiplierPercent > 100) {
     const extra = multiplyRounded(basket.base, tier.earnMultiplierPercent - 100, 100, program.earn.rounding);
     addComponent(components, component(tier.earnRule, allocate(extra, basket.baseByLine)));
+  }
+  // A paid membership's multiplier, like a tier's: on base points (earn:paid:<planId>).
+  const paid = work.state.paid === undefined ? null : paidEarn(work);
+  if (paid !== null) {
+    const extra = multiplyRounded(basket.base, paid.percent - 100, 100, program.earn.rounding);
+    addComponent(components, component(paid.rule, allocate(extra, basket.baseByLine)));
   }
   const orderRules = program.orderRules;
   for (let index = 0; index < orderRules.length; index++) {

@@ -96,6 +96,8 @@ export const redemptionEventSchema = z
     rewardId: z.string().min(1).max(64),
     points: pointsSchema,
     currency: pointsCurrencyIdSchema,
+    /** The order these points pay for, when redeemed at checkout: that purchase counts as an order with redeemed points. */
+    orderId: referenceSchema.optional(),
   })
   .strict();
 
@@ -162,6 +164,32 @@ export const enrollEventSchema = z
   })
   .strict();
 
+/** A paid membership fee: starts, renews or switches a paid plan's term. */
+export const membershipFeeEventSchema = z
+  .object({
+    ...eventBase,
+    type: z.literal('membership_fee'),
+    planId: labelSchema,
+    /** The fee paid, in minor units of `currency`: must be the plan's fee. */
+    amountMinor: amountMinorSchema,
+    currency: currencyCodeSchema,
+  })
+  .strict();
+
+/** Ends the member's paid membership now (a refund, a cancellation with immediate effect). */
+export const membershipCancelEventSchema = z.object({ ...eventBase, type: z.literal('membership_cancel') }).strict();
+
+/** Points donated to a cause of the program's catalog. */
+export const donationEventSchema = z
+  .object({
+    ...eventBase,
+    type: z.literal('donation'),
+    causeId: labelSchema,
+    points: pointsSchema,
+    currency: pointsCurrencyIdSchema,
+  })
+  .strict();
+
 export const unenrollEventSchema = z.object({ ...eventBase, type: z.literal('unenroll') }).strict();
 export const eraseEventSchema = z.object({ ...eventBase, type: z.literal('erase') }).strict();
 
@@ -176,6 +204,9 @@ export const loyaltyEventSchema = z.discriminatedUnion('type', [
   enrollEventSchema,
   unenrollEventSchema,
   eraseEventSchema,
+  membershipFeeEventSchema,
+  membershipCancelEventSchema,
+  donationEventSchema,
 ]);
 
 export type LineItem = z.infer<typeof lineItemSchema>;
@@ -189,6 +220,9 @@ export type VoucherRedeemEvent = z.infer<typeof voucherRedeemEventSchema>;
 export type EnrollEvent = z.infer<typeof enrollEventSchema>;
 export type UnenrollEvent = z.infer<typeof unenrollEventSchema>;
 export type EraseEvent = z.infer<typeof eraseEventSchema>;
+export type MembershipFeeEvent = z.infer<typeof membershipFeeEventSchema>;
+export type MembershipCancelEvent = z.infer<typeof membershipCancelEventSchema>;
+export type DonationEvent = z.infer<typeof donationEventSchema>;
 export type LoyaltyEvent = z.infer<typeof loyaltyEventSchema>;
 export type LoyaltyEventType = LoyaltyEvent['type'];
 

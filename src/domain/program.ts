@@ -64,6 +64,12 @@ export const pointsCurrencySchema = z
       .object({ minor: z.number().int().min(0).max(1_000_000), perPoints: z.number().int().min(1).max(1_000_000) })
       .strict()
       .optional(),
+    /**
+     * Share of issued points expected never to be redeemed (expire or are
+     * forfeited), for the liability net of breakage in reports; absent: the
+     * breakage observed so far (expired ÷ issued) is used.
+     */
+    expectedBreakagePercent: z.number().int().min(0).max(100).optional(),
   })
   .strict();
 
@@ -246,6 +252,10 @@ export const benefitSchema = z
       /** Lifetime earned points (net of returns) of `currency` reach `points`. */
       z.object({ kind: z.literal('points_milestone'), points: pointsSchema, currency: idSchema.optional() }).strict(),
       z.object({ kind: z.literal('challenge_completed'), challengeId: idSchema }).strict(),
+      /** Each term of a paid membership plan (a join or a renewal): once per term. */
+      z.object({ kind: z.literal('paid_term_started'), planId: idSchema }).strict(),
+      /** A badge earned (once per member, as the badge itself). */
+      z.object({ kind: z.literal('badge_earned'), badgeId: idSchema }).strict(),
     ]),
     issue: z
       .object({
@@ -256,6 +266,76 @@ export const benefitSchema = z
         description: z.string().max(256).optional(),
       })
       .strict(),
+  })
+  .strict();
+
+
+/**
+ * A paid membership plan (a hybrid program: a fee buys a term of benefits on
+ * top of the free program). A `membership_fee` event of exactly `feeMinor`
+ * starts or renews a term of `termMonths`; without a renewal the plan lapses
+ * `graceDays` after the term ends.
+ */
+export const paidPlanSchema = z
+  .object({
+    id: idSchema,
+    name: z.string().min(1).max(128),
+    /** The price of one term, in minor units of the program's currency. */
+    feeMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    /** 1 = monthly, 12 = yearly. */
+    termMonths: z.number().int().min(1).max(36),
+    /** Days after the term end in which a renewal continues the membership without a gap. */
+    graceDays: z.number().int().min(0).max(90).default(0),
+    /** The plan's earn multiplier on base points (ledger rule `earn:paid:<id>`): 200 = +100 %. */
+    earnMultiplierPercent: percentSchema.default(100),
+    /** Whether the plan's extra points count toward tiers (bought points do not buy status unless this says so). */
+    qualifying: z.boolean().default(false),
+    /** While the plan is active the member holds at least this tier. */
+    tierId: idSchema.optional(),
+    /** The sweep sends a `paid_membership` outcome (action `renewal_due`) this many days before the term ends. */
+    renewalNoticeDays: z.number().int().min(1).max(90).optional(),
+  })
+  .strict();
+
+/** A cause members can donate points to. */
+export const causeSchema = z
+  .object({
+    id: idSchema,
+    name: z.string().min(1).max(128),
+    /** Points currency donated; default: the earn currency. */
+    currency: idSchema.optional(),
+    /** Smallest donation accepted. */
+    minPoints: pointsSchema.default(1),
+  })
+  .strict();
+
+const countSchema = z.number().int().min(1).max(1_000_000);
+
+/** What earns a badge: counts over the member's lifetime, or a streak of consecutive periods. */
+export const badgeRuleSchema = z.discriminatedUnion('kind', [
+  /** `count` purchases of at least `minAmountMinor`. */
+  z.object({ kind: z.literal('purchase_count'), count: countSchema, minAmountMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0) }).strict(),
+  /** `count` purchases with at least one line in one of `categories`. */
+  z.object({ kind: z.literal('category_purchases'), categories: labelListSchema, count: countSchema }).strict(),
+  /** Lifetime spend (purchase amounts) of at least `amountMinor`. */
+  z.object({ kind: z.literal('spend'), amountMinor: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) }).strict(),
+  /** A purchase in each of `count` consecutive weeks (Monday start) or months. */
+  z.object({ kind: z.literal('streak'), period: z.enum(['week', 'month']), count: z.number().int().min(2).max(520) }).strict(),
+  /** `count` rewarded activities of one type (custom activities name their customType). */
+  z.object({ kind: z.literal('activity_count'), activity: activityTypeSchema, customType: labelSchema.optional(), count: countSchema }).strict(),
+  /** `count` donations. */
+  z.object({ kind: z.literal('donation_count'), count: countSchema }).strict(),
+]);
+
+export const badgeSchema = z
+  .object({
+    id: idSchema,
+    name: z.string().min(1).max(128),
+    description: z.string().max(256).optional(),
+    rule: badgeRuleSchema,
+    /** Points credited (spendable at once, ledger kind `activity`, rule = the badge id) when the badge is earned. */
+    points: pointsSchema.optional(),
+    currency: idSchema.optional(),
   })
   .strict();
 
@@ -307,6 +387,26 @@ export const programSchema = z
       })
       .strict()
       .prefault({}),
+    /** Paid membership plans (absent: none). */
+    paidMemberships: z.array(paidPlanSchema).max(20).default([]),
+    /** Causes members can donate points to (absent: donations are refused). */
+    donations: z.object({ causes: z.array(causeSchema).min(1).max(1_000) }).strict().optional(),
+    badges: z.array(badgeSchema).max(100).default([]),
+    /** Member communication outcomes beyond those every program has. */
+    communications: z
+      .object({
+        /** The sweep sends each active member a `balance_digest` at the start of every week or month. */
+        digest: z.object({ period: z.enum(['week', 'month']) }).strict().optional(),
+      })
+      .strict()
+      .optional(),
+    reports: z
+      .object({
+        /** A member without activity for this many days counts as churned (inactive) in the reports. */
+        inactiveAfterDays: z.number().int().min(1).max(3_660).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine(
@@ -379,6 +479,33 @@ export const programSchema = z
           activityKeys.add(key);
         });
         const challengeIds = uniqueIds(program.challenges, ['challenges'], issue);
+        const planIds = uniqueIds(program.paidMemberships, ['paidMemberships'], issue);
+        program.paidMemberships.forEach((plan, index) => {
+          if (plan.tierId !== undefined) checkTier(plan.tierId, ['paidMemberships', index, 'tierId']);
+        });
+        const causes = program.donations?.causes ?? [];
+        uniqueIds(causes, ['donations', 'causes'], issue);
+        causes.forEach((cause, index) => {
+          claimRuleId(cause.id, ['donations', 'causes', index, 'id']);
+          checkCurrency(cause.currency, ['donations', 'causes', index, 'currency']);
+        });
+        const badgeIds = new Set<string>();
+        program.badges.forEach((badge, index) => {
+          const path = ['badges', index];
+          if (badgeIds.has(badge.id)) issue([...path, 'id'], `duplicate id ${badge.id}`);
+          badgeIds.add(badge.id);
+          claimRuleId(badge.id, [...path, 'id']);
+          checkCurrency(badge.currency, [...path, 'currency']);
+          if (badge.currency !== undefined && badge.points === undefined) issue([...path, 'currency'], 'a badge currency needs points to credit');
+          const rule = badge.rule;
+          if (rule.kind === 'activity_count') {
+            if (rule.activity === 'custom' && rule.customType === undefined) issue([...path, 'rule', 'customType'], 'custom activities need a customType');
+            if (rule.activity !== 'custom' && rule.customType !== undefined) issue([...path, 'rule', 'customType'], 'only custom activities have a customType');
+            const key = activityKey(rule.activity, rule.customType);
+            if (!activityKeys.has(key)) issue([...path, 'rule', 'activity'], `no activity rule rewards ${key}, so the badge could never be earned`);
+          }
+          if (rule.kind === 'donation_count' && causes.length === 0) issue([...path, 'rule'], 'the program takes no donations (donations.causes)');
+        });
         program.benefits.forEach((benefit, index) => {
           const path = ['benefits', index];
           claimRuleId(benefit.id, [...path, 'id']);
@@ -388,6 +515,8 @@ export const programSchema = z
           if (trigger.kind === 'challenge_completed' && !challengeIds.has(trigger.challengeId)) {
             issue([...path, 'trigger', 'challengeId'], `unknown challenge ${trigger.challengeId}`);
           }
+          if (trigger.kind === 'paid_term_started' && !planIds.has(trigger.planId)) issue([...path, 'trigger', 'planId'], `unknown paid membership plan ${trigger.planId}`);
+          if (trigger.kind === 'badge_earned' && !badgeIds.has(trigger.badgeId)) issue([...path, 'trigger', 'badgeId'], `unknown badge ${trigger.badgeId}`);
         });
         const rewards = program.redemption.rewards ?? [];
         uniqueIds(rewards, ['redemption', 'rewards'], issue);
@@ -463,3 +592,7 @@ export type ActivityType = z.infer<typeof activityTypeSchema>;
 export type Challenge = z.infer<typeof challengeSchema>;
 export type Benefit = z.infer<typeof benefitSchema>;
 export type Reward = z.infer<typeof rewardSchema>;
+export type PaidPlan = z.infer<typeof paidPlanSchema>;
+export type Cause = z.infer<typeof causeSchema>;
+export type Badge = z.infer<typeof badgeSchema>;
+export type BadgeRule = z.infer<typeof badgeRuleSchema>;

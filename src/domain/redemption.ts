@@ -38,6 +38,8 @@ export function applyRedemption(work: Work, event: RedemptionEvent): Rejection |
       atMs: work.atMs,
       cancelUntilMs: work.atMs + program.redemptionCancelMs,
       lots,
+      // The order the points paid for: that purchase then counts as one with redeemed points (reports).
+      ...(event.orderId !== undefined ? { orderId: event.orderId } : {}),
     });
     // Kept sorted by deadline for pruning; bounded by the program maximum.
     sortLastByDeadline(redemptions);

@@ -29,7 +29,14 @@ export type RejectionCode =
   | 'VOUCHER_UNKNOWN'
   | 'VOUCHER_NOT_REDEEMABLE'
   | 'VOUCHER_ALREADY_REDEEMED'
-  | 'VOUCHER_EXPIRED';
+  | 'VOUCHER_EXPIRED'
+  | 'PLAN_UNKNOWN'
+  | 'FEE_MISMATCH'
+  | 'RENEWAL_TOO_EARLY'
+  | 'PAID_MEMBERSHIP_NOT_ACTIVE'
+  | 'CAUSE_UNKNOWN'
+  | 'CAUSE_CURRENCY_MISMATCH'
+  | 'DONATION_BELOW_MINIMUM';
 
 export function rejection(code: RejectionCode, reason: string): Rejection {
   return { code, reason };

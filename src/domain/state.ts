@@ -95,6 +95,8 @@ export interface RedemptionRecord {
   readonly atMs: number;
   readonly cancelUntilMs: number;
   readonly lots: readonly Lot[];
+  /** The order the points paid for (a redemption at checkout); absent in older records. */
+  readonly orderId?: string;
 }
 
 export type BenefitKind = 'voucher' | 'free_shipping' | 'custom';
@@ -130,6 +132,64 @@ export interface TierGrace {
   readonly targetTierId: string;
 }
 
+/**
+ * Lifetime counters of what the member did, for the reports (differences of
+ * these between the state before and after an event are the event's share of
+ * a KPI) and for badges. Absent until the member's first event under a
+ * version of the engine that keeps it.
+ */
+export interface Engagement {
+  /** Purchases applied. */
+  readonly orders: number;
+  readonly revenueMinor: number;
+  /** Purchases whose order a redemption named (orderId): orders with redeemed points. */
+  readonly redeemedOrders: number;
+  readonly redeemedRevenueMinor: number;
+  /** Return events applied, and the money they gave back (line values or refunded amounts). */
+  readonly returns: number;
+  readonly returnedMinor: number;
+  readonly donations: number;
+  /** Event time of the latest purchase (0: none). */
+  readonly lastOrderMs: number;
+  /**
+   * When the member passes the program's inactivity horizon (reports.inactiveAfterDays)
+   * unless active again; null when the program has none or the member is not active.
+   */
+  readonly inactiveAtMs: number | null;
+}
+
+export type PaidMembershipStatus = 'active' | 'lapsed' | 'cancelled';
+
+/** The member's paid membership (one plan at a time); kept after it ends, for the wallet and the reports. */
+export interface PaidMembership {
+  readonly planId: string;
+  readonly status: PaidMembershipStatus;
+  /** Start of the continuous membership of this plan (renewals keep it). */
+  readonly sinceMs: number;
+  readonly termStartMs: number;
+  /** End of the paid term. */
+  readonly termEndsAtMs: number;
+  /** termEndsAtMs plus the plan's grace: the plan lapses then unless renewed. */
+  readonly graceEndsAtMs: number;
+  /** When it lapsed or was cancelled (null while active). */
+  readonly endedAtMs: number | null;
+  /** The tier the plan holds the member at (null: none), and the tier they held before the plan lifted them. */
+  readonly floorTierId: string | null;
+  readonly baseTierId: string | null;
+  /** Fees paid, lifetime and across plans (their differences are the reports' fees). */
+  readonly fees: number;
+  readonly feesMinor: number;
+  /** The term end a renewal notice was sent for (0: none). */
+  readonly noticeForEndsAtMs: number;
+}
+
+/** Progress toward a badge not yet earned; dropped once it is earned. */
+export interface BadgeProgress {
+  readonly count: number;
+  /** Streaks: the period key (week start day, or month index) of the last counted period. */
+  readonly periodKey?: number;
+}
+
 export interface MemberState {
   readonly memberId: string;
   readonly status: MemberStatus;
@@ -160,6 +220,16 @@ export interface MemberState {
   readonly challenges: Readonly<Record<string, ChallengeProgress>>;
   /** How many times each benefit rule was issued to this member. */
   readonly benefitsIssued: Readonly<Record<string, number>>;
+  /** Lifetime counters for reports and badges (absent in records written before them). */
+  readonly engagement?: Engagement;
+  /** The paid membership, if the member ever had one. */
+  readonly paid?: PaidMembership;
+  /** Badges earned: badge id → when. */
+  readonly badges?: Readonly<Record<string, number>>;
+  /** Progress toward badges not yet earned, by badge id. */
+  readonly badgeProgress?: Readonly<Record<string, BadgeProgress>>;
+  /** When the next balance digest is due (communications.digest); absent: none scheduled. */
+  readonly digestAtMs?: number;
 }
 
 export type LedgerKind =
@@ -174,7 +244,8 @@ export type LedgerKind =
   | 'forfeit'
   | 'qualifying_lapse'
   | 'debt'
-  | 'debt_repayment';
+  | 'debt_repayment'
+  | 'donate';
 
 export type LedgerBalance = 'spendable' | 'pending' | 'qualifying' | 'debt';
 
@@ -293,6 +364,51 @@ export interface MembershipOutcome extends OutcomeBase {
   readonly action: 'enrolled' | 'updated' | 'reenrolled' | 'unenrolled' | 'erased';
 }
 
+export interface PaidMembershipOutcome extends OutcomeBase {
+  readonly kind: 'paid_membership';
+  readonly planId: string;
+  /** joined, renewed, switched (from fromPlanId), renewal_due (a notice from the sweep), lapsed (not renewed in time), cancelled. */
+  readonly action: 'joined' | 'renewed' | 'switched' | 'renewal_due' | 'lapsed' | 'cancelled';
+  readonly termEndsAtMs: number;
+  readonly graceEndsAtMs: number;
+  readonly fromPlanId?: string;
+}
+
+export interface DonationOutcome extends OutcomeBase {
+  readonly kind: 'donation';
+  readonly causeId: string;
+  readonly currency: string;
+  readonly points: number;
+}
+
+export interface BadgeOutcome extends OutcomeBase {
+  readonly kind: 'badge';
+  readonly badgeId: string;
+  readonly name: string;
+  readonly reason: string;
+}
+
+/** A periodic statement for the member (communications.digest), from the sweep. */
+export interface BalanceDigestOutcome extends OutcomeBase {
+  readonly kind: 'balance_digest';
+  readonly period: 'week' | 'month';
+  readonly currencies: readonly {
+    readonly currency: string;
+    readonly spendable: number;
+    readonly pending: number;
+    readonly debt: number;
+    /** Points expiring before the next digest. */
+    readonly expiringPoints: number;
+  }[];
+  readonly tierId: string;
+  /** The next tier and what is missing to reach it (null at the top). */
+  readonly nextTier: { readonly tierId: string; readonly remaining: number } | null;
+  /** What is missing to keep the current tier at its next review (0: kept), and when that is (null: never reviewed). */
+  readonly keepTier: { readonly remaining: number; readonly byMs: number | null };
+  readonly paidPlanId: string | null;
+  readonly badges: number;
+}
+
 export type Outcome =
   | BalanceOutcome
   | TierOutcome
@@ -304,7 +420,11 @@ export type Outcome =
   | RedemptionOutcome
   | VoucherRedeemedOutcome
   | ReturnOutcome
-  | MembershipOutcome;
+  | MembershipOutcome
+  | PaidMembershipOutcome
+  | DonationOutcome
+  | BadgeOutcome
+  | BalanceDigestOutcome;
 
 export type OutcomeKind = Outcome['kind'];
 

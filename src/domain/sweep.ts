@@ -1,6 +1,8 @@
 import { compiledOf, type CompiledProgram } from './compiled.js';
+import { digestDueMs, sendDigest } from './digest.js';
 import { applyDue } from './due.js';
 import { inactivityDeadlineMs, notifyExpiring } from './expiry.js';
+import { notifyRenewalDue, paidDueMs } from './paid-membership.js';
 import type { Program } from './program.js';
 import type { MemberState, SweepDecision } from './state.js';
 import { balanceOutcomes, finishDecision, readCurrency, startWork } from './work.js';
@@ -17,6 +19,8 @@ export function sweepMember(state: MemberState, nowMs: number, program: Program 
   const work = startWork(compiled, state, sweepEventId(state.memberId, nowMs), nowMs, null);
   applyDue(work, nowMs);
   if (state.status !== 'erased') notifyExpiring(work, nowMs);
+  if (state.paid !== undefined) notifyRenewalDue(work, nowMs);
+  sendDigest(work, nowMs);
   if (!work.changed) return { state, ledger: [], outcomes: [] };
   balanceOutcomes(work);
   return finishDecision(work) as SweepDecision;
@@ -61,5 +65,7 @@ export function nextDueMs(state: MemberState, program: Program | CompiledProgram
   for (const promotionId in state.promotionUsage) {
     consider(compiled.promotions.find((promotion) => promotion.id === promotionId)?.endsAtMs ?? 0);
   }
+  if (state.paid !== undefined) consider(paidDueMs(compiled, state));
+  consider(digestDueMs(compiled, state));
   return next === Number.POSITIVE_INFINITY ? null : next;
 }

@@ -1,5 +1,6 @@
 import { issueBenefit } from './benefits.js';
 import { BUILTIN_RULE, type CompiledProgram, type CompiledTier } from './compiled.js';
+import { paidFloorTier } from './paid-floor.js';
 import { lapseBuckets, tierMeasure, windowMonths } from './tier-measure.js';
 import { monthIndexOf, monthStartMs } from './time.js';
 import { post, writeCurrency, type Work } from './work.js';
@@ -18,6 +19,13 @@ import { post, writeCurrency, type Work } from './work.js';
  */
 export function tierOf(program: CompiledProgram, tierId: string): CompiledTier {
   return program.tierById.get(tierId) ?? program.tiers[0]!;
+}
+
+/** The tier the measure supports at `atMs`, or the tier a paid membership holds the member at, whichever is higher. */
+function supportedOrPaid(work: Work, measure: number, atMs: number): CompiledTier {
+  const supported = supportedTier(work.program, measure);
+  const floor = work.state.paid === undefined ? null : paidFloorTier(work.program, work.state, atMs);
+  return floor !== null && floor.index > supported.index ? floor : supported;
 }
 
 /** The highest tier whose threshold the measure reaches. */
@@ -115,7 +123,7 @@ function reviewAtPeriodEnd(work: Work, boundaryMs: number): void {
   const program = work.program;
   const measure = tierMeasure(work.state);
   const current = tierOf(program, work.state.tierId);
-  const supported = supportedTier(program, measure);
+  const supported = supportedOrPaid(work, measure, boundaryMs);
   if (supported.index >= current.index) {
     if (work.state.tierGrace !== null) {
       work.changed = true;
@@ -151,7 +159,7 @@ function resolveGrace(work: Work, untilMs: number, targetTierId: string): void {
   const program = work.program;
   const current = tierOf(program, work.state.tierId);
   const measure = tierMeasure(work.state);
-  const supported = supportedTier(program, measure);
+  const supported = supportedOrPaid(work, measure, untilMs);
   work.changed = true;
   work.state.tierGrace = null;
   if (supported.index >= current.index) return;
