@@ -17,15 +17,18 @@ import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
 import { Ingest, type InboundMessage } from './routing/ingest.js';
 import { LmdbStore } from './store/lmdb.js';
+import type { OutboxKey } from './store/types.js';
 import { encodingOf } from './transport/codec.js';
 import { connectNats } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
 import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
-import { publishOutcomes } from './transport/outcomes.js';
+import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { ensureTopology } from './transport/topology.js';
 
 const ACK = new TextEncoder().encode('+ACK');
+/** Outbox entries re-published at once at start (each an actor batch's outcomes). */
+const REPUBLISH_ENTRIES_IN_FLIGHT_MAX = 256;
 
 /** Acks a JetStream delivery by its reply subject alone (what JsMsg.ack() publishes), holding nothing else. */
 class ReplyAck {
@@ -263,25 +266,45 @@ export class Engine {
     return handle.url;
   }
 
-  /** Outcomes committed before a crash but maybe never published: publish them again (same message ids). */
+  /**
+   * Outcomes committed before a crash but maybe never acknowledged by the
+   * outcome stream: publish them again (same message ids: the stream drops
+   * those it has) and remove each entry once the stream has acknowledged all
+   * of its messages. An entry the stream does not take stays for the next start.
+   */
   private async republishOutbox(store: LmdbStore, nc: NatsConnection): Promise<void> {
+    const router = new PubAckRouter(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
     let batches = 0;
     let messages = 0;
-    const keys = [];
-    for (const { key, messages: packed } of store.outboxEntries()) {
-      messages += publishOutcomes(nc, unpackOutbox(packed));
-      keys.push(key);
-      batches += 1;
-      if (keys.length >= 1000) await this.flushAndRemove(nc, store, keys.splice(0));
+    let failed = 0;
+    let inFlight: Promise<void>[] = [];
+    const published: OutboxKey[] = [];
+    try {
+      for (const { key, messages: packed } of store.outboxEntries()) {
+        const outcomes = unpackOutbox(packed);
+        messages += outcomes.length;
+        batches += 1;
+        inFlight.push(
+          router.publishGroup(outcomes, this.options.settings.outcomePublishTimeoutMs).then(
+            () => void published.push(key),
+            () => void (failed += 1),
+          ),
+        );
+        // Bounded: at most this many entries' messages in flight at once.
+        if (inFlight.length >= REPUBLISH_ENTRIES_IN_FLIGHT_MAX) {
+          await Promise.all(inFlight);
+          inFlight = [];
+          await store.commit({ members: [], ledger: [], processed: [], outboxRemovals: published.splice(0) });
+        }
+      }
+      await Promise.all(inFlight);
+      if (published.length > 0) await store.commit({ members: [], ledger: [], processed: [], outboxRemovals: published.splice(0) });
+      await store.durable();
+    } finally {
+      router.close();
     }
-    await this.flushAndRemove(nc, store, keys);
     if (batches > 0) this.options.logger.info({ batches, messages }, 're-published outcomes from the outbox');
-  }
-
-  private async flushAndRemove(nc: NatsConnection, store: LmdbStore, keys: Parameters<LmdbStore['removeOutbox']>[0][]): Promise<void> {
-    if (keys.length === 0) return;
-    await nc.flush();
-    await Promise.all(keys.map((key) => store.removeOutbox(key)));
+    if (failed > 0) this.options.logger.warn({ batches: failed }, 'the outcome stream did not acknowledge some re-published outbox entries; they stay in the outbox for the next start');
   }
 
   private updateGauges(): void {

@@ -20,6 +20,7 @@ import { subjectsFor } from '../../src/transport/subjects.js';
 import { DEFAULT_GENERATOR_OPTIONS, EventGenerator } from '../generator/events.js';
 import { programModelOf } from '../generator/program-model.js';
 import { encodeEvent } from '../generator/spool.js';
+import { cpuByRole, threadCpu } from '../measure/threads.js';
 
 const { values } = parseArgs({
   options: {
@@ -59,6 +60,7 @@ try {
     ports: { budgets: { tryConsume: (_promotionId: string, points: number) => points, release: () => undefined } },
   });
   const cpuStart = process.cpuUsage();
+  const threadsStart = threadCpu(process.pid);
   const started = performance.now();
   let outcomes = 0;
   // Up to 4 batches in flight, as the pool allows by default: commits overlap the next batch's apply.
@@ -70,6 +72,8 @@ try {
   await Promise.all(inFlight);
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
+  const byRole = cpuByRole(process.pid, threadsStart, threadCpu(process.pid));
+  const threadMicrosPerEvent = Object.fromEntries(Object.entries(byRole).map(([role, seconds]) => [role, Math.round((seconds * 1e6 * 10) / events) / 10]));
   const cpuMicrosPerEvent = (cpu.user + cpu.system) / events;
   const result = {
     events,
@@ -79,8 +83,10 @@ try {
     eventsPerSecond: Math.round(events / seconds),
     cpuMicrosPerEvent: Math.round(cpuMicrosPerEvent * 10) / 10,
     outcomesPerEvent: Math.round((outcomes / events) * 100) / 100,
+    threadMicrosPerEvent,
   };
   console.log(`actor: ${result.eventsPerSecond} events/s, ${result.cpuMicrosPerEvent} µs CPU per event (all threads), ${result.outcomesPerEvent} outcomes per event`);
+  console.log(`CPU µs per event by thread: ${Object.entries(threadMicrosPerEvent).map(([role, micros]) => `${role} ${micros}`).join(', ')}`);
   console.log(JSON.stringify(result));
   await store.close();
 } finally {

@@ -180,6 +180,8 @@ export class Actor {
   private rescanAfter: string | undefined;
   /** Partitions found empty: their index is right by definition, marked with the next sweep's commit. */
   private pendingMarks: number[] = [];
+  /** Outbox entries the outcome stream has acknowledged: the next commit removes them (no transaction of their own). */
+  private publishedOutbox: OutboxKey[] = [];
 
   constructor(
     private readonly store: ActorStore,
@@ -446,9 +448,21 @@ export class Actor {
     return messages;
   }
 
+  /** The outcome stream has every outcome of this outbox entry: it goes with the next commit. */
+  outboxPublished(key: OutboxKey): void {
+    this.publishedOutbox.push(key);
+  }
+
+  /** Removes acknowledged outbox entries in a commit of their own, for when no batch comes to carry them. */
+  async removePublishedOutbox(): Promise<void> {
+    if (this.failure !== undefined || this.publishedOutbox.length === 0) return;
+    await this.commit(++this.batchNumber, new BatchChanges());
+  }
+
   /** Commits after the previous batch; on failure this actor refuses everything after. */
   private async commit(batch: number, changes: BatchChanges): Promise<OutboxKey | undefined> {
     const outboxKey: OutboxKey | undefined = changes.outcomes.length > 0 ? [this.options.bootId, this.options.actorIndex, batch] : undefined;
+    const outboxRemovals = this.publishedOutbox.splice(0);
     const write: BatchWrite = {
       // Each member's next due time under the program that produced it: the sweep's index.
       members: Array.from(changes.members.values(), (entry) => ({ ...entry, dueMs: nextDueMs(entry.state, this.program) })),
@@ -462,12 +476,13 @@ export class Actor {
         ? { kpis: { actor: this.options.actorIndex, days: [...changes.days], weeks: [...changes.weeks], months: [...changes.months] } }
         : {}),
       ...(outboxKey !== undefined ? { outbox: { key: outboxKey, messages: packr.pack(changes.encodedOutcomes) } } : {}),
+      ...(outboxRemovals.length > 0 ? { outboxRemovals } : {}),
     };
     const previous = this.lastCommit;
     const commit = (async () => {
       await previous;
       if (this.failure !== undefined) throw this.failure;
-      if (!changes.isEmpty()) await this.store.commit(write);
+      if (!changes.isEmpty() || outboxRemovals.length > 0) await this.store.commit(write);
     })();
     // Later batches were applied on top of this one in memory: if this commit
     // fails they must not commit either (their state holds this batch's effects).

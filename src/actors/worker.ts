@@ -5,7 +5,8 @@ import { readBatch } from '../routing/batch-buffer.js';
 import { LmdbStore } from '../store/lmdb.js';
 import { connectNats } from '../transport/connect.js';
 import { publishDeadLetter } from '../transport/dead-letters.js';
-import { publishOutcomes, type OutcomeMessage } from '../transport/outcomes.js';
+import { type OutcomeMessage } from '../transport/outcomes.js';
+import { PubAckRouter } from '../transport/pub-acks.js';
 import { subjectsFor } from '../transport/subjects.js';
 import { Actor } from './actor.js';
 import { SharedBudgets } from './budgets.js';
@@ -46,21 +47,38 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
     subjects,
     bootId: data.bootId,
   });
-  const publisher = new OutcomePublisher(nc, store);
+  const publisher = new OutcomePublisher(
+    new PubAckRouter(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix),
+    (key) => actor.outboxPublished(key),
+    settings.outcomePublishTimeoutMs,
+    settings.outcomeBatchesUnconfirmedMax,
+  );
+  // Published outbox entries are removed by the next batch's commit; when no batch comes, on their own.
+  let lastWorkAtMs = Date.now();
+  let closing = false;
+  const idleRemovals = setInterval(() => {
+    if (closing || Date.now() - lastWorkAtMs < OUTBOX_IDLE_REMOVAL_MS) return;
+    actor.removePublishedOutbox().catch(() => undefined); // a failed commit fails the actor; the next batch reports it
+  }, OUTBOX_IDLE_REMOVAL_MS);
 
   return async (task: ActorTask): Promise<ActorReply> => {
     switch (task.kind) {
       case 'batch': {
         const records = readBatch(task.buffer);
+        lastWorkAtMs = Date.now();
         const { result, outcomes, outboxKey } = await actor.process(records);
         // Dead letters are acked only once the dead-letter stream has them.
         await Promise.all(result.deadLetters.map((letter) => publishDeadLetter(js, subjects, settings.streamName, letter)));
         publisher.publish(outcomes, outboxKey);
+        // Overload of the outcome stream slows intake: this actor takes no batch until it catches up.
+        await publisher.belowLimit();
         return { kind: 'batch', result: { ...result, deadLetters: result.deadLetters.map((letter) => ({ ...letter, payload: new Uint8Array(0) })) } };
       }
       case 'sweep': {
+        lastWorkAtMs = Date.now();
         const { result, outcomes, outboxKey } = await actor.sweep(task.nowMs, task.limit);
         publisher.publish(outcomes, outboxKey);
+        await publisher.belowLimit();
         return { kind: 'sweep', result };
       }
       case 'ping':
@@ -70,7 +88,11 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
         actor.setProgram(task.program);
         return { kind: 'ok' };
       case 'close':
-        await publisher.idle();
+        closing = true;
+        clearInterval(idleRemovals);
+        await publisher.idle(CLOSE_PUBLISH_WAIT_MS);
+        await actor.removePublishedOutbox().catch(() => undefined);
+        publisher.close();
         await nc.drain();
         await store.close();
         return { kind: 'ok' };
@@ -78,31 +100,78 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
   };
 }
 
+/** Idle time after which published outbox entries are removed in a commit of their own. */
+const OUTBOX_IDLE_REMOVAL_MS = 500;
+/** On close, how long to wait for the outcome stream to acknowledge what is in flight (the rest is published again at the next start). */
+const CLOSE_PUBLISH_WAIT_MS = 5_000;
+const RETRY_DELAY_MS_MIN = 100;
+const RETRY_DELAY_MS_MAX = 5_000;
+
 /**
- * Publishes committed outcomes (core NATS, captured by the outcome stream,
- * de-duplicated there by message id), then removes their outbox entry once a
- * flush round trip shows the server has them. Batches go out in commit order.
+ * Publishes committed outcomes into the outcome stream and counts a batch as
+ * published only once the stream has acknowledged every message of it
+ * (PubAck): then its outbox entry may go. A refusal or a timeout publishes
+ * the batch again, same message ids (the stream drops what it already has),
+ * with a growing delay; its outbox entry stays meanwhile, and survives a
+ * restart, so no outcome is lost silently. Bounded: past `unconfirmedMax`
+ * batches the worker takes no new batch (`belowLimit`).
  */
 class OutcomePublisher {
-  private chain: Promise<void> = Promise.resolve();
+  private unconfirmed = 0;
+  private waiters: (() => void)[] = [];
+  private closed = false;
+  /** Publishes that failed and were tried again (for tests and the operations log). */
+  retries = 0;
 
   constructor(
-    private readonly nc: NatsConnection,
-    private readonly store: LmdbStore,
+    private readonly router: PubAckRouter,
+    private readonly onPublished: (key: OutboxKey) => void,
+    private readonly timeoutMs: number,
+    private readonly unconfirmedMax: number,
   ) {}
 
   publish(outcomes: readonly OutcomeMessage[], outboxKey: OutboxKey | undefined): void {
-    publishOutcomes(this.nc, outcomes);
-    if (outboxKey === undefined) return;
-    this.chain = this.chain
-      .then(() => this.nc.flush())
-      .then(() => this.store.removeOutbox(outboxKey))
-      // A failed flush leaves the outbox entry: it is published again after a restart.
-      .catch(() => undefined);
+    if (outcomes.length === 0) return;
+    this.unconfirmed += 1;
+    const attempt = (delayMs: number): void => {
+      if (this.closed) return;
+      this.router.publishGroup(outcomes, this.timeoutMs).then(
+        () => {
+          this.unconfirmed -= 1;
+          if (outboxKey !== undefined) this.onPublished(outboxKey);
+          this.wake();
+        },
+        () => {
+          if (this.closed) return;
+          this.retries += 1;
+          setTimeout(() => attempt(Math.min(delayMs * 2, RETRY_DELAY_MS_MAX)), delayMs);
+        },
+      );
+    };
+    attempt(RETRY_DELAY_MS_MIN);
   }
 
-  idle(): Promise<void> {
-    return this.chain;
+  /** Resolves at once while fewer than the bound are unconfirmed, else once enough are. */
+  belowLimit(): Promise<void> {
+    if (this.unconfirmed < this.unconfirmedMax) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Resolves once every batch is acknowledged, or after `timeoutMs`. */
+  async idle(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.unconfirmed > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.router.close();
+    this.wake();
+  }
+
+  private wake(): void {
+    if (this.unconfirmed >= this.unconfirmedMax && !this.closed) return;
+    for (const resolve of this.waiters.splice(0)) resolve();
   }
 }
 

@@ -42,6 +42,14 @@ const settingsObject = z
     consumerName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('loyalty-engine'),
     deadLetterStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_DLQ'),
     outcomeStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_OUTCOMES'),
+    /**
+     * How long the outcome stream may take to acknowledge (PubAck) a batch's
+     * outcome messages; past it the batch is published again (same message
+     * ids) and its outbox entry stays until the stream has them all.
+     */
+    outcomePublishTimeoutMs: integer(100, 600_000).default(10_000),
+    /** Outcome batches per actor not yet acknowledged by the outcome stream before the actor takes no new batch. */
+    outcomeBatchesUnconfirmedMax: integer(1, 4096).default(64),
     /** Events per actor batch, and how long a partial batch may wait. */
     batchSizeMax: integer(1, 65_536).default(1024),
     batchAgeMsMax: integer(0, 10_000).default(4),

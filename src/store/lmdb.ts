@@ -246,6 +246,7 @@ export class LmdbStore implements ActorStore, MemberReads {
       }
     }
     if (write.outbox !== undefined) last = this.outbox.put(write.outbox.key, write.outbox.messages);
+    for (const key of write.outboxRemovals ?? []) last = this.outbox.remove(key);
     await last;
   }
 

@@ -80,6 +80,7 @@ export class MemoryStore implements ActorStore {
     }
     for (const { memberId, eventId, outcomes } of write.processed) this.processed.set(`${memberId}/${eventId}`, outcomes);
     if (write.outbox !== undefined) this.outbox.set(write.outbox.key.join('/'), write.outbox.messages);
+    for (const key of write.outboxRemovals ?? []) this.outbox.delete(key.join('/'));
     this.commits += 1;
   }
 

@@ -40,6 +40,8 @@ export interface BatchWrite {
   readonly dueIndexMarks?: readonly { readonly partition: number; readonly programDigest: number }[];
   /** Outcomes to publish after the commit; removed once published. */
   readonly outbox?: { readonly key: OutboxKey; readonly messages: Uint8Array };
+  /** Outbox entries the outcome stream has acknowledged since the last commit: removed in this one. */
+  readonly outboxRemovals?: readonly OutboxKey[];
 }
 
 /**

@@ -141,6 +141,22 @@ describe('Actor', () => {
     expect(unpackOutbox(store.outbox.get(`${BOOT_ID}/${ACTOR_INDEX}/2`)!)).toEqual(second.outcomes);
   });
 
+  it('removes acknowledged outbox entries with the next commit, or in a commit of their own when idle', async () => {
+    const first = await actor.process(records(purchase('m1', 'e1')));
+    actor.outboxPublished(first.outboxKey!);
+    expect(store.outbox.size).toBe(1); // nothing removed until a commit carries it
+    const commitsBefore = store.commits;
+    const second = await actor.process(records(purchase('m2', 'e2')));
+    expect(store.commits).toBe(commitsBefore + 1); // no transaction of its own
+    expect([...store.outbox.keys()]).toEqual([second.outboxKey!.join('/')]);
+    actor.outboxPublished(second.outboxKey!);
+    await actor.removePublishedOutbox();
+    expect(store.outbox.size).toBe(0);
+    const idleCommits = store.commits;
+    await actor.removePublishedOutbox(); // nothing acknowledged: no commit
+    expect(store.commits).toBe(idleCommits);
+  });
+
   it('a batch with no outcomes writes no outbox entry and commits nothing', async () => {
     const { outboxKey, result } = await actor.process([record('m1', '{"not":"an event"}' as unknown)]);
     expect(outboxKey).toBeUndefined();
