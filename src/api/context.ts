@@ -2,6 +2,7 @@ import type { LoyaltyEvent } from '../domain/events.js';
 import type { Program } from '../domain/program.js';
 import type { LedgerEntry, MemberState } from '../domain/state.js';
 import type { Settings } from '../config/settings.js';
+import type { ProgramReportRow } from '../reports/report.js';
 import type { WalletCache } from './wallet-cache.js';
 
 /**
@@ -91,6 +92,12 @@ export interface ReportRow {
   readonly redemptions: number;
   /** pointsRedeemed / pointsIssued over the period (0 when nothing was issued). */
   readonly redemptionRate: number;
+  /** Breakage: pointsExpired / pointsIssued over the period, and over everything up to its end. */
+  readonly breakageRate: number;
+  readonly breakageRateLifetime: number;
+  /** The liability net of expected breakage (the currency's expectedBreakagePercent, else breakageRateLifetime), in points and minor units. */
+  readonly liabilityNetPoints: number;
+  readonly liabilityNetMinor: number;
   readonly tierDistribution: Readonly<Record<string, number>>;
   readonly tierMovements: { readonly upgrades: number; readonly downgrades: number };
   readonly promotions: readonly { readonly promotionId: string; readonly points: number; readonly uses: number; readonly budgetPoints?: number; readonly budgetUses?: number }[];
@@ -98,6 +105,8 @@ export interface ReportRow {
 
 export interface ReportReader {
   kpis(period: ReportPeriod, fromMs: number, toMs: number): readonly ReportRow[];
+  /** Program KPIs: orders, revenue, members, churn, paid memberships, donations, badges. */
+  programKpis(period: ReportPeriod, fromMs: number, toMs: number): readonly ProgramReportRow[];
 }
 
 /** Engine health as /health shows it. */

@@ -22,6 +22,60 @@ export interface DayCounters {
   /** Members whose first activity of this day it was. */
   activeMembers: number;
   promotions: Record<string, { points: number; uses: number }>;
+  /*
+   * Program KPIs (not per currency). Fields added after the first release:
+   * records written before them lack them, so every reader takes a missing
+   * field as 0 (mergeDay, the report).
+   */
+  /** Purchases applied and their amounts; those whose order a redemption named (orders with redeemed points). */
+  orders: number;
+  revenueMinor: number;
+  redeemedOrders: number;
+  redeemedRevenueMinor: number;
+  /** Return events and the money they gave back. */
+  returns: number;
+  returnedMinor: number;
+  /** Members whose first purchase of the day, of the week, of the month holding this day, was on this day. */
+  purchasersDay: number;
+  purchasersWeek: number;
+  purchasersMonth: number;
+  /** Of those, members with at least two purchases so far (counted on the day they became one in that period). */
+  repeatPurchasersDay: number;
+  repeatPurchasersWeek: number;
+  repeatPurchasersMonth: number;
+  /** Members who left active status (unenroll, erase). */
+  unenrollments: number;
+  /** Of those, members already past the inactivity horizon. */
+  unenrolledInactive: number;
+  /**
+   * Members who pass the inactivity horizon on this day: counted ahead, on
+   * the day the horizon falls, at each activity, and taken back if the member
+   * is active again before it. Days not yet over hold members who will lapse
+   * unless they come back.
+   */
+  lapsed: number;
+  /** Members past the horizon who were active again. */
+  reactivated: number;
+  /** Change in the number of members past the horizon. */
+  inactiveDelta: number;
+  /** Per paid plan. */
+  paid: Record<string, PaidCounters>;
+  /** Per cause: points donated (in the cause's currency) and donations. */
+  donations: Record<string, { points: number; donations: number }>;
+  /** Badges earned, per badge. */
+  badges: Record<string, number>;
+}
+
+export interface PaidCounters {
+  joined: number;
+  renewed: number;
+  /** Left the plan for another plan. */
+  switched: number;
+  lapsed: number;
+  cancelled: number;
+  /** Change in the plan's active members. */
+  membersDelta: number;
+  feesMinor: number;
 }
 
 export interface CurrencyCounters {
@@ -41,7 +95,62 @@ export interface PeriodActive {
 }
 
 export function emptyDay(): DayCounters {
-  return { currencies: {}, enrollments: 0, upgrades: 0, downgrades: 0, tierDelta: {}, activeMembers: 0, promotions: {} };
+  return {
+    currencies: {},
+    enrollments: 0,
+    upgrades: 0,
+    downgrades: 0,
+    tierDelta: {},
+    activeMembers: 0,
+    promotions: {},
+    orders: 0,
+    revenueMinor: 0,
+    redeemedOrders: 0,
+    redeemedRevenueMinor: 0,
+    returns: 0,
+    returnedMinor: 0,
+    purchasersDay: 0,
+    purchasersWeek: 0,
+    purchasersMonth: 0,
+    repeatPurchasersDay: 0,
+    repeatPurchasersWeek: 0,
+    repeatPurchasersMonth: 0,
+    unenrollments: 0,
+    unenrolledInactive: 0,
+    lapsed: 0,
+    reactivated: 0,
+    inactiveDelta: 0,
+    paid: {},
+    donations: {},
+    badges: {},
+  };
+}
+
+/** The scalar program counters of a day, summed by mergeDay (a missing one is 0). */
+export const PROGRAM_COUNTERS = [
+  'orders',
+  'revenueMinor',
+  'redeemedOrders',
+  'redeemedRevenueMinor',
+  'returns',
+  'returnedMinor',
+  'purchasersDay',
+  'purchasersWeek',
+  'purchasersMonth',
+  'repeatPurchasersDay',
+  'repeatPurchasersWeek',
+  'repeatPurchasersMonth',
+  'unenrollments',
+  'unenrolledInactive',
+  'lapsed',
+  'reactivated',
+  'inactiveDelta',
+] as const satisfies readonly (keyof DayCounters)[];
+
+const PAID_COUNTERS = ['joined', 'renewed', 'switched', 'lapsed', 'cancelled', 'membersDelta', 'feesMinor'] as const satisfies readonly (keyof PaidCounters)[];
+
+function emptyPaid(): PaidCounters {
+  return { joined: 0, renewed: 0, switched: 0, lapsed: 0, cancelled: 0, membersDelta: 0, feesMinor: 0 };
 }
 
 export function dayKeyOf(ms: number, utcOffsetMinutes: number): number {
@@ -91,6 +200,7 @@ export function addKpis(target: KpiTarget, input: KpiInput): void {
     }
   } else if (after.status !== 'active') {
     day.tierDelta[before.tierId] = (day.tierDelta[before.tierId] ?? 0) - 1;
+    day.unenrollments += 1;
   } else if (before.tierId !== after.tierId) {
     day.tierDelta[before.tierId] = (day.tierDelta[before.tierId] ?? 0) - 1;
     day.tierDelta[after.tierId] = (day.tierDelta[after.tierId] ?? 0) + 1;
@@ -111,6 +221,8 @@ export function addKpis(target: KpiTarget, input: KpiInput): void {
     const newMonth = monthKeyOf(lastAfter, utcOffsetMinutes);
     if (lastBefore === undefined || monthKeyOf(lastBefore, utcOffsetMinutes) !== newMonth) target.month(newMonth).activeMembers += 1;
   }
+
+  addProgramKpis(target, day, input);
 
   const redeemedEvents = new Set<string>();
   const promotionEvents = new Set<string>();
@@ -152,6 +264,17 @@ export function addKpis(target: KpiTarget, input: KpiInput): void {
       case 'clawback':
         if (liquid) counters.clawedBack -= entry.points;
         break;
+      case 'donate':
+        if (entry.balance === 'spendable' && entry.reference !== undefined) {
+          const cause = (day.donations[entry.reference] ??= { points: 0, donations: 0 });
+          cause.points -= entry.points;
+          const donationKey = `\u0001${entry.reference}\u0000${entry.eventId}`;
+          if (!redeemedEvents.has(donationKey)) {
+            redeemedEvents.add(donationKey);
+            cause.donations += 1;
+          }
+        }
+        break;
       default:
         break;
     }
@@ -163,6 +286,95 @@ export function addKpis(target: KpiTarget, input: KpiInput): void {
         promotionEvents.add(useKey);
         promotion.uses += 1;
       }
+    }
+  }
+}
+
+/**
+ * The program KPIs of one decision, from differences of the member's
+ * lifetime counters (state.engagement, state.paid, state.badges) before and
+ * after it: O(1), and the same on a replay.
+ */
+function addProgramKpis(target: KpiTarget, day: DayCounters, input: KpiInput): void {
+  const { before, after, atMs, utcOffsetMinutes: offset } = input;
+  const was = before?.engagement;
+  const now = after.engagement;
+  if (now !== undefined && now !== was) {
+    const orders = now.orders - (was?.orders ?? 0);
+    if (orders > 0) {
+      day.orders += orders;
+      day.revenueMinor += now.revenueMinor - (was?.revenueMinor ?? 0);
+      day.redeemedOrders += now.redeemedOrders - (was?.redeemedOrders ?? 0);
+      day.redeemedRevenueMinor += now.redeemedRevenueMinor - (was?.redeemedRevenueMinor ?? 0);
+      // Purchasers and repeat purchasers per day, week and month; a purchase older than the member's latest (out of order) is not told apart.
+      const lastBefore = was?.lastOrderMs ?? 0;
+      if (atMs >= lastBefore) {
+        const sameDay = lastBefore > 0 && dayKeyOf(lastBefore, offset) === dayKeyOf(atMs, offset);
+        const sameWeek = lastBefore > 0 && weekKeyOf(lastBefore, offset) === weekKeyOf(atMs, offset);
+        const sameMonth = lastBefore > 0 && monthKeyOf(lastBefore, offset) === monthKeyOf(atMs, offset);
+        const second = now.orders === 2;
+        const repeat = now.orders >= 2;
+        if (!sameDay) day.purchasersDay += 1;
+        if (!sameWeek) day.purchasersWeek += 1;
+        if (!sameMonth) day.purchasersMonth += 1;
+        if (repeat && (second || !sameDay)) day.repeatPurchasersDay += 1;
+        if (repeat && (second || !sameWeek)) day.repeatPurchasersWeek += 1;
+        if (repeat && (second || !sameMonth)) day.repeatPurchasersMonth += 1;
+      }
+    }
+    day.returns += now.returns - (was?.returns ?? 0);
+    day.returnedMinor += now.returnedMinor - (was?.returnedMinor ?? 0);
+  }
+  const inactiveBefore = was?.inactiveAtMs ?? null;
+  const inactiveAfter = now?.inactiveAtMs ?? null;
+  if (inactiveBefore !== inactiveAfter) {
+    if (inactiveBefore !== null) {
+      if (inactiveBefore > atMs) {
+        // Active again before the horizon: the lapse counted ahead does not happen.
+        const ahead = target.day(dayKeyOf(inactiveBefore, offset));
+        ahead.lapsed -= 1;
+        ahead.inactiveDelta -= 1;
+      } else {
+        day.inactiveDelta -= 1;
+        if (inactiveAfter !== null) day.reactivated += 1;
+        else if (before !== undefined && before.status === 'active' && after.status !== 'active') day.unenrolledInactive += 1;
+      }
+    }
+    if (inactiveAfter !== null) {
+      const ahead = target.day(dayKeyOf(inactiveAfter, offset));
+      ahead.lapsed += 1;
+      ahead.inactiveDelta += 1;
+    }
+  }
+  const paidBefore = before?.paid;
+  const paidAfter = after.paid;
+  if (paidAfter !== undefined && paidAfter !== paidBefore) {
+    const activeBefore = paidBefore?.status === 'active';
+    const activeAfter = paidAfter.status === 'active';
+    const samePlan = activeBefore && activeAfter && paidBefore!.planId === paidAfter.planId && paidBefore!.sinceMs === paidAfter.sinceMs;
+    const plan = (day.paid[paidAfter.planId] ??= emptyPaid());
+    plan.feesMinor += paidAfter.feesMinor - (paidBefore?.feesMinor ?? 0);
+    if (samePlan) {
+      plan.renewed += paidAfter.fees - paidBefore!.fees;
+    } else {
+      if (activeBefore) {
+        const left = (day.paid[paidBefore!.planId] ??= emptyPaid());
+        left.membersDelta -= 1;
+        if (activeAfter) left.switched += 1;
+        else if (paidAfter.status === 'lapsed') left.lapsed += 1;
+        else left.cancelled += 1;
+      }
+      if (activeAfter) {
+        plan.joined += 1;
+        plan.membersDelta += 1;
+      }
+    }
+  }
+  const badgesBefore = before?.badges;
+  const badgesAfter = after.badges;
+  if (badgesAfter !== undefined && badgesAfter !== badgesBefore) {
+    for (const badgeId in badgesAfter) {
+      if (badgesBefore === undefined || !Object.hasOwn(badgesBefore, badgeId)) day.badges[badgeId] = (day.badges[badgeId] ?? 0) + 1;
     }
   }
 }
@@ -192,6 +404,27 @@ export function mergeDay(into: DayCounters, from: DayCounters): DayCounters {
     const target = (into.promotions[promotionId] ??= { points: 0, uses: 0 });
     target.points += usage.points;
     target.uses += usage.uses;
+  }
+  // Records written before the program counters lack them: a missing one is 0, on either side.
+  for (const counter of PROGRAM_COUNTERS) into[counter] = (into[counter] ?? 0) + (from[counter] ?? 0);
+  if (from.paid !== undefined) {
+    into.paid ??= {};
+    for (const [planId, counters] of Object.entries(from.paid)) {
+      const target = (into.paid[planId] ??= emptyPaid());
+      for (const counter of PAID_COUNTERS) target[counter] = (target[counter] ?? 0) + (counters[counter] ?? 0);
+    }
+  }
+  if (from.donations !== undefined) {
+    into.donations ??= {};
+    for (const [causeId, totals] of Object.entries(from.donations)) {
+      const target = (into.donations[causeId] ??= { points: 0, donations: 0 });
+      target.points += totals.points;
+      target.donations += totals.donations;
+    }
+  }
+  if (from.badges !== undefined) {
+    into.badges ??= {};
+    for (const [badgeId, earned] of Object.entries(from.badges)) into.badges[badgeId] = (into.badges[badgeId] ?? 0) + earned;
   }
   return into;
 }

@@ -21,6 +21,7 @@ export const LEDGER_KINDS = [
   'qualifying_lapse',
   'debt',
   'debt_repayment',
+  'donate',
 ] as const;
 
 export const LEDGER_LIMIT_DEFAULT = 50;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { ApiContext, ReportRow } from '../context.js';
+import type { ProgramReportRow } from '../../reports/report.js';
+import type { ApiContext, ReportPeriod, ReportRow } from '../context.js';
 import { csvRow } from '../csv.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import { instantMs, instantSchema } from '../schema.js';
@@ -35,6 +36,10 @@ const rowSchema = z.object({
   enrollments: z.number(),
   redemptions: z.number(),
   redemptionRate: z.number(),
+  breakageRate: z.number().meta({ description: 'pointsExpired ÷ pointsIssued of the period' }),
+  breakageRateLifetime: z.number().meta({ description: 'expired ÷ issued up to the period end' }),
+  liabilityNetPoints: z.number().meta({ description: 'liability net of expected breakage (expectedBreakagePercent, else breakageRateLifetime)' }),
+  liabilityNetMinor: z.number(),
   tierDistribution: z.record(z.string(), z.number()),
   tierMovements: z.object({ upgrades: z.number(), downgrades: z.number() }),
   promotions: z.array(z.object({ promotionId: z.string(), points: z.number(), uses: z.number(), budgetPoints: z.number().optional(), budgetUses: z.number().optional() })),
@@ -54,7 +59,111 @@ const SCALAR_COLUMNS = [
   'enrollments',
   'redemptions',
   'redemptionRate',
+  'breakageRate',
+  'breakageRateLifetime',
+  'liabilityNetPoints',
+  'liabilityNetMinor',
 ] as const;
+
+const programRowSchema = z.object({
+  period: z.string(),
+  orders: z.number(),
+  revenueMinor: z.number(),
+  averageOrderMinor: z.number(),
+  ordersWithPoints: z.number().meta({ description: 'orders a redemption named (redemption.orderId)' }),
+  revenueWithPointsMinor: z.number(),
+  averageOrderWithPointsMinor: z.number(),
+  ordersWithoutPoints: z.number(),
+  revenueWithoutPointsMinor: z.number(),
+  averageOrderWithoutPointsMinor: z.number(),
+  returns: z.number(),
+  returnedMinor: z.number(),
+  returnRate: z.number().meta({ description: 'returns ÷ orders' }),
+  activeMembers: z.number(),
+  orderFrequency: z.number().meta({ description: 'orders ÷ activeMembers' }),
+  purchasers: z.number(),
+  repeatPurchasers: z.number(),
+  repeatPurchaseRate: z.number(),
+  members: z.number(),
+  enrollments: z.number(),
+  unenrollments: z.number(),
+  lapsed: z.number(),
+  reactivated: z.number(),
+  inactiveMembers: z.number(),
+  churned: z.number(),
+  churnRate: z.number(),
+  retentionRate: z.number(),
+  paidMemberships: z.array(
+    z.object({
+      planId: z.string(),
+      members: z.number(),
+      joined: z.number(),
+      renewed: z.number(),
+      switched: z.number(),
+      lapsed: z.number(),
+      cancelled: z.number(),
+      feesMinor: z.number(),
+    }),
+  ),
+  donations: z.array(z.object({ causeId: z.string(), currency: z.string(), points: z.number(), donations: z.number(), valueMinor: z.number() })),
+  badges: z.record(z.string(), z.number()),
+});
+
+const PROGRAM_SCALAR_COLUMNS = [
+  'period',
+  'orders',
+  'revenueMinor',
+  'averageOrderMinor',
+  'ordersWithPoints',
+  'revenueWithPointsMinor',
+  'averageOrderWithPointsMinor',
+  'ordersWithoutPoints',
+  'revenueWithoutPointsMinor',
+  'averageOrderWithoutPointsMinor',
+  'returns',
+  'returnedMinor',
+  'returnRate',
+  'activeMembers',
+  'orderFrequency',
+  'purchasers',
+  'repeatPurchasers',
+  'repeatPurchaseRate',
+  'members',
+  'enrollments',
+  'unenrollments',
+  'lapsed',
+  'reactivated',
+  'inactiveMembers',
+  'churned',
+  'churnRate',
+  'retentionRate',
+] as const;
+
+/** CSV of the program KPIs: plans become `paid:<id>:<figure>` columns, causes `donated:<id>` (points), badges `badge:<id>`. */
+export function programKpisCsv(rows: readonly ProgramReportRow[]): string {
+  const plans = [...new Set(rows.flatMap((row) => row.paidMemberships.map((plan) => plan.planId)))].sort();
+  const causes = [...new Set(rows.flatMap((row) => row.donations.map((cause) => cause.causeId)))].sort();
+  const badges = [...new Set(rows.flatMap((row) => Object.keys(row.badges)))].sort();
+  const planFigures = ['members', 'joined', 'renewed', 'switched', 'lapsed', 'cancelled', 'feesMinor'] as const;
+  let text = csvRow([
+    ...PROGRAM_SCALAR_COLUMNS,
+    ...plans.flatMap((plan) => planFigures.map((figure) => `paid:${plan}:${figure}`)),
+    ...causes.map((cause) => `donated:${cause}`),
+    ...badges.map((badge) => `badge:${badge}`),
+  ]);
+  for (const row of rows) {
+    text += csvRow([
+      ...PROGRAM_SCALAR_COLUMNS.map((column) => row[column]),
+      ...plans.flatMap((planId) => {
+        const plan = row.paidMemberships.find((item) => item.planId === planId);
+        return planFigures.map((figure) => plan?.[figure] ?? 0);
+      }),
+      ...causes.map((causeId) => row.donations.find((item) => item.causeId === causeId)?.points ?? 0),
+      ...badges.map((badgeId) => row.badges[badgeId] ?? 0),
+    ]);
+  }
+  return text;
+}
 
 /** CSV with a header row; tiers become `tier:<id>` columns, promotions one `id=points/uses` list. */
 export function kpisCsv(rows: readonly ReportRow[]): string {
@@ -72,6 +181,27 @@ export function kpisCsv(rows: readonly ReportRow[]): string {
   return text;
 }
 
+/** The period and range of a report request, checked (the same rules for both reports). */
+function reportRange(ctx: ApiContext, query: z.output<typeof kpisQuery>): { period: ReportPeriod; fromMs: number; toMs: number } {
+  const period = query.period ?? 'day';
+  // A date alone is that day at the program's offset, the days the report is kept in.
+  const offset = ctx.programs.active().utcOffsetMinutes;
+  const toMs = query.to === undefined ? Date.now() : instantMs(query.to, offset);
+  const fromMs = query.from === undefined ? toMs - DEFAULT_SPAN_DAYS[period] * DAY_MS : instantMs(query.from, offset);
+  if (fromMs >= toMs) throw new ApiError('VALIDATION_FAILED', 'querystring.to: must be after from', { issues: [{ field: 'querystring.to', message: 'must be after from' }] });
+  const spanDays = (toMs - fromMs) / DAY_MS;
+  const periods = period === 'day' ? spanDays : period === 'week' ? spanDays / 7 : spanDays / 30.4;
+  if (periods > PERIODS_MAX[period]) {
+    const message = `at most ${PERIODS_MAX[period]} ${period}s per request`;
+    throw new ApiError('VALIDATION_FAILED', `querystring.from: ${message}`, { issues: [{ field: 'querystring.from', message }] });
+  }
+  return { period, fromMs, toMs };
+}
+
+function wantsCsv(query: z.output<typeof kpisQuery>, accept: unknown): boolean {
+  return (query.format ?? (String(accept ?? '').includes('text/csv') ? 'csv' : 'json')) === 'csv';
+}
+
 export function registerReportRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get(
     '/v1/reports/kpis',
@@ -79,7 +209,7 @@ export function registerReportRoutes(app: FastifyInstance, ctx: ApiContext): voi
       config: { role: 'read' },
       schema: {
         tags: ['reports'],
-        summary: 'KPIs per period: points issued, redeemed, expired, liability, members, tiers, promotions',
+        summary: 'KPIs per period and points currency: points issued, redeemed, expired, liability, breakage, members, tiers, promotions',
         querystring: kpisQuery,
         produces: ['application/json', 'text/csv'],
         response: {
@@ -90,22 +220,32 @@ export function registerReportRoutes(app: FastifyInstance, ctx: ApiContext): voi
     },
     async (request, reply) => {
       const query = request.query as z.output<typeof kpisQuery>;
-      const period = query.period ?? 'day';
-      // A date alone is that day at the program's offset, the days the report is kept in.
-      const offset = ctx.programs.active().utcOffsetMinutes;
-      const toMs = query.to === undefined ? Date.now() : instantMs(query.to, offset);
-      const fromMs = query.from === undefined ? toMs - DEFAULT_SPAN_DAYS[period] * DAY_MS : instantMs(query.from, offset);
-      if (fromMs >= toMs) throw new ApiError('VALIDATION_FAILED', 'querystring.to: must be after from', { issues: [{ field: 'querystring.to', message: 'must be after from' }] });
-      const spanDays = (toMs - fromMs) / DAY_MS;
-      const periods = period === 'day' ? spanDays : period === 'week' ? spanDays / 7 : spanDays / 30.4;
-      if (periods > PERIODS_MAX[period]) {
-        const message = `at most ${PERIODS_MAX[period]} ${period}s per request`;
-        throw new ApiError('VALIDATION_FAILED', `querystring.from: ${message}`, { issues: [{ field: 'querystring.from', message }] });
-      }
+      const { period, fromMs, toMs } = reportRange(ctx, query);
       const rows = ctx.reports.kpis(period, fromMs, toMs);
-      const accept = String(request.headers.accept ?? '');
-      const format = query.format ?? (accept.includes('text/csv') ? 'csv' : 'json');
-      if (format === 'csv') return reply.type('text/csv; charset=utf-8').send(kpisCsv(rows));
+      if (wantsCsv(query, request.headers.accept)) return reply.type('text/csv; charset=utf-8').send(kpisCsv(rows));
+      return { period, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), rows };
+    },
+  );
+  app.get(
+    '/v1/reports/program',
+    {
+      config: { role: 'read' },
+      schema: {
+        tags: ['reports'],
+        summary: 'Program KPIs per period: orders, revenue, average order value with and without redeemed points, frequency, returns, repeat purchases, churn and retention, paid memberships, donations, badges',
+        querystring: kpisQuery,
+        produces: ['application/json', 'text/csv'],
+        response: {
+          200: z.object({ period: z.enum(['day', 'week', 'month']), from: z.string(), to: z.string(), rows: z.array(programRowSchema) }),
+          400: errorBodySchema,
+        },
+      },
+    },
+    async (request, reply) => {
+      const query = request.query as z.output<typeof kpisQuery>;
+      const { period, fromMs, toMs } = reportRange(ctx, query);
+      const rows = ctx.reports.programKpis(period, fromMs, toMs);
+      if (wantsCsv(query, request.headers.accept)) return reply.type('text/csv; charset=utf-8').send(programKpisCsv(rows));
       return { period, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), rows };
     },
   );

@@ -17,6 +17,7 @@ import type {
   SubmitResult,
 } from '../../../src/api/context.js';
 import { PROJECT_ROOT } from '../../helpers/engine-process.js';
+import type { ProgramReportRow } from '../../../src/reports/report.js';
 
 /**
  * An in-memory engine behind ApiContext: reads, a submitter that applies
@@ -161,11 +162,53 @@ export class FakeEngine implements MemberReads, EventSubmitter, ProgramManager, 
       enrollments: 1,
       redemptions: 1,
       redemptionRate: 10 / issued,
+      breakageRate: 0,
+      breakageRateLifetime: 0,
+      liabilityNetPoints: 1000,
+      liabilityNetMinor: 1000,
       tierDistribution: day === '2026-11-01' ? { member: 2, gold: 1 } : { member: 2, silver: 1 },
       tierMovements: { upgrades: 1, downgrades: 0 },
       promotions: [{ promotionId: 'double', points: 40, uses: 2 }],
     });
     return [row('2026-11-01', 100), row('2026-11-02', 200)];
+  }
+
+  programKpis(period: ReportPeriod, fromMs: number, toMs: number): readonly ProgramReportRow[] {
+    this.kpiCalls.push({ period, fromMs, toMs });
+    return [
+      {
+        period: '2026-11-01',
+        orders: 4,
+        revenueMinor: 10_000,
+        averageOrderMinor: 2_500,
+        ordersWithPoints: 1,
+        revenueWithPointsMinor: 4_000,
+        averageOrderWithPointsMinor: 4_000,
+        ordersWithoutPoints: 3,
+        revenueWithoutPointsMinor: 6_000,
+        averageOrderWithoutPointsMinor: 2_000,
+        returns: 1,
+        returnedMinor: 1_000,
+        returnRate: 0.25,
+        activeMembers: 3,
+        orderFrequency: 4 / 3,
+        purchasers: 3,
+        repeatPurchasers: 1,
+        repeatPurchaseRate: 1 / 3,
+        members: 5,
+        enrollments: 2,
+        unenrollments: 1,
+        lapsed: 0,
+        reactivated: 0,
+        inactiveMembers: 0,
+        churned: 1,
+        churnRate: 0.25,
+        retentionRate: 0.75,
+        paidMemberships: [{ planId: 'plus', members: 2, joined: 1, renewed: 1, switched: 0, lapsed: 0, cancelled: 0, feesMinor: 9_800 }],
+        donations: [{ causeId: 'trees', currency: 'points', points: 500, donations: 2, valueMinor: 500 }],
+        badges: { 'first-order': 2 },
+      },
+    ];
   }
 }
 

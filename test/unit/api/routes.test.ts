@@ -419,15 +419,29 @@ describe('HTTP API routes', () => {
       expect(csv.headers['content-type']).toMatch(/text\/csv/);
       const [header, first] = csv.body.trim().split('\n');
       expect(header).toBe(
-        'period,currency,pointsIssued,pointsRedeemed,pointsExpired,pointsAdjusted,pointsClawedBack,liabilityPoints,liabilityMinor,activeMembers,enrollments,redemptions,redemptionRate,tierUpgrades,tierDowngrades,tier:gold,tier:member,tier:silver,promotions',
+        'period,currency,pointsIssued,pointsRedeemed,pointsExpired,pointsAdjusted,pointsClawedBack,liabilityPoints,liabilityMinor,activeMembers,enrollments,redemptions,redemptionRate,breakageRate,breakageRateLifetime,liabilityNetPoints,liabilityNetMinor,tierUpgrades,tierDowngrades,tier:gold,tier:member,tier:silver,promotions',
       );
-      expect(first).toBe('2026-11-01,points,100,10,0,5,0,1000,1000,3,1,1,0.1,1,0,1,2,0,double=40/2');
+      expect(first).toBe('2026-11-01,points,100,10,0,5,0,1000,1000,3,1,1,0.1,0,0,1000,1000,1,0,1,2,0,double=40/2');
       const accept = await app.inject({ method: 'GET', url: '/v1/reports/kpis', headers: { ...auth('read'), accept: 'text/csv' } });
       expect(accept.body.startsWith('period,')).toBe(true);
 
       expectError(await app.inject({ method: 'GET', url: '/v1/reports/kpis?period=year', headers: auth('read') }), 400, 'VALIDATION_FAILED');
       expectError(await app.inject({ method: 'GET', url: '/v1/reports/kpis?from=2026-12-01&to=2026-11-01', headers: auth('read') }), 400, 'VALIDATION_FAILED');
       expectError(await app.inject({ method: 'GET', url: '/v1/reports/kpis?period=day&from=2020-01-01&to=2026-01-01', headers: auth('read') }), 400, 'VALIDATION_FAILED');
+    });
+
+    it('serves the program KPIs as JSON and as CSV, with the same range rules', async () => {
+      const json = await app.inject({ method: 'GET', url: '/v1/reports/program?period=month&from=2026-11-01&to=2026-12-01', headers: auth('read') });
+      expect(json.statusCode).toBe(200);
+      expect(json.json()).toMatchObject({ period: 'month', rows: [expect.objectContaining({ period: '2026-11-01', orders: 4, averageOrderWithPointsMinor: 4_000, churnRate: 0.25 })] });
+      const csv = await app.inject({ method: 'GET', url: '/v1/reports/program?period=month&from=2026-11-01&to=2026-12-01&format=csv', headers: auth('read') });
+      expect(csv.headers['content-type']).toMatch(/text\/csv/);
+      const [header, first] = csv.body.trim().split('\n');
+      expect(header).toBe(
+        'period,orders,revenueMinor,averageOrderMinor,ordersWithPoints,revenueWithPointsMinor,averageOrderWithPointsMinor,ordersWithoutPoints,revenueWithoutPointsMinor,averageOrderWithoutPointsMinor,returns,returnedMinor,returnRate,activeMembers,orderFrequency,purchasers,repeatPurchasers,repeatPurchaseRate,members,enrollments,unenrollments,lapsed,reactivated,inactiveMembers,churned,churnRate,retentionRate,paid:plus:members,paid:plus:joined,paid:plus:renewed,paid:plus:switched,paid:plus:lapsed,paid:plus:cancelled,paid:plus:feesMinor,donated:trees,badge:first-order',
+      );
+      expect(first).toBe(`2026-11-01,4,10000,2500,1,4000,4000,3,6000,2000,1,1000,0.25,3,${4 / 3},3,1,${1 / 3},5,2,1,0,0,0,1,0.25,0.75,2,1,1,0,0,0,9800,500,2`);
+      expectError(await app.inject({ method: 'GET', url: '/v1/reports/program?from=2026-12-01&to=2026-11-01', headers: auth('read') }), 400, 'VALIDATION_FAILED');
     });
   });
 });
