@@ -88,6 +88,19 @@ export function walletResponse(view: WalletView, program: Program) {
       issuedAt: iso(voucher.issuedAtMs),
       expiresAt: iso(voucher.expiresAtMs),
     })),
+    paidMembership:
+      view.paidMembership === null
+        ? null
+        : {
+            planId: view.paidMembership.planId,
+            name: view.paidMembership.name,
+            status: view.paidMembership.status,
+            since: iso(view.paidMembership.sinceMs),
+            termEndsAt: iso(view.paidMembership.termEndsAtMs),
+            graceEndsAt: iso(view.paidMembership.graceEndsAtMs),
+            endedAt: isoOrNull(view.paidMembership.endedAtMs),
+          },
+    badges: view.badges.map((badge) => ({ id: badge.id, name: badge.name, earnedAt: isoOrNull(badge.earnedAtMs), progress: badge.progress, target: badge.target })),
   };
 }
 
@@ -182,6 +195,19 @@ export function walletBody(view: WalletView, program: Program): string {
     text += `${index > 0 ? ',' : ''}{"code":${jsonString(voucher.code)},"benefitId":${jsonString(voucher.benefitId)},"kind":${jsonString(voucher.kind)}`;
     text += `,"issuedAt":${jsonIso(voucher.issuedAtMs)},"expiresAt":${jsonIso(voucher.expiresAtMs)}}`;
   }
+  text += '],"paidMembership":';
+  const paid = view.paidMembership;
+  text +=
+    paid === null
+      ? 'null'
+      : `{"planId":${jsonString(paid.planId)},"name":${jsonString(paid.name)},"status":${jsonString(paid.status)},"since":${jsonIso(paid.sinceMs)}` +
+        `,"termEndsAt":${jsonIso(paid.termEndsAtMs)},"graceEndsAt":${jsonIso(paid.graceEndsAtMs)},"endedAt":${jsonIsoOrNull(paid.endedAtMs)}}`;
+  text += ',"badges":[';
+  for (let index = 0; index < view.badges.length; index++) {
+    const badge = view.badges[index]!;
+    text += `${index > 0 ? ',' : ''}{"id":${jsonString(badge.id)},"name":${jsonString(badge.name)},"earnedAt":${jsonIsoOrNull(badge.earnedAtMs)}`;
+    text += `,"progress":${jsonNumber(badge.progress)},"target":${jsonNumber(badge.target)}}`;
+  }
   return `${text}]}`;
 }
 
@@ -216,6 +242,21 @@ export const walletResponseSchema = z.object({
     }),
   ),
   vouchers: z.array(z.object({ code: z.string(), benefitId: z.string(), kind: z.string(), issuedAt: dateTime, expiresAt: dateTime })),
+  paidMembership: z
+    .object({
+      planId: z.string(),
+      name: z.string(),
+      status: z.enum(['active', 'lapsed', 'cancelled']),
+      since: dateTime,
+      termEndsAt: dateTime,
+      graceEndsAt: dateTime,
+      endedAt: dateTime.nullable(),
+    })
+    .nullable()
+    .meta({ description: 'the paid membership, active or ended; null: never had one' }),
+  badges: z
+    .array(z.object({ id: z.string(), name: z.string(), earnedAt: dateTime.nullable(), progress: z.number().int(), target: z.number().int() }))
+    .meta({ description: "every badge of the program, earned (earnedAt) or the member's progress toward it" }),
 });
 
 // Serialised by fast-json-stringify: walletResponse builds exactly this shape.

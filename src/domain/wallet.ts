@@ -1,7 +1,9 @@
+import { badgeViews } from './badges.js';
 import { compiledOf, type CompiledProgram } from './compiled.js';
 import { expiringWithin } from './expiry.js';
+import { plansOf } from './paid-floor.js';
 import type { Program } from './program.js';
-import type { BenefitKind, MemberState, MemberStatus } from './state.js';
+import type { BenefitKind, MemberState, MemberStatus, PaidMembershipStatus } from './state.js';
 import { nextDueMs, sweepMember } from './sweep.js';
 import { tierMeasure } from './tier-measure.js';
 import { tierOf } from './tiers.js';
@@ -54,6 +56,29 @@ export interface WalletView {
     readonly issuedAtMs: number;
     readonly expiresAtMs: number;
   }[];
+  /** The paid membership, active or ended (null: never had one). */
+  readonly paidMembership: WalletPaidView | null;
+  /** Every badge of the program: when earned (null: not yet) and the progress toward it. */
+  readonly badges: readonly WalletBadgeView[];
+}
+
+export interface WalletPaidView {
+  readonly planId: string;
+  readonly name: string;
+  readonly status: PaidMembershipStatus;
+  readonly sinceMs: number;
+  readonly termEndsAtMs: number;
+  readonly graceEndsAtMs: number;
+  readonly endedAtMs: number | null;
+}
+
+export interface WalletBadgeView {
+  readonly id: string;
+  readonly name: string;
+  readonly earnedAtMs: number | null;
+  /** Purchases, activities or donations counted so far (spend: minor units; streaks: consecutive periods), up to target. */
+  readonly progress: number;
+  readonly target: number;
 }
 
 export function walletView(state: MemberState, program: Program | CompiledProgram, nowMs: number): WalletView {
@@ -85,6 +110,22 @@ function viewOf(state: MemberState, compiled: CompiledProgram, nowMs: number, du
     vouchers: current.vouchers
       .filter((voucher) => voucher.redeemedAtMs === null && voucher.expiresAtMs > nowMs)
       .map(({ code, benefitId, kind, issuedAtMs, expiresAtMs }) => ({ code, benefitId, kind, issuedAtMs, expiresAtMs })),
+    paidMembership: paidView(current, compiled),
+    badges: badgeViews(current, compiled),
+  };
+}
+
+function paidView(state: MemberState, program: CompiledProgram): WalletPaidView | null {
+  const paid = state.paid;
+  if (paid === undefined) return null;
+  return {
+    planId: paid.planId,
+    name: plansOf(program).get(paid.planId)?.name ?? paid.planId,
+    status: paid.status,
+    sinceMs: paid.sinceMs,
+    termEndsAtMs: paid.termEndsAtMs,
+    graceEndsAtMs: paid.graceEndsAtMs,
+    endedAtMs: paid.endedAtMs,
   };
 }
 

@@ -143,6 +143,16 @@ describe('response serializers', () => {
         { currency: 'miles', spendable: -5, pending: 0, qualifying: 7, debt: 5, pendingReleases: [], expiring: [], expiringByMonth: [], inactivityDeadline: '2027-11-01T00:00:00.000Z' },
       ],
       vouchers: [{ code: 'X-1', benefitId: 'b', kind: 'voucher', issuedAt: '2026-11-20T10:00:00.000Z', expiresAt: '2026-12-20T10:00:00.000Z' }],
+      paidMembership: {
+        planId: 'plus',
+        name: 'Plus "P"',
+        status: 'lapsed',
+        since: '2025-11-20T10:00:00.000Z',
+        termEndsAt: '2026-11-20T10:00:00.000Z',
+        graceEndsAt: '2026-11-27T10:00:00.000Z',
+        endedAt: '2026-11-27T10:00:00.000Z',
+      },
+      badges: [{ id: 'first', name: 'First', earnedAt: '2026-11-20T10:00:00.000Z', progress: 1, target: 1 }],
     };
     expect(serializerOf(walletResponseSchema)(wallet)).toBe(JSON.stringify(wallet));
     const accepted = { eventId: 'e-"1"', sequence: 81_234, duplicate: true, accepted: true };
