@@ -83,11 +83,11 @@ export function evaluateBadges(work: Work, event: LoyaltyEvent): void {
       if (hasBadge(work.state, badge.id)) continue;
       const rule = badge.rule;
       if (rule.kind === 'purchase_count') {
-        if (event.amountMinor >= rule.minAmountMinor) count(work, badge, rule.count, `${rule.count} purchases`);
+        if (event.amountMinor >= rule.minAmountMinor) count(work, badge, rule.count, plural(rule.count, 'purchase'));
       } else if (rule.kind === 'category_purchases') {
         const wanted = compiled.categories.get(badge.id)!;
         if ((event.items ?? []).some((item) => item.category !== undefined && wanted.has(item.category))) {
-          count(work, badge, rule.count, `${rule.count} purchases in ${rule.categories.join(', ')}`);
+          count(work, badge, rule.count, `${plural(rule.count, 'purchase')} in ${rule.categories.join(', ')}`);
         }
       } else if (rule.kind === 'spend') {
         const spent = work.state.engagement?.revenueMinor ?? 0;
@@ -99,15 +99,20 @@ export function evaluateBadges(work: Work, event: LoyaltyEvent): void {
   } else if (event.type === 'activity') {
     for (const badge of compiled.byActivity.get(activityKey(event.activity, event.customType)) ?? []) {
       if (hasBadge(work.state, badge.id) || badge.rule.kind !== 'activity_count') continue;
-      count(work, badge, badge.rule.count, `${badge.rule.count} ${activityKey(event.activity, event.customType)} activities`);
+      count(work, badge, badge.rule.count, plural(badge.rule.count, `${activityKey(event.activity, event.customType)} activity`, 'activities'));
     }
   } else if (event.type === 'donation') {
     const donations = work.state.engagement?.donations ?? 0;
     for (const badge of compiled.donation) {
       if (hasBadge(work.state, badge.id) || badge.rule.kind !== 'donation_count') continue;
-      if (donations >= badge.rule.count) award(work, badge, `${donations} donations`);
+      if (donations >= badge.rule.count) award(work, badge, plural(donations, 'donation'));
     }
   }
+}
+
+function plural(count: number, singular: string, pluralEnding?: string): string {
+  if (count === 1) return `1 ${singular}`;
+  return pluralEnding === undefined ? `${count} ${singular}s` : `${count} ${singular.slice(0, singular.lastIndexOf(' ') + 1)}${pluralEnding}`;
 }
 
 function count(work: Work, badge: Badge, target: number, reason: string): void {

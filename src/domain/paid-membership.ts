@@ -103,7 +103,8 @@ export function applyMembershipFee(work: Work, event: MembershipFeeEvent): Rejec
     if (current.termEndsAtMs > addMonthsMs(atMs, plan.termMonths, offset)) {
       return rejection('RENEWAL_TOO_EARLY', `plan ${plan.id} is already paid until ${new Date(current.termEndsAtMs).toISOString()}, more than one term ahead`);
     }
-    const termStartMs = Math.max(current.termEndsAtMs, atMs);
+    // The new term starts where the old one ends, also for a renewal in the grace days: no gap.
+    const termStartMs = current.termEndsAtMs;
     const termEndsAtMs = addMonthsMs(termStartMs, plan.termMonths, offset);
     next = { ...current, termStartMs, termEndsAtMs, graceEndsAtMs: termEndsAtMs + plan.graceDays * DAY_MS, floorTierId, fees, feesMinor, noticeForEndsAtMs: 0 };
     action = 'renewed';

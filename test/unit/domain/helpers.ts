@@ -24,7 +24,7 @@ import {
 
 export const DAY_MS = 86_400_000;
 
-export function loadProgram(name: 'retail' | 'travel' | 'simple'): Program {
+export function loadProgram(name: 'retail' | 'travel' | 'simple' | 'hybrid'): Program {
   const url = new URL(`../../../config/programs/${name}.yaml`, import.meta.url);
   return programSchema.parse(parseYaml(readFileSync(url, 'utf8')));
 }
