@@ -8,6 +8,7 @@
  * everything measured.
  */
 import { isAbsolute, join, resolve } from 'node:path';
+import { sampleOutcomes } from './baselines/contract-outcomes.js';
 import { runRawBaseline, type RawBaselineResult } from './baselines/jetstream-raw.js';
 import { runPostgresLedger, skippedPostgres, type PostgresBaselineResult } from './baselines/postgres-ledger.js';
 import { parseCli, USAGE, UsageError } from './cli/args.js';
@@ -84,9 +85,12 @@ async function main(): Promise<number> {
     let postgres: PostgresBaselineResult | null = null;
     if (parameters.baseline !== 'off') {
       progress.log(`baselines: own nats-server and stream; raw consume (ack-all every 1,000) ${parameters.baselineRepeats} passes, then the PostgreSQL ledger`);
+      // The outcomes the engine's contract publishes for these events, decided by the pure domain (first chunk).
+      const outcomeSample = sampleOutcomes(spool, programPath);
       const outcome = await runRawBaseline<PostgresBaselineResult>({
         spool,
         repeats: parameters.baselineRepeats,
+        outcomeSample,
         onProgress: (phase, done, total) => progress.update(`${bar(done / total)} ${phase}: ${formatCount(done)}/${formatCount(total)}`),
         after:
           parameters.postgres === 'off'
@@ -108,6 +112,12 @@ async function main(): Promise<number> {
       progress.log(
         `raw baseline: consume ${formatCount(baseline.consume.ratePerSecond)} msg/s (median), ingest ${formatCount(baseline.ingest.storedPerSecond)} msg/s`,
       );
+      if (baseline.contract !== null) {
+        progress.log(
+          `contract ceiling: consume + ack-all + ${baseline.contract.outcomesPerEvent.toFixed(2)} outcome messages per event into JetStream (PubAcks): ${formatCount(baseline.contract.ratePerSecond)} events/s (median)`,
+        );
+        if (!baseline.contract.complete) failures.push('the contract ceiling baseline did not consume, publish and ack every message');
+      }
       progress.log(
         postgres.status === 'measured'
           ? `postgres baseline: ${formatCount(postgres.eventsPerSecond)} events/s (${postgres.batchEvents} per transaction)`
@@ -221,6 +231,7 @@ async function main(): Promise<number> {
       engineError,
       ratios: {
         engineToRawConsume: ratio(capacity?.eventsPerSecond, baseline?.consume.ratePerSecond),
+        engineToContractCeiling: ratio(capacity?.eventsPerSecond, baseline?.contract?.ratePerSecond),
         engineToPostgres: ratio(capacity?.eventsPerSecond, postgres?.status === 'measured' ? postgres.eventsPerSecond : null),
         capacityBasis: capacity?.basis ?? 'no engine run',
         capacityEventsPerSecond: capacity?.eventsPerSecond ?? null,

@@ -10,12 +10,15 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Spool } from '../generator/spool.js';
 import { startBenchNatsServer } from '../harness/nats-server.js';
 import { median } from '../measure/stats.js';
 import { machineBusySeconds, ProcessSampler, readMachineTicks, type ProcessUsageSummary } from '../measure/process-sampler.js';
 import { publishSpool, streamLastSeq, verifyStreamCount, type PublishResult, type StreamCountResult } from '../publisher/publisher.js';
+import { PubAckRouter, type GroupMessage } from '../../src/transport/pub-acks.js';
+import type { OutcomeSample } from './contract-outcomes.js';
 
 /**
  * The transport's limit on this machine: how fast JetStream alone ingests the
@@ -33,6 +36,8 @@ import { publishSpool, streamLastSeq, verifyStreamCount, type PublishResult, typ
  */
 
 export const RAW_STREAM = 'BENCH_RAW';
+/** The contract pass's outcome stream, configured as the engine's LOYALTY_OUTCOMES (file, 2-minute duplicate window). */
+export const CONTRACT_OUTCOME_STREAM = 'BENCH_OUTCOMES';
 
 /** What a second baseline needs to consume the same stored messages on the same server. */
 export interface SharedStream {
@@ -59,6 +64,37 @@ export interface RawBaselineOptions<Extra> {
   phaseTimeoutMs?: number;
   /** Called about every second. */
   onProgress?: (phase: string, done: number, total: number) => void;
+  /**
+   * The outcome messages of the engine's contract for these events: with it,
+   * the baseline also measures the transport ceiling of that contract
+   * (consume + ack-all + every outcome into JetStream, PubAcks awaited).
+   */
+  outcomeSample?: OutcomeSample;
+  /** Contract passes (median reported); default min(repeats, 3). */
+  contractRepeats?: number;
+}
+
+export interface ContractPass extends ConsumePass {
+  /** Outcome messages published and acknowledged by the outcome stream. */
+  outcomeMessages: number;
+}
+
+/**
+ * The transport ceiling of the engine's contract: consume and ack-all as
+ * above, and per consumed message the outcome messages the engine publishes
+ * for it (one JetStream publish per outcome with Nats-Msg-Id, acknowledged
+ * with a PubAck), published per 1,000 messages through the engine's own
+ * PubAckRouter; the ack of a chunk waits for its PubAcks. What the engine adds
+ * to this is its own work: decode, rules, LMDB.
+ */
+export interface ContractCeilingResult {
+  ratePerSecond: number;
+  minRatePerSecond: number;
+  maxRatePerSecond: number;
+  outcomesPerEvent: number;
+  meanOutcomeBytes: number;
+  passes: ContractPass[];
+  complete: boolean;
 }
 
 export interface ConsumePass {
@@ -92,6 +128,8 @@ export interface RawBaselineResult {
     ackPendingMax: number;
     complete: boolean;
   };
+  /** Null when no outcome sample was given. */
+  contract: ContractCeilingResult | null;
   natsServer: { version: string; ingestUsage: ProcessUsageSummary; consumeUsage: ProcessUsageSummary };
   /** CPU used by anything but nats-server and this bench during the consume passes, in % of one core (near 0 when quiet). */
   otherProcessesCpuPercentMean: number | null;
@@ -163,6 +201,37 @@ export async function runRawBaseline<Extra = undefined>(options: RawBaselineOpti
     const otherSeconds =
       machineBusy === null ? null : machineBusy - (benchCpu.user + benchCpu.system) / 1e6 - consumeSummary.cpuSecondsTotal;
     const rates = passes.map((pass) => pass.ratePerSecond);
+    let contract: ContractCeilingResult | null = null;
+    if (options.outcomeSample !== undefined) {
+      const sample = options.outcomeSample;
+      await jsm.streams.add({ name: CONTRACT_OUTCOME_STREAM, subjects: ['loyalty.outcome.>'], storage: StorageType.File, duplicate_window: 120_000_000_000 });
+      const contractRepeats = options.contractRepeats ?? Math.min(repeats, 3);
+      const contractPasses: ContractPass[] = [];
+      for (let pass = 1; pass <= contractRepeats; pass++) {
+        contractPasses.push(
+          await contractPass(jsm, js, nc, sample, {
+            name: `bench-contract-${pass}`,
+            target: stream.stored,
+            base,
+            ackEvery,
+            pullBatch,
+            ackPendingMax,
+            timeoutMs: phaseTimeoutMs,
+            onProgress: (done) => options.onProgress?.(`contract ceiling ${pass}/${contractRepeats}`, done, stream.stored),
+          }),
+        );
+      }
+      const contractRates = contractPasses.map((pass) => pass.ratePerSecond);
+      contract = {
+        ratePerSecond: median(contractRates),
+        minRatePerSecond: Math.min(...contractRates),
+        maxRatePerSecond: Math.max(...contractRates),
+        outcomesPerEvent: sample.outcomesPerEvent,
+        meanOutcomeBytes: sample.meanPayloadBytes,
+        passes: contractPasses,
+        complete: contractPasses.every((pass) => pass.complete),
+      };
+    }
     const extra = options.after === undefined ? undefined : await options.after({ jsm, js, stream: RAW_STREAM, baseSequence: base, count: stream.stored });
     const raw: RawBaselineResult = {
       messages: spool.count,
@@ -178,6 +247,7 @@ export async function runRawBaseline<Extra = undefined>(options: RawBaselineOpti
         ackPendingMax,
         complete: passes.every((pass) => pass.complete),
       },
+      contract,
       natsServer: { version: server.version, ingestUsage: ingestSummary, consumeUsage: consumeSummary },
       otherProcessesCpuPercentMean: otherSeconds === null ? null : Math.max(0, Math.round((otherSeconds / consumeWallSeconds) * 1000) / 10),
     };
@@ -239,6 +309,79 @@ async function consumePass(jsm: JetStreamManager, js: JetStreamClient, options: 
     ratePerSecond: consumed / (durationMs / 1000),
     ackFloorStreamSeq: info.ack_floor.stream_seq,
     complete: consumed === options.target && info.ack_floor.stream_seq === options.base + options.target,
+    machineCpuPercent: machineBusy === null ? null : Math.round((machineBusy / (durationMs / 1000)) * 1000) / 10,
+  };
+}
+
+async function contractPass(jsm: JetStreamManager, js: JetStreamClient, nc: NatsConnection, sample: OutcomeSample, options: PassOptions): Promise<ContractPass> {
+  await jsm.consumers.add(RAW_STREAM, {
+    durable_name: options.name,
+    ack_policy: AckPolicy.All,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: options.ackPendingMax,
+    ack_wait: 60_000_000_000,
+  });
+  const consumer = await js.consumers.get(RAW_STREAM, options.name);
+  const router = new PubAckRouter(nc, undefined);
+  const machineBefore = readMachineTicks();
+  let consumed = 0;
+  let outcomeMessages = 0;
+  let failed = false;
+  let lastAck: Promise<unknown> = Promise.resolve();
+  let group: GroupMessage[] = [];
+  const started = performance.now();
+  const progress = setInterval(() => options.onProgress(consumed), 1_000);
+  const messages = await consumer.consume({ max_messages: options.pullBatch });
+  const deadline = setTimeout(() => void messages.stop(), options.timeoutMs);
+  try {
+    for await (const message of messages) {
+      const outcomes = sample.events[consumed % sample.events.length]!;
+      consumed += 1;
+      const memberId = message.subject.slice(message.subject.lastIndexOf('.') + 1);
+      const eventId = `${options.name}-${message.seq}`;
+      for (let index = 0; index < outcomes.length; index++) {
+        const [kind, payload] = outcomes[index]!;
+        group.push([`loyalty.outcome.${kind}.${memberId}`, `${memberId}:${eventId}:${index}`, payload]);
+      }
+      if (consumed % options.ackEvery === 0 || consumed >= options.target) {
+        outcomeMessages += group.length;
+        const published = router.publishGroup(group, 30_000);
+        group = [];
+        const chunkLast = message;
+        // As the engine: the chunk's ack goes once its outcomes are stored.
+        lastAck = Promise.all([lastAck, published]).then(
+          () => chunkLast.ack(),
+          () => {
+            failed = true;
+          },
+        );
+        if (consumed >= options.target) break;
+      }
+    }
+    await lastAck;
+    await nc.flush();
+  } finally {
+    clearTimeout(deadline);
+    clearInterval(progress);
+    router.close();
+  }
+  const durationMs = performance.now() - started;
+  const machineBusy = machineBusySeconds(machineBefore, readMachineTicks());
+  await messages.close();
+  // The final ack's effect is visible once the server processed it.
+  let info = await jsm.consumers.info(RAW_STREAM, options.name);
+  for (let tries = 0; tries < 50 && info.ack_floor.stream_seq < options.base + options.target; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    info = await jsm.consumers.info(RAW_STREAM, options.name);
+  }
+  await jsm.consumers.delete(RAW_STREAM, options.name);
+  return {
+    consumed,
+    outcomeMessages,
+    durationMs,
+    ratePerSecond: consumed / (durationMs / 1000),
+    ackFloorStreamSeq: info.ack_floor.stream_seq,
+    complete: !failed && consumed === options.target && info.ack_floor.stream_seq === options.base + options.target,
     machineCpuPercent: machineBusy === null ? null : Math.round((machineBusy / (durationMs / 1000)) * 1000) / 10,
   };
 }

@@ -62,3 +62,33 @@ export function cpuByRole(pid: number, before: readonly ThreadCpu[], after: read
   }
   return roles;
 }
+
+export interface ThreadShare {
+  /** main, v8-gc-helpers (V8's platform pool: concurrent marking, parallel scavenges), or `thread +N` (tid − pid: actors, the API thread, libuv's pool). */
+  readonly role: string;
+  readonly seconds: number;
+  readonly systemSeconds: number;
+}
+
+/**
+ * Where a process's CPU went between two readings, per thread, busiest first;
+ * V8's platform threads are summed into one row. Node 20 names no thread, so
+ * the others are told apart by their id's offset from the pid (the order they
+ * were started in: libuv's pool, then the worker threads).
+ */
+export function threadBreakdown(pid: number, before: readonly ThreadCpu[], after: readonly ThreadCpu[]): ThreadShare[] {
+  const start = new Map(before.map((thread) => [thread.tid, thread]));
+  const rows = new Map<string, { seconds: number; systemSeconds: number }>();
+  for (const thread of after) {
+    let role = threadRole(thread, pid);
+    if (role.startsWith('other')) role = `thread +${thread.tid - pid}`;
+    const row = rows.get(role) ?? { seconds: 0, systemSeconds: 0 };
+    row.seconds += thread.seconds - (start.get(thread.tid)?.seconds ?? 0);
+    row.systemSeconds += thread.systemSeconds - (start.get(thread.tid)?.systemSeconds ?? 0);
+    rows.set(role, row);
+  }
+  return [...rows]
+    .map(([role, row]) => ({ role, seconds: Math.round(row.seconds * 100) / 100, systemSeconds: Math.round(row.systemSeconds * 100) / 100 }))
+    .filter((row) => row.seconds > 0)
+    .sort((a, b) => b.seconds - a.seconds);
+}

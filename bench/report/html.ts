@@ -104,6 +104,14 @@ export function renderHtml(result: BenchResult): string {
     ]);
   }
   rows.push(['Engine ÷ raw JetStream consume', ratios.engineToRawConsume === null ? '-' : `${(ratios.engineToRawConsume * 100).toFixed(1)} %`, ratios.capacityBasis]);
+  rows.push([
+    'Engine ÷ contract transport ceiling',
+    ratios.engineToContractCeiling == null ? '-' : `${(ratios.engineToContractCeiling * 100).toFixed(1)} %`,
+    baseline?.contract == null ? '' : `of ${formatCount(baseline.contract.ratePerSecond)} events/s (consume + ack-all + ${baseline.contract.outcomesPerEvent.toFixed(2)} outcome messages per event, PubAcks)`,
+  ]);
+  if (engine?.usage.engineCpuMicrosPerEvent != null) {
+    rows.push(['Engine CPU per event', `${engine.usage.engineCpuMicrosPerEvent.toFixed(1)} µs`, engine.usage.engineThreads.map((thread) => `${thread.role} ${thread.seconds.toFixed(1)} s`).join(', ')]);
+  }
   rows.push(['Engine ÷ PostgreSQL ledger', ratios.engineToPostgres === null ? '-' : `${ratios.engineToPostgres.toFixed(2)} ×`, '']);
   sections.push(`<h2>Figures</h2>${table(['figure', 'value', 'conditions'], rows)}`);
 

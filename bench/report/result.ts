@@ -105,6 +105,8 @@ export interface BenchResult {
   ratios: {
     /** The engine's capacity figure (see capacityBasis) ÷ raw JetStream consume-and-ack msg/s. */
     engineToRawConsume: number | null;
+    /** The engine's capacity figure ÷ the transport ceiling of its contract (consume + ack-all + its outcome messages into JetStream). */
+    engineToContractCeiling: number | null;
     /** The engine's capacity figure ÷ the PostgreSQL ledger consumer's events/s. */
     engineToPostgres: number | null;
     /** Which engine figure the ratios use. */

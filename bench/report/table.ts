@@ -36,7 +36,26 @@ export function renderTable(result: BenchResult, resultFile: string | null, html
         ratios.engineToRawConsume === null ? '-' : `${(ratios.engineToRawConsume * 100).toFixed(1)} %`,
         `capacity basis: ${ratios.capacityBasis}`,
       ]);
+      rows.push([
+        '  ÷ contract transport ceiling',
+        ratios.engineToContractCeiling === null ? '-' : `${(ratios.engineToContractCeiling * 100).toFixed(1)} %`,
+        baseline?.contract == null
+          ? 'no baseline in this run'
+          : `of ${formatCount(baseline.contract.ratePerSecond)} events/s: consume + ack-all + ${baseline.contract.outcomesPerEvent.toFixed(2)} outcome messages per event with PubAcks`,
+      ]);
       rows.push(['  ÷ PostgreSQL ledger', ratios.engineToPostgres === null ? '-' : `${ratios.engineToPostgres.toFixed(2)} ×`]);
+    }
+    if (engine.usage.engineCpuMicrosPerEvent != null) {
+      rows.push(['Engine CPU per event', `${engine.usage.engineCpuMicrosPerEvent.toFixed(1)} µs`, 'every engine thread, over the measured run']);
+      const total = engine.usage.engineThreads.reduce((sum, thread) => sum + thread.seconds, 0);
+      const busiest = engine.usage.engineThreads.filter((thread) => thread.seconds >= total * 0.02);
+      busiest.forEach((thread, index) => {
+        rows.push([
+          index === 0 ? `  by thread  ${thread.role}` : `             ${thread.role}`,
+          `${((thread.seconds / Math.max(total, 1e-9)) * 100).toFixed(1)} %`,
+          `${thread.seconds.toFixed(2)} s CPU, ${thread.systemSeconds.toFixed(2)} s of it in the kernel`,
+        ]);
+      });
     }
     REPORTED_PERCENTILES.forEach((percentile, index) => {
       rows.push([
@@ -105,6 +124,14 @@ export function renderTable(result: BenchResult, resultFile: string | null, html
       `min ${formatCount(baseline.consume.minRatePerSecond)}, max ${formatCount(baseline.consume.maxRatePerSecond)}; ack every ${formatCount(baseline.consume.ackEvery)}` +
         (baseline.consume.complete ? '' : '; INCOMPLETE'),
     ]);
+    if (baseline.contract != null) {
+      rows.push([
+        `Contract ceiling: consume + ack-all + outcomes (median of ${baseline.contract.passes.length})`,
+        `${formatCount(baseline.contract.ratePerSecond)} events/s`,
+        `${baseline.contract.outcomesPerEvent.toFixed(2)} outcome messages per event (${Math.round(baseline.contract.meanOutcomeBytes)} B), each a JetStream publish with Nats-Msg-Id and a PubAck` +
+          (baseline.contract.complete ? '' : '; INCOMPLETE'),
+      ]);
+    }
     rows.push(['Raw JetStream ingest (core publish → stored)', `${formatCount(baseline.ingest.storedPerSecond)} msg/s`, `${formatCount(baseline.ingest.stream.lost)} lost`]);
   }
   if (postgres !== null) {

@@ -16,6 +16,7 @@ import { machineBusySeconds, ProcessSampler, readMachineTicks, type ProcessUsage
 import { publishSpool, streamLastSeq, verifyStreamCount, type PublishResult, type StreamCountResult } from '../publisher/publisher.js';
 import { bar, formatBytes, formatCount, formatMs, type Progress } from '../report/progress.js';
 import { scheduledSecondOf, type RateShape } from './shapes.js';
+import { threadBreakdown, threadCpu, type ThreadShare } from '../measure/threads.js';
 
 /**
  * The engine under load: a fresh nats-server and engine (fresh data directory,
@@ -137,6 +138,10 @@ export interface EngineRunResult {
   lag: { streamPendingMax: number | null; ackPendingMax: number | null; metricsPendingMax: number | null };
   usage: {
     engine: ProcessUsageSummary;
+    /** The engine's CPU over the measured run (every thread) ÷ events done. */
+    engineCpuMicrosPerEvent: number | null;
+    /** CPU seconds of each busy engine thread over the measured run, busiest first (bench/measure/threads.ts). */
+    engineThreads: ThreadShare[];
     engineHeapUsedBytesMax: number | null;
     actorHeapUsedBytesMax: number | null;
     cachedMembersMax: number | null;
@@ -255,6 +260,7 @@ export async function runEngineScenario(options: EngineRunOptions): Promise<Engi
     const benchCpuBefore = process.cpuUsage();
     const machineBefore = readMachineTicks();
     engineUsage.start();
+    const engineThreadsAtStart = threadCpu(engine.pid);
     natsUsage.start();
     scraper.start();
     let lastDone = 0;
@@ -344,6 +350,7 @@ export async function runEngineScenario(options: EngineRunOptions): Promise<Engi
     const machineBusy = machineBusySeconds(machineBefore, readMachineTicks());
     const wallSeconds = (performance.now() - startedAt) / 1000;
     const engineSummary = engineUsage.stop();
+    const engineThreads = threadBreakdown(engine.pid, engineThreadsAtStart, threadCpu(engine.pid));
     const natsSummary = natsUsage.stop();
     const lastMetrics = (await scraper.scrape())?.values ?? scraper.latest()?.values ?? {};
     const deadLetterStream = await jsm.streams
@@ -408,6 +415,8 @@ export async function runEngineScenario(options: EngineRunOptions): Promise<Engi
       },
       usage: {
         engine: engineSummary,
+        engineCpuMicrosPerEvent: eventsDone > 0 ? Math.round((engineSummary.cpuSecondsTotal * 1e7) / eventsDone) / 10 : null,
+        engineThreads,
         engineHeapUsedBytesMax: heapMax,
         actorHeapUsedBytesMax: maxOf((point) => point.actorHeapUsedBytes),
         cachedMembersMax: maxOf((point) => point.cachedMembers),

@@ -53,7 +53,7 @@ function result(): BenchResult {
     latencyMs: { count: 40_000, min: 1, mean: 50, max: 400, percentiles: { p50: 25, p90: 50, p99: 120, 'p99.9': 300 } },
     latencyFromScheduleMs: { count: 40_000, min: 1, mean: 60, max: 500, percentiles: { p50: 30, p90: 60, p99: 150, 'p99.9': 400 } },
     lag: { streamPendingMax: 20_000, ackPendingMax: 2_000, metricsPendingMax: 20_000 },
-    usage: { engine: usage, engineHeapUsedBytesMax: 80e6, actorHeapUsedBytesMax: 300e6, cachedMembersMax: 20_000, natsServer: usage, benchClient: { cpuSeconds: 1, cpuPercentMean: 10 }, otherProcessesCpuPercentMean: 1 },
+    usage: { engine: usage, engineCpuMicrosPerEvent: 240, engineThreads: [{ role: 'main', seconds: 1, systemSeconds: 0.1 }, { role: 'thread +9', seconds: 4, systemSeconds: 0.2 }], engineHeapUsedBytesMax: 80e6, actorHeapUsedBytesMax: 300e6, cachedMembersMax: 20_000, natsServer: usage, benchClient: { cpuSeconds: 1, cpuPercentMean: 10 }, otherProcessesCpuPercentMean: 1 },
     metrics: { maxima: {}, last: {}, errors: [] },
     shutdown: { code: 0, signal: null, stopMs: 100, killed: false, dataDirBytes: 1e6 },
     engineLogFile: null,
@@ -119,7 +119,7 @@ function result(): BenchResult {
     postgres: { ...skippedPostgres('PostgreSQL is not installed'), status: 'skipped' },
     engine,
     engineError: null,
-    ratios: { engineToRawConsume: 0.1, engineToPostgres: null, capacityBasis: 'backlog', capacityEventsPerSecond: 5_000 },
+    ratios: { engineToRawConsume: 0.1, engineToContractCeiling: 0.1, engineToPostgres: null, capacityBasis: 'backlog', capacityEventsPerSecond: 5_000 },
     targets: [],
     correctness: skippedCorrectness('--verify off'),
   };
@@ -155,11 +155,14 @@ describe('HTML report', () => {
   it('judges only the targets whose conditions the run meets', () => {
     const targets = result().targets;
     const byName = (text: string) => targets.find((target) => target.target.includes(text))!;
-    expect(byName('msgpack').met).toBe(false);
-    expect(byName('json').met).toBeNull();
-    expect(byName('25 ms').met).toBeNull();
+    expect(byName('20,000 events/s').met).toBe(false);
+    expect(byName('simple.yaml').met).toBeNull(); // a retail run
+    expect(byName('50 ms').met).toBe(false); // steady 10,000/s with p99 120 ms
+    expect(byName('15 ms').met).toBeNull(); // not a steady 100/s run
     expect(byName('10,000,000 members').met).toBeNull();
-    expect(byName('raw JetStream').met).toBe(false);
+    expect(byName('contract transport ceiling').met).toBe(false); // 10 %
+    expect(byName('PostgreSQL').met).toBeNull(); // no PostgreSQL figure
+    expect(byName('µs of CPU').measured).toBe('240.0 µs');
   });
 
   it('prints a table with every section', () => {
