@@ -77,13 +77,21 @@ export function memberChanges(state: MemberState, base: MemberState | undefined,
   const core: MemberCore = {
     ...rest,
     currencies: storedCurrencies(currencies),
-    orderKeys: storedKeys(listChanges('o', orders, base?.orders, orderKey, puts, removes)),
-    redemptionKeys: storedKeys(listChanges('r', redemptions, base?.redemptions, redemptionKey, puts, removes)),
-    voucherKeys: storedKeys(listChanges('v', vouchers, base?.vouchers, voucherKey, puts, removes)),
+    orderKeys: listChanges('o', orders, base?.orders, orderKey, puts, removes),
+    redemptionKeys: listChanges('r', redemptions, base?.redemptions, redemptionKey, puts, removes),
+    voucherKeys: listChanges('v', vouchers, base?.vouchers, voucherKey, puts, removes),
     dueMs,
   };
   return { core, puts, removes };
 }
+
+/**
+ * The stored key list of each item list this module wrote or read: a list the
+ * domain left untouched is the same array in the next state, so its keys are
+ * not derived and joined again (most members' redemptions and vouchers, and
+ * everyone's orders in a batch without a purchase).
+ */
+const storedKeysOf = new WeakMap<readonly MemberItem[], StoredKeys>();
 
 function listChanges<T extends MemberItem>(
   kind: ItemKind,
@@ -92,10 +100,28 @@ function listChanges<T extends MemberItem>(
   keyOf: (item: T) => string,
   puts: [ItemKind, string, MemberItem][],
   removes: [ItemKind, string][],
+): StoredKeys {
+  if (baseItems === items) {
+    // The list itself is untouched: no item record changes.
+    const known = storedKeysOf.get(items);
+    if (known !== undefined) return known;
+  }
+  const stored = storedKeys(itemKeys(items, baseItems, keyOf, kind, puts, removes));
+  storedKeysOf.set(items, stored);
+  return stored;
+}
+
+function itemKeys<T extends MemberItem>(
+  items: readonly T[],
+  baseItems: readonly T[] | undefined,
+  keyOf: (item: T) => string,
+  kind: ItemKind,
+  puts: [ItemKind, string, MemberItem][],
+  removes: [ItemKind, string][],
 ): string[] {
   const keys: string[] = new Array<string>(items.length);
   for (let index = 0; index < items.length; index++) keys[index] = keyOf(items[index]!);
-  if (baseItems === items) return keys; // the list itself is untouched: no item record changes
+  if (baseItems === items) return keys;
   const base = baseItems ?? [];
   // The domain never reorders a list: it appends, inserts, replaces and
   // removes. So the unchanged items (the very objects of the base) appear in
@@ -198,12 +224,15 @@ function joinKeys(keys: StoredKeys): readonly string[] {
 /** Rebuilds the state from its core and item records (`itemOf` returns undefined for a missing record). */
 export function joinMember(core: MemberCore, itemOf: (kind: ItemKind, key: string) => MemberItem | undefined): MemberState {
   const { orderKeys, redemptionKeys, voucherKeys, dueMs: _dueMs, currencies, ...rest } = core;
-  const list = <T extends MemberItem>(kind: ItemKind, keys: StoredKeys): T[] =>
-    joinKeys(keys).map((key) => {
+  const list = <T extends MemberItem>(kind: ItemKind, keys: StoredKeys): T[] => {
+    const items = joinKeys(keys).map((key) => {
       const item = itemOf(kind, key);
       assert(item !== undefined, `member records: ${core.memberId} lacks its ${kind} record ${key}`);
       return item as T;
     });
+    storedKeysOf.set(items, keys);
+    return items;
+  };
   return {
     ...rest,
     currencies: joinCurrencies(currencies),
