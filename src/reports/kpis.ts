@@ -358,7 +358,9 @@ function addProgramKpis(target: KpiTarget, day: DayCounters, input: KpiInput): v
       plan.renewed += paidAfter.fees - paidBefore!.fees;
     } else {
       if (activeBefore) {
-        const left = (day.paid[paidBefore!.planId] ??= emptyPaid());
+        // A lapse counts on the day it took effect (the end of the grace), whenever it was applied.
+        const endedOn = !activeAfter && paidAfter.endedAtMs !== null ? target.day(dayKeyOf(paidAfter.endedAtMs, offset)) : day;
+        const left = (endedOn.paid[paidBefore!.planId] ??= emptyPaid());
         left.membersDelta -= 1;
         if (activeAfter) left.switched += 1;
         else if (paidAfter.status === 'lapsed') left.lapsed += 1;
