@@ -134,4 +134,18 @@ describe('CLI commands', () => {
     expect(await reportCommand(['--from', 'nope'], bad.io)).toBe(1);
     expect(bad.err()).toMatch(/VALIDATION_FAILED/);
   });
+
+  it('report --program: the program KPIs as a table, CSV and JSON', async () => {
+    const tableRun = io(TOKENS.read);
+    expect(await reportCommand(['--program', '--period', 'month', '--from', '2026-11-01', '--to', '2026-12-01'], tableRun.io)).toBe(0);
+    expect(tableRun.out()).toMatch(/Program KPIs per month, 2026-11-01T00:00:00.000Z to 2026-12-01T00:00:00.000Z/);
+    expect(tableRun.out()).toMatch(/period +orders +revenue +AOV +AOV points +AOV no points +orders\/active +return % +repeat % +members +inactive +churned +churn % +retention %/);
+    expect(tableRun.out()).toMatch(/2026-11-01 +4 +100\.00 +25\.00 +40\.00 +20\.00 +1\.33 +25\.0 +33\.3 +5 +0 +1 +25\.0 +75\.0/);
+    const csvRun = io(TOKENS.read);
+    expect(await reportCommand(['--program', '--csv', '--from', '2026-11-01', '--to', '2026-12-01'], csvRun.io)).toBe(0);
+    expect(csvRun.out().split('\n')[0]).toMatch(/^period,orders,revenueMinor,.*,paid:plus:members,.*,donated:trees,badge:first-order$/);
+    const jsonRun = io(TOKENS.read);
+    expect(await reportCommand(['--program', '--json'], jsonRun.io)).toBe(0);
+    expect(JSON.parse(jsonRun.out()).rows[0]).toMatchObject({ orders: 4, donations: [{ causeId: 'trees', points: 500 }] });
+  });
 });
