@@ -79,12 +79,25 @@ interface Row {
   enrollments: number;
   redemptions: number;
   redemptionRate: number;
+  breakageRate: number;
+  breakageRateLifetime: number;
+  liabilityNetPoints: number;
+  liabilityNetMinor: number;
   tierDistribution: Record<string, number>;
   tierMovements: { upgrades: number; downgrades: number };
   promotions: { promotionId: string; points: number; uses: number; budgetPoints?: number }[];
 }
 const LAUNCH = { promotionId: 'launch', budgetPoints: 50 };
-const EXPECTED_DAYS: Row[] = [
+/** Nothing expires in this program: no breakage, and the liability net of it is the liability. */
+type RowBeforeBreakage = Omit<Row, 'breakageRate' | 'breakageRateLifetime' | 'liabilityNetPoints' | 'liabilityNetMinor'>;
+const withBreakage = (row: RowBeforeBreakage): Row => ({
+  ...row,
+  breakageRate: 0,
+  breakageRateLifetime: 0,
+  liabilityNetPoints: row.liabilityPoints,
+  liabilityNetMinor: row.liabilityMinor,
+});
+const EXPECTED_DAYS: Row[] = (<RowBeforeBreakage[]>[
   {
     period: '2026-10-05',
     currency: 'points',
@@ -139,8 +152,8 @@ const EXPECTED_DAYS: Row[] = [
     tierMovements: { upgrades: 0, downgrades: 0 },
     promotions: [],
   },
-];
-const EXPECTED_OCTOBER: Row = {
+]).map(withBreakage);
+const EXPECTED_OCTOBER: Row = withBreakage({
   period: '2026-10-01',
   currency: 'points',
   pointsIssued: 215,
@@ -157,7 +170,7 @@ const EXPECTED_OCTOBER: Row = {
   tierDistribution: { member: 3, silver: 1 },
   tierMovements: { upgrades: 1, downgrades: 0 },
   promotions: [{ ...LAUNCH, points: 50, uses: 3 }],
-};
+});
 
 describe('KPI report against a hand-computed scenario', () => {
   let server: TestNatsServer;
@@ -260,7 +273,7 @@ describe('KPI report against a hand-computed scenario', () => {
   it('CSV: the same figures, one column per tier and one for promotions', async () => {
     const expectedCsv = (rows: readonly Row[]) =>
       [
-        'period,currency,pointsIssued,pointsRedeemed,pointsExpired,pointsAdjusted,pointsClawedBack,liabilityPoints,liabilityMinor,activeMembers,enrollments,redemptions,redemptionRate,tierUpgrades,tierDowngrades,tier:member,tier:silver,promotions',
+        'period,currency,pointsIssued,pointsRedeemed,pointsExpired,pointsAdjusted,pointsClawedBack,liabilityPoints,liabilityMinor,activeMembers,enrollments,redemptions,redemptionRate,breakageRate,breakageRateLifetime,liabilityNetPoints,liabilityNetMinor,tierUpgrades,tierDowngrades,tier:member,tier:silver,promotions',
         ...rows.map((row) =>
           [
             row.period,
@@ -276,6 +289,10 @@ describe('KPI report against a hand-computed scenario', () => {
             row.enrollments,
             row.redemptions,
             row.redemptionRate,
+            row.breakageRate,
+            row.breakageRateLifetime,
+            row.liabilityNetPoints,
+            row.liabilityNetMinor,
             row.tierMovements.upgrades,
             row.tierMovements.downgrades,
             row.tierDistribution.member ?? 0,
@@ -288,7 +305,7 @@ describe('KPI report against a hand-computed scenario', () => {
     expect(days.status).toBe(200);
     expect(days.headers.get('content-type')).toMatch(/^text\/csv/);
     expect(days.text.trim().split(/\r?\n/).join('\n')).toBe(expectedCsv(EXPECTED_DAYS));
-    expect(days.text).toContain('\n2026-10-05,points,120,30,0,15,0,105,105,2,2,1,0.25,0,0,2,0,launch=40/2');
+    expect(days.text).toContain('\n2026-10-05,points,120,30,0,15,0,105,105,2,2,1,0.25,0,0,105,105,0,0,2,0,launch=40/2');
 
     const month = await call('GET', '/v1/reports/kpis?period=month&from=2026-10-01T00:00:00%2B01:00&to=2026-11-01T00:00:00%2B01:00&format=csv');
     expect(month.text.trim().split(/\r?\n/).join('\n')).toBe(expectedCsv([EXPECTED_OCTOBER]));
