@@ -589,6 +589,7 @@ describe('HTTP API against a running engine', () => {
           'POST /v1/program/validate',
           'POST /v1/program/activate',
           'GET /v1/reports/kpis',
+          'GET /v1/reports/program',
         ].sort(),
       );
       expect(document.paths['/health'].get.security).toEqual([]); // the one open endpoint
