@@ -20,9 +20,14 @@ export function applyDue(work: Work, atMs: number): void {
     expireDueLots(work, atMs);
   }
   if (work.program.hasInactivityExpiry) expireInactive(work, atMs);
+  // A paid plan that lapsed meanwhile: the tier reviews before its lapse (which still see the plan's tier
+  // floor), the lapse, then the reviews after it, in time order.
+  const paid = work.state.paid;
+  if (paid !== undefined && paid.status === 'active' && paid.graceEndsAtMs <= atMs) {
+    applyTierReviews(work, paid.graceEndsAtMs);
+    applyPaidDue(work, atMs);
+  }
   applyTierReviews(work, atMs);
-  // After the reviews: a review before the lapse still sees the plan's tier floor.
-  if (work.state.paid !== undefined) applyPaidDue(work, atMs);
   pruneClosed(work, atMs);
 }
 

@@ -154,3 +154,15 @@ describe('paid membership', () => {
     );
   });
 });
+
+describe('paid membership and tier reviews in time order', () => {
+  it('a lapse before a period end drops the tier at the lapse; a review before the lapse keeps the plan tier', () => {
+    // Seen long after: the plan lapsed on 9 April 2025, the year's review came on 1 January 2026.
+    const late = new Member(hybrid, 'gil');
+    late.ok(purchase('p1', '2025-03-05T10:00:00Z', 2_000));
+    late.ok(fee('f1', '2025-03-06T10:00:00Z', 'premium-monthly'));
+    const swept = late.sweep('2026-12-01T10:00:00Z');
+    expect(late.outcomesOf('tier', swept)).toMatchObject([{ toTierId: 'member', occurredAtMs: ms('2025-04-09T10:00:00Z'), reason: 'paid membership Premium (monthly) lapsed' }]);
+    expect(late.outcomesOf('paid_membership', swept)).toMatchObject([{ action: 'lapsed' }]);
+  });
+});
