@@ -1,6 +1,6 @@
 import type { CompiledProgram } from './compiled.js';
 import { expiringWithin } from './expiry.js';
-import { paidActiveAt } from './paid-floor.js';
+import { paidActiveAt, paidFloorTier } from './paid-floor.js';
 import type { BalanceDigestOutcome, MemberState } from './state.js';
 import { tierMeasure } from './tier-measure.js';
 import { tierOf } from './tiers.js';
@@ -61,7 +61,8 @@ export function sendDigest(work: Work, nowMs: number): void {
     }),
     tierId: tier.id,
     nextTier: next === undefined ? null : { tierId: next.id, remaining: Math.max(0, next.threshold - measure) },
-    keepTier: { remaining: Math.max(0, tier.threshold - measure), byMs: state.tierReviewAtMs },
+    // A paid plan holding the member at this tier keeps it whatever the measure.
+    keepTier: { remaining: (paidFloorTier(program, state, nowMs)?.index ?? -1) >= tier.index ? 0 : Math.max(0, tier.threshold - measure), byMs: state.tierReviewAtMs },
     paidPlanId: paidActiveAt(state, nowMs) ? state.paid!.planId : null,
     badges: state.badges === undefined ? 0 : Object.keys(state.badges).length,
   };
