@@ -9,7 +9,7 @@ import { emptyDay, mergeDay, type DayCounters } from '../reports/kpis.js';
 import type { ReportSource } from '../reports/report.js';
 import { partitionOf } from '../routing/partitioner.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
-import { joinMember, memberChanges, type ItemKind, type MemberCore, type MemberItem } from './member-records.js';
+import { coreKeys, joinMember, memberChanges, type ItemKind, type MemberCore, type StoredItem } from './member-records.js';
 import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
 
 /**
@@ -57,7 +57,7 @@ export interface StoredProgram {
 export class LmdbStore implements ActorStore, MemberReads {
   readonly root: RootDatabase;
   private readonly meta: Database<unknown, string>;
-  private readonly records: Database<MemberCore | MemberItem | StoredLedger | Uint8Array, (string | number)[]>;
+  private readonly records: Database<MemberCore | StoredItem | StoredLedger | Uint8Array, (string | number)[]>;
   private readonly index: Database<number, [number, string]>;
   private readonly due: Database<number, [number, number, string]>;
   /**
@@ -154,7 +154,7 @@ export class LmdbStore implements ActorStore, MemberReads {
   readWalletMember(partition: number, memberId: string): MemberState | undefined {
     const core = this.readCore(partition, memberId);
     if (core === undefined) return undefined;
-    const vouchersOnly: MemberCore = { ...core, orderKeys: [], redemptionKeys: [] };
+    const vouchersOnly: MemberCore = { ...core, orders: [], redemptions: [], vouchers: coreKeys(core, 'v'), orderKeys: undefined, redemptionKeys: undefined, voucherKeys: undefined };
     return this.joinItems(vouchersOnly, [partition, memberId, ITEM, 'v'], [partition, memberId, ITEM, 'w']);
   }
 
@@ -166,10 +166,10 @@ export class LmdbStore implements ActorStore, MemberReads {
 
   /** Joins a core with its item records, read in one range (they sit side by side after the core). */
   private joinItems(core: MemberCore, start: (string | number)[], end: (string | number)[]): MemberState {
-    if (core.orderKeys.length === 0 && core.redemptionKeys.length === 0 && core.voucherKeys.length === 0) return joinMember(core, () => undefined);
-    const items = new Map<string, MemberItem>();
+    if (coreKeys(core, 'o').length === 0 && coreKeys(core, 'r').length === 0 && coreKeys(core, 'v').length === 0) return joinMember(core, () => undefined);
+    const items = new Map<string, StoredItem>();
     for (const { key, value } of this.records.getRange({ start, end })) {
-      items.set(`${key[3] as ItemKind}${key[4] as string}`, value as MemberItem);
+      items.set(`${key[3] as ItemKind}${key[4] as string}`, value as StoredItem);
     }
     return joinMember(core, (kind, key) => items.get(`${kind}${key}`));
   }

@@ -12,7 +12,8 @@ import type { DomainPorts } from '../../../src/domain/ports.js';
 import type { MemberState, OrderRecord, VoucherRecord } from '../../../src/domain/state.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
 import { LmdbStore } from '../../../src/store/lmdb.js';
-import { joinMember, memberChanges } from '../../../src/store/member-records.js';
+import { pack, unpack } from 'msgpackr';
+import { joinItem, joinMember, memberChanges, storedOrder, type StoredItem } from '../../../src/store/member-records.js';
 
 const root = mkdtempSync(join(tmpdir(), 'loyalty-member-records-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -31,9 +32,10 @@ describe('member records', () => {
     const changes = memberChanges(after, base, null);
     expect(changes.puts.map(([kind, key]) => `${kind}:${key}`)).toEqual(['o:o2', 'o:o4']);
     expect(changes.removes).toEqual([['o', 'o3']]);
-    expect(changes.core.orderKeys).toEqual('o1\no2\no4');
-    expect(changes.core.voucherKeys).toEqual(['V1']);
-    expect(changes.core).not.toHaveProperty('orders');
+    expect(changes.core.orders).toEqual('o1\no2\no4');
+    expect(changes.core.vouchers).toEqual(['V1']);
+    // The core names its items by key only: no item record's contents in it.
+    expect(JSON.stringify(changes.core)).not.toContain('"lines"');
   });
 
   it('writes every item of a member the store does not hold yet', () => {
@@ -69,13 +71,14 @@ describe('member records', () => {
     const { core, puts } = memberChanges(original, undefined, 123);
     expect(core.currencies.points).toMatchObject({ lots: [1_000, 10, null, 20], pendingLots: [500, null, 5], spendable: 30 });
     // A key holding a newline keeps its list an array; the others are joined.
-    expect(core.orderKeys).toEqual(['o1', 'line\nbreak']);
-    expect(core.voucherKeys).toBe('V1\nV2');
+    expect(core.orders).toEqual(['o1', 'line\nbreak']);
+    expect(core.vouchers).toBe('V1\nV2');
     const items = new Map(puts.map(([kind, key, item]) => [`${kind}${key}`, item]));
     const itemOf = (kind: string, key: string) => items.get(`${kind}${key}`);
     expect(joinMember(core, itemOf)).toEqual(original);
-    // Records written before the flat forms: object lots, key arrays.
-    const older = { ...core, currencies: { points }, voucherKeys: ['V1', 'V2'] };
+    // Records written before the flat forms: object lots, key arrays under orderKeys, redemptionKeys, voucherKeys.
+    const { orders: orderKeys, redemptions: redemptionKeys, vouchers: _vouchers, ...bare } = core;
+    const older = { ...bare, currencies: { points }, orderKeys, redemptionKeys, voucherKeys: ['V1', 'V2'] };
     expect(joinMember(older, itemOf)).toEqual(original);
   });
 
@@ -145,5 +148,50 @@ describe('member records', () => {
     const listed = [...states.values()].reduce((sum, member) => sum + member.orders.length + member.redemptions.length + member.vouchers.length, 0);
     expect(itemRecords).toBe(listed);
     await store.close();
+  });
+});
+
+describe('stored orders', () => {
+  const full: OrderRecord = {
+    orderId: 'o-1',
+    eventId: 'e-1',
+    atMs: 1_795_000_000_000,
+    closesAtMs: 1_796_000_000_000,
+    releaseAtMs: 1_795_500_000_000,
+    amountMinor: 12_345,
+    currencyCode: 'EUR',
+    refundedMinor: 100,
+    spendClawedMinor: 90,
+    tierBucketKey: 24_322,
+    currencies: [
+      { currency: 'points', earned: 246, qualifyingEarned: 246, clawed: 2, qualifyingClawed: 2, pendingLeft: 244 },
+      { currency: 'miles', earned: 5, qualifyingEarned: 0, clawed: 0, qualifyingClawed: 0, pendingLeft: 5 },
+    ],
+    lines: [
+      { sku: 'shoes-1', quantity: 2, returned: 1, valueMinor: 10_000, points: { points: 200, miles: 5 } },
+      { sku: 'socks', quantity: 1, returned: 0, valueMinor: 2_345, points: {} },
+    ],
+  };
+
+  it('are flat rows that decode to the very same order', () => {
+    const stored = storedOrder(full);
+    expect(Array.isArray(stored)).toBe(true);
+    expect((stored as readonly unknown[]).every((value) => typeof value !== 'object')).toBe(true);
+    expect(joinItem('o', unpack(pack(stored)) as StoredItem)).toStrictEqual(full);
+  });
+
+  it('keep an order with a field the codec does not know as it is', () => {
+    const extended = { ...full, giftWrap: true } as unknown as OrderRecord;
+    expect(storedOrder(extended)).toBe(extended);
+    const extendedLine = { ...full, lines: [{ ...full.lines[0]!, note: 'x' }] } as unknown as OrderRecord;
+    expect(storedOrder(extendedLine)).toBe(extendedLine);
+    // Orders written as objects (before the rows) read as they are.
+    expect(joinItem('o', full)).toBe(full);
+  });
+
+  it('refuse a row of an unknown layout or with values left over', () => {
+    const row = storedOrder(full) as (string | number)[];
+    expect(() => joinItem('o', [9, ...row.slice(1)])).toThrow(/unknown stored order layout/);
+    expect(() => joinItem('o', [...row, 'extra'])).toThrow(/values left over/);
   });
 });
