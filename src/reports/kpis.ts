@@ -1,4 +1,5 @@
 import { assert } from '../domain/assert.js';
+import { monthIndexOf } from '../domain/time.js';
 import type { LedgerEntry, MemberState } from '../domain/state.js';
 
 /**
@@ -309,9 +310,10 @@ function addProgramKpis(target: KpiTarget, day: DayCounters, input: KpiInput): v
       // Purchasers and repeat purchasers per day, week and month; a purchase older than the member's latest (out of order) is not told apart.
       const lastBefore = was?.lastOrderMs ?? 0;
       if (atMs >= lastBefore) {
+        // monthIndexOf is monthKeyOf in integer arithmetic (no Date per purchase).
         const sameDay = lastBefore > 0 && dayKeyOf(lastBefore, offset) === dayKeyOf(atMs, offset);
-        const sameWeek = lastBefore > 0 && weekKeyOf(lastBefore, offset) === weekKeyOf(atMs, offset);
-        const sameMonth = lastBefore > 0 && monthKeyOf(lastBefore, offset) === monthKeyOf(atMs, offset);
+        const sameWeek = sameDay || (lastBefore > 0 && weekKeyOf(lastBefore, offset) === weekKeyOf(atMs, offset));
+        const sameMonth = sameDay || (lastBefore > 0 && monthIndexOf(lastBefore, offset) === monthIndexOf(atMs, offset));
         const second = now.orders === 2;
         const repeat = now.orders >= 2;
         if (!sameDay) day.purchasersDay += 1;

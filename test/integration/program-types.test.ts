@@ -56,7 +56,11 @@ describe('paid memberships, donations, badges, digests and program KPIs through 
   beforeAll(async () => {
     server = await startTestNatsServer();
     nc = await connectTest(server.url);
-    nc.subscribe('loyalty.outcome.>', { callback: (_error, message) => messages.push(message) });
+    nc.subscribe('loyalty.outcome.>', {
+      callback: (_error, message) => {
+        messages.push(message);
+      },
+    });
     await nc.flush();
     data = tempDataDir('loyalty-program-types-');
     const program = parseYaml(readFileSync(join(PROJECT_ROOT, 'config/programs/hybrid.yaml'), 'utf8')) as { currencies: Record<string, unknown>[] };
