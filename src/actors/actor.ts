@@ -4,7 +4,7 @@ import { applyEvent } from '../domain/apply.js';
 import { assert } from '../domain/assert.js';
 import { compileProgram, type CompiledProgram } from '../domain/compiled.js';
 import { hash53 } from '../domain/hash.js';
-import { validateEvent } from '../domain/events.js';
+import { loyaltyEventSchema, validateEvent } from '../domain/events.js';
 import type { DomainPorts } from '../domain/ports.js';
 import type { Program } from '../domain/program.js';
 import type { Decision, LedgerEntry, MemberState, Outcome } from '../domain/state.js';
@@ -551,7 +551,8 @@ function count(counts: Record<string, number>, type: string, result: EventResult
   counts[key] = (counts[key] ?? 0) + 1;
 }
 
-const KNOWN_TYPES = new Set(['purchase', 'return', 'redemption', 'redemption_cancel', 'activity', 'adjustment', 'voucher_redeem', 'enroll', 'unenroll', 'erase']);
+// Every event type the contract has, from its schema: a new type gets its own label without a list to keep.
+const KNOWN_TYPES = new Set<string>(loyaltyEventSchema.options.map((schema) => schema.shape.type.value));
 
 /** A bounded label value for metrics: the event's type if it is a known one. */
 function typeOf(value: unknown): string {

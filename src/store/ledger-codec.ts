@@ -49,12 +49,22 @@ type Optional = (typeof OPTIONAL)[number];
 
 type Row = [seq: number, kind: number | string, balance: number | string, currency: string, points: number, ruleId: string, present: number, ...optional: unknown[]];
 
+/**
+ * `values`: the rows one after the other in one flat list (one array per
+ * record, not one per entry: per-entry arrays were the engine's largest
+ * allocation per event, 2.6 KB). Records written before hold `rows`, one
+ * array per entry; both are read.
+ */
 export interface StoredLedger {
   readonly memberId: string;
   readonly eventId: string;
   readonly occurredAtMs: number;
-  readonly rows: readonly Row[];
+  readonly values?: readonly unknown[];
+  readonly rows?: readonly Row[];
 }
+
+/** Values of a row before its optional ones. */
+const FIXED = 7;
 
 const OWN_EVENT_ID = 1 << OPTIONAL.length;
 const OWN_TIME = 1 << (OPTIONAL.length + 1);
@@ -62,55 +72,72 @@ const OWN_TIME = 1 << (OPTIONAL.length + 1);
 export function encodeLedger(entries: readonly LedgerEntry[]): StoredLedger {
   const first = entries[0];
   assert(first !== undefined, 'a ledger record holds at least one entry');
-  const rows: Row[] = [];
+  const values: unknown[] = [];
   for (const entry of entries) {
     assert(entry.memberId === first.memberId, 'a ledger record holds one member');
-    const row: Row = [entry.seq, KIND_CODE.get(entry.kind) ?? entry.kind, BALANCE_CODE.get(entry.balance) ?? entry.balance, entry.currency, entry.points, entry.ruleId, 0];
+    values.push(entry.seq, KIND_CODE.get(entry.kind) ?? entry.kind, BALANCE_CODE.get(entry.balance) ?? entry.balance, entry.currency, entry.points, entry.ruleId, 0);
+    const presentAt = values.length - 1;
     let present = 0;
     for (let bit = 0; bit < OPTIONAL.length; bit++) {
       const value = entry[OPTIONAL[bit] as Optional];
       if (value === undefined && !(OPTIONAL[bit]! in entry)) continue;
       present |= 1 << bit;
-      row.push(value);
+      values.push(value);
     }
     if (entry.eventId !== first.eventId) {
       present |= OWN_EVENT_ID;
-      row.push(entry.eventId);
+      values.push(entry.eventId);
     }
     if (entry.occurredAtMs !== first.occurredAtMs) {
       present |= OWN_TIME;
-      row.push(entry.occurredAtMs);
+      values.push(entry.occurredAtMs);
     }
-    row[6] = present;
-    rows.push(row);
+    values[presentAt] = present;
   }
-  return { memberId: first.memberId, eventId: first.eventId, occurredAtMs: first.occurredAtMs, rows };
+  return { memberId: first.memberId, eventId: first.eventId, occurredAtMs: first.occurredAtMs, values };
 }
 
 export function decodeLedger(stored: StoredLedger): LedgerEntry[] {
   const entries: LedgerEntry[] = [];
+  if (stored.values !== undefined) {
+    const values = stored.values;
+    let at = 0;
+    while (at < values.length) at = decodeRow(stored, values, at, entries);
+    assert(at === values.length, 'a stored ledger record ends inside a row');
+    return entries;
+  }
+  assert(stored.rows !== undefined, 'a stored ledger record holds values or rows');
   for (const row of stored.rows) {
-    const kind = typeof row[1] === 'number' ? KINDS[row[1]] : row[1];
-    const balance = typeof row[2] === 'number' ? BALANCES[row[2]] : row[2];
-    assert((typeof row[1] !== 'number' || kind !== undefined) && (typeof row[2] !== 'number' || balance !== undefined), `stored ledger row ${row[0]} has an unknown kind or balance code`);
-    const entry: Record<string, unknown> = {
-      seq: row[0],
-      memberId: stored.memberId,
-      eventId: stored.eventId,
-      kind,
-      balance,
-      currency: row[3],
-      points: row[4],
-      ruleId: row[5],
-    };
-    const present = row[6];
-    let next = 7;
-    for (let bit = 0; bit < OPTIONAL.length; bit++) {
-      if ((present & (1 << bit)) !== 0) entry[OPTIONAL[bit]!] = row[next++];
-    }
-    if ((present & OWN_EVENT_ID) !== 0) entry.eventId = row[next++];
-    entry.occurredAtMs = (present & OWN_TIME) !== 0 ? row[next++] : stored.occurredAtMs;
-    entries.push(entry as unknown as LedgerEntry);
+    const end = decodeRow(stored, row, 0, entries);
+    assert(end === row.length, 'a stored ledger row has values left over');
   }
   return entries;
+}
+
+/** Decodes the row starting at `at` into `entries`; returns where the next row starts. */
+function decodeRow(stored: StoredLedger, row: readonly unknown[], at: number, entries: LedgerEntry[]): number {
+  const kindValue = row[at + 1];
+  const balanceValue = row[at + 2];
+  const kind = typeof kindValue === 'number' ? KINDS[kindValue] : kindValue;
+  const balance = typeof balanceValue === 'number' ? BALANCES[balanceValue] : balanceValue;
+  assert((typeof kindValue !== 'number' || kind !== undefined) && (typeof balanceValue !== 'number' || balance !== undefined), `stored ledger row ${String(row[at])} has an unknown kind or balance code`);
+  const entry: Record<string, unknown> = {
+    seq: row[at],
+    memberId: stored.memberId,
+    eventId: stored.eventId,
+    kind,
+    balance,
+    currency: row[at + 3],
+    points: row[at + 4],
+    ruleId: row[at + 5],
+  };
+  const present = row[at + 6] as number;
+  let next = at + FIXED;
+  for (let bit = 0; bit < OPTIONAL.length; bit++) {
+    if ((present & (1 << bit)) !== 0) entry[OPTIONAL[bit]!] = row[next++];
+  }
+  if ((present & OWN_EVENT_ID) !== 0) entry.eventId = row[next++];
+  entry.occurredAtMs = (present & OWN_TIME) !== 0 ? row[next++] : stored.occurredAtMs;
+  entries.push(entry as unknown as LedgerEntry);
+  return next;
 }

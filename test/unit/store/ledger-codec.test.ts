@@ -61,12 +61,12 @@ describe('ledger codec', () => {
   it('says the member, event id and time once per record', () => {
     const entries = [1, 2, 3].map((seq) => ({ seq, memberId: 'member-1', eventId: 'event-1', kind: 'earn', balance: 'pending', currency: 'points', points: 10, ruleId: 'earn:base', occurredAtMs: 1_700_000_000_000 })) as unknown as LedgerEntry[];
     const stored = encodeLedger(entries);
-    // Kind and balance as their codes: earn is 0, pending 1.
-    expect(stored.rows).toEqual([1, 2, 3].map((seq) => [seq, 0, 1, 'points', 10, 'earn:base', 0]));
+    // One flat list of rows; kind and balance as their codes: earn is 0, pending 1.
+    expect(stored.values).toEqual([1, 2, 3].flatMap((seq) => [seq, 0, 1, 'points', 10, 'earn:base', 0]));
     expect(pack(stored).length).toBeLessThan(pack(entries).length / 2);
   });
 
-  it('reads rows written with the kind and balance as text (before the codes), and refuses an unknown code', () => {
+  it('reads records of one array per row with the kind and balance as text (written before), and refuses an unknown code', () => {
     const textRows = { memberId: 'm', eventId: 'e', occurredAtMs: 5, rows: [[7, 'clawback', 'qualifying', 'points', -3, 'return', 0]] };
     expect(decodeLedger(unpack(pack(textRows)))).toEqual([
       { seq: 7, memberId: 'm', eventId: 'e', kind: 'clawback', balance: 'qualifying', currency: 'points', points: -3, ruleId: 'return', occurredAtMs: 5 },
