@@ -1,18 +1,32 @@
-# The engine with an embedded nats-server (Debian's package), or pointed at an
-# external NATS with LOYALTY_NATS_URL.
+# The engine, built: TypeScript compiled to dist/ in a build stage, run with
+# plain node as a non-root user. It uses an embedded nats-server (Debian's
+# package, bound to 127.0.0.1 only) or, as in compose.yaml, an external NATS
+# given by LOYALTY_NATS_URL.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# npm install, not npm ci: optional native builds for other platforms are missing from the lock.
+RUN npm install --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
 FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nats-server ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-# npm install, not npm ci: optional native builds for other platforms are missing from the lock.
-RUN npm install --omit=dev --no-audit --no-fund
-COPY src ./src
-COPY config ./config
-COPY tsconfig.json ./
-ENV LOYALTY_DATA_DIR=/data LOYALTY_HTTP_HOST=0.0.0.0 LOYALTY_EMBEDDED_NATS_AUTO_INSTALL=false
+RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist/src ./dist/src
+COPY config/programs ./config/programs
+RUN mkdir -p /data && chown node:node /data
+ENV NODE_ENV=production LOYALTY_DATA_DIR=/data LOYALTY_HTTP_HOST=0.0.0.0 LOYALTY_EMBEDDED_NATS_AUTO_INSTALL=false
 VOLUME /data
-EXPOSE 8080 4222
+USER node
+# Only the HTTP API listens beyond the container; the embedded nats-server binds 127.0.0.1.
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.LOYALTY_HTTP_PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "--import", "tsx", "src/cli/main.ts", "start"]
+CMD ["node", "dist/src/cli/main.js", "start"]
