@@ -126,7 +126,9 @@ export const queryBoolean = z
 
 /** An instant: ISO 8601 date-time with offset, or a date (midnight UTC). */
 export const instantSchema = z
-  .union([z.iso.datetime({ offset: true }), z.iso.date()])
+  .union([z.iso.datetime({ offset: true }), z.iso.date()], {
+    error: 'expected an ISO 8601 date-time with offset (2026-11-23T10:00:00Z) or a date (2026-11-23)',
+  })
   .meta({ description: 'ISO 8601 date-time with offset (2026-11-23T10:00:00Z) or date (2026-11-23: midnight at the program UTC offset for reports)' });
 
 /** An ISO instant, or a date (YYYY-MM-DD) meaning its midnight at the given UTC offset (the program's). */

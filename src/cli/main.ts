@@ -7,6 +7,7 @@ import { Engine } from '../engine.js';
 import { createLogger } from '../log.js';
 import { adjustCommand } from './commands/adjust.js';
 import { memberCommand } from './commands/member.js';
+import { usageMessage } from './commands/client.js';
 import { reportCommand } from './commands/report.js';
 
 /**
@@ -54,6 +55,8 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'report':
       return reportCommand(rest);
     case undefined:
+      process.stderr.write(`${USAGE}\n`);
+      return 2;
     case 'help':
     case '--help':
       return print(USAGE);
@@ -127,16 +130,35 @@ async function start(): Promise<number> {
   return stopped;
 }
 
+const PROGRAM_HELP = `usage: loyalty program validate <file>
+
+Checks a program file and lists every bad field.
+exit codes: 0 valid, 2 not valid, not readable, or bad usage`;
+
 function programCommand(args: readonly string[]): number {
-  const { positionals, values } = parseArgs({ args: [...args], allowPositionals: true, options: { help: { type: 'boolean' } } });
-  if (values.help || positionals[0] !== 'validate' || positionals[1] === undefined) {
-    return print('usage: loyalty program validate <file>\n\nChecks a program file and lists every bad field; exit 0 when valid, 2 when not.');
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], allowPositionals: true, options: { help: { type: 'boolean' } } });
+  } catch (error) {
+    process.stderr.write(`${usageMessage(error) ?? (error as Error).message}\n`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
+  if (values.help) return print(PROGRAM_HELP);
+  if (positionals[0] !== 'validate' || positionals[1] === undefined || positionals.length > 2) {
+    const problem = positionals[0] !== 'validate' ? `expected "validate", got ${positionals[0] === undefined ? 'nothing' : `"${positionals[0]}"`}` : positionals[1] === undefined ? 'expected a program file' : 'expected one program file';
+    process.stderr.write(`${problem}\n\n${PROGRAM_HELP}\n`);
+    return 2;
   }
   try {
     const program = loadProgramFile(positionals[1]);
     process.stdout.write(`ok: program "${program.id}" (${program.name}) is valid\n`);
     return 0;
   } catch (error) {
+    if (error instanceof EngineError && error.code === 'ERR_PROGRAM_FILE_UNREADABLE') {
+      process.stderr.write(`error ${error.code}: ${error.message}\n`);
+      return 2;
+    }
     return reportStartupError(error);
   }
 }

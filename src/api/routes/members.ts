@@ -28,7 +28,7 @@ export const LEDGER_LIMIT_DEFAULT = 50;
 export const LEDGER_LIMIT_MAX = 500;
 
 const kindList = z
-  .union([z.string(), z.array(z.string()).max(LEDGER_KINDS.length)])
+  .union([z.string(), z.array(z.string()).max(LEDGER_KINDS.length)], { error: `expected ledger kinds, comma separated or repeated (at most ${LEDGER_KINDS.length})` })
   .transform((value) => (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(',')).filter((item) => item !== ''))
   .pipe(z.array(z.enum(LEDGER_KINDS)).max(LEDGER_KINDS.length))
   .optional()

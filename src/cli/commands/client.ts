@@ -144,10 +144,38 @@ export function fail(error: unknown, io: CommandIo): number {
     io.stderr(`${error.message}\n`);
     return error.exitCode;
   }
-  if (String((error as { code?: unknown })?.code ?? '').startsWith('ERR_PARSE_ARGS')) {
-    io.stderr(`${(error as Error).message} (see --help)\n`);
+  const usage = usageMessage(error);
+  if (usage !== undefined) {
+    io.stderr(`${usage}\n`);
     return 2;
   }
   io.stderr(`error: ${(error as Error)?.message ?? String(error)}\n`);
   return 1;
+}
+
+/**
+ * A readable message for Node's parseArgs errors (undefined for any other
+ * error): the option named, what was expected, never Node's advice about '--'.
+ */
+export function usageMessage(error: unknown): string | undefined {
+  const code = String((error as { code?: unknown })?.code ?? '');
+  if (!code.startsWith('ERR_PARSE_ARGS')) return undefined;
+  const message = (error as Error).message;
+  const named = /'([^']*)'/.exec(message)?.[1] ?? '';
+  const option = named.split(' ')[0]!;
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      if (/^-\d/.test(option)) {
+        return `points must be a whole number above 0, got "${option}" (to take points away: loyalty adjust <memberId> debit ${option.slice(1)} --reason <text>)`;
+      }
+      return `unknown option ${option} (see --help)`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (/argument missing/.test(message)) return `${option} needs a value (see --help)`;
+      if (/does not take an argument/.test(message)) return `${option} takes no value (see --help)`;
+      return `${option}: bad value (see --help)`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument "${named}": this command takes options only (see --help)`;
+    default:
+      return `${message} (see --help)`;
+  }
 }

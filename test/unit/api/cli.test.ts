@@ -88,6 +88,16 @@ describe('CLI commands', () => {
     expect(usage.err()).toMatch(/--reason is required/);
     expect(await adjustCommand(['ann', 'sideways', '25', '--reason', 'x'], usage.io)).toBe(2);
     expect(await adjustCommand(['ann', 'credit', '2.5', '--reason', 'x'], usage.io)).toBe(2);
+    // parseArgs errors read as what was expected, not Node's advice about '--'.
+    const negative = io();
+    expect(await adjustCommand(['alice', 'credit', '-5', '--reason', 'x'], negative.io)).toBe(2);
+    expect(negative.err()).toBe('points must be a whole number above 0, got "-5" (to take points away: loyalty adjust <memberId> debit 5 --reason <text>)\n');
+    const missing = io();
+    expect(await adjustCommand(['ann', 'credit', '5', '--reason'], missing.io)).toBe(2);
+    expect(missing.err()).toBe('--reason needs a value (see --help)\n');
+    const unknown = io();
+    expect(await adjustCommand(['ann', 'credit', '5', '--reason', 'x', '--bogus'], unknown.io)).toBe(2);
+    expect(unknown.err()).toBe('unknown option --bogus (see --help)\n');
     const help = io();
     expect(await adjustCommand(['--help'], help.io)).toBe(0);
     expect(help.out()).toBe(`${ADJUST_HELP}\n`);

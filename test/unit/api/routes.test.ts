@@ -149,6 +149,12 @@ describe('HTTP API routes', () => {
       );
       const fields = error.details.issues.map((issue: { field: string }) => issue.field);
       expect(fields).toEqual(expect.arrayContaining(['querystring.limit', 'querystring.kind.1', 'querystring.from', 'querystring']));
+      // Every message says what was expected, none only "Invalid input".
+      const from = error.details.issues.find((issue: { field: string }) => issue.field === 'querystring.from');
+      expect(from.message).toMatch(/expected an ISO 8601 date-time with offset .* or a date/);
+      for (const issue of error.details.issues as { message: string }[]) expect(issue.message).not.toBe('Invalid input');
+      const report = expectError(await app.inject({ method: 'GET', url: '/v1/reports/kpis?from=notadate', headers: auth('read') }), 400, 'VALIDATION_FAILED');
+      expect(report.message).toMatch(/^querystring\.from: expected an ISO 8601 date-time/);
       expectError(await app.inject({ method: 'GET', url: '/v1/members/ann/ledger?cursor=forged', headers: auth('read') }), 400, 'VALIDATION_FAILED');
       expectError(await app.inject({ method: 'GET', url: '/v1/members/ann/ledger?limit=0', headers: auth('read') }), 400, 'VALIDATION_FAILED');
       expectError(await app.inject({ method: 'GET', url: '/v1/members/ann/ledger?from=2026-11-05&to=2026-11-01', headers: auth('read') }), 400, 'VALIDATION_FAILED');

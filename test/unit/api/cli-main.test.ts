@@ -1,0 +1,42 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** `loyalty <args>` from the sources, as a person runs it. */
+function loyalty(...args: string[]) {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+  return { code: result.status, out: result.stdout, err: result.stderr };
+}
+
+describe('loyalty exit codes', () => {
+  it('no command is a usage error (2, usage on stderr); help is not (0, on stdout)', () => {
+    const none = loyalty();
+    expect(none.code).toBe(2);
+    expect(none.err).toMatch(/^usage: loyalty <command>/);
+    const help = loyalty('help');
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/^usage: loyalty <command>/);
+    expect(loyalty('frobnicate').code).toBe(2);
+  });
+
+  it('program validate: 2 without a file, for a missing file and for a bad option; 0 for a valid program and for --help', () => {
+    const noFile = loyalty('program', 'validate');
+    expect(noFile.code).toBe(2);
+    expect(noFile.err).toMatch(/^expected a program file\n\nusage: loyalty program validate <file>/);
+    expect(loyalty('program').code).toBe(2);
+    const missing = loyalty('program', 'validate', 'no/such/program.yaml');
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/ERR_PROGRAM_FILE_UNREADABLE: cannot read program file no\/such\/program.yaml/);
+    const option = loyalty('program', 'validate', '--strict');
+    expect(option.code).toBe(2);
+    expect(option.err).toBe('unknown option --strict (see --help)\n');
+    const help = loyalty('program', '--help');
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/exit codes: 0 valid, 2 not valid, not readable, or bad usage/);
+    const valid = loyalty('program', 'validate', 'config/programs/retail.yaml');
+    expect(valid.code).toBe(0);
+    expect(valid.out).toMatch(/^ok: program "retail"/);
+  });
+});
