@@ -75,6 +75,8 @@ export class Ingest {
       batchSizeMax: options.batchSizeMax,
       batchAgeMsMax: options.batchAgeMsMax,
       hasRoom: (actor) => !this.paused && options.runner.hasRoom(actor),
+      // Caught up with the stream and the actor idle: latency matters more than batch size.
+      isIdle: (actor) => this.lastPending === 0 && options.runner.batchesInFlight(actor) === 0,
       send: (actor, buffer) => this.send(actor, buffer),
     });
   }

@@ -10,10 +10,12 @@ interface Sent {
   memberIds: string[];
 }
 
-function harness(options: { actors?: number; batchSizeMax?: number; batchAgeMsMax?: number } = {}) {
+function harness(options: { actors?: number; batchSizeMax?: number; batchAgeMsMax?: number; idle?: Map<number, boolean> } = {}) {
   const sent: Sent[] = [];
   const room = new Map<number, boolean>();
+  const idle = options.idle;
   const batcher = new Batcher({
+    ...(idle !== undefined ? { isIdle: (actor: number) => idle.get(actor) ?? false } : {}),
     actors: options.actors ?? 2,
     batchSizeMax: options.batchSizeMax ?? 3,
     batchAgeMsMax: options.batchAgeMsMax ?? 10,
@@ -42,6 +44,25 @@ afterEach(() => {
 });
 
 describe('Batcher', () => {
+  it('sends an idle actor\'s batch at the end of the event loop turn, with every record added in that turn', () => {
+    const idle = new Map([[0, true], [1, false]]);
+    const { sent, add } = harness({ batchSizeMax: 100, batchAgeMsMax: 10, idle });
+    add(0);
+    add(0);
+    add(1); // busy: waits its age
+    expect(sent).toEqual([]);
+    vi.advanceTimersToNextTimer(); // the immediate runs before the 10 ms timer
+    expect(sent).toEqual([{ actor: 0, count: 2, sequences: [1, 2], memberIds: ['m0', 'm0'] }]);
+    vi.advanceTimersByTime(10);
+    expect(sent.map(({ actor, count }) => [actor, count])).toEqual([
+      [0, 2],
+      [1, 1],
+    ]);
+    // The idle flush left no timer behind: nothing more is sent.
+    vi.advanceTimersByTime(100);
+    expect(sent).toHaveLength(2);
+  });
+
   it('sends a batch as soon as it reaches batchSizeMax', () => {
     const { sent, add } = harness({ batchSizeMax: 3 });
     add(0);
