@@ -1,15 +1,18 @@
 // Publishes one order with the standard NATS client and prints the outcome the
-// engine sends back. Usage: node examples/publish-order.mjs [memberId] [amountMinor]
+// engine sends back. Usage:
+//   node examples/publish-order.mjs [memberId] [amountMinor]
+//   node examples/publish-order.mjs '<event JSON>'    any event of docs/contract.md, as given
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 
-const memberId = process.argv[2] ?? 'alice';
+const given = process.argv[2]?.trimStart().startsWith('{') ? JSON.parse(process.argv[2]) : undefined;
+const memberId = given?.memberId ?? process.argv[2] ?? 'alice';
 const amountMinor = Number(process.argv[3] ?? 12_345);
 const nc = await connect({ servers: process.env.LOYALTY_NATS_URL || 'nats://127.0.0.1:4222' });
 // Every outcome of this member; we print those of our event (a first purchase
 // gives `membership`, then `balance`, maybe `tier` or `benefit`).
 const outcomes = nc.subscribe(`loyalty.outcome.*.${memberId}`);
-const event = {
+const event = given ?? {
   id: `order-${Date.now()}`,
   memberId,
   type: 'purchase',

@@ -44,7 +44,8 @@ export interface JetStreamSubmitterOptions {
   /**
    * After the first outcome of an event, how long to keep collecting its
    * siblings (an event can yield balance + tier + benefit outcomes, published
-   * back to back). Skipped when outcome messages carry Loyalty-Outcome-Count.
+   * back to back). The actors publish no count of an event's outcomes, so
+   * every wait that saw one outcome ends this long after it.
    */
   readonly settleMs?: number;
   /** Close the shared outcome subscription after this long without waiters. */
@@ -52,9 +53,6 @@ export interface JetStreamSubmitterOptions {
   /** 'shared' (default) or 'per-request' (one subscription per wait; kept for measurement). */
   readonly outcomeSubscription?: 'shared' | 'per-request';
 }
-
-/** Optional header on outcome messages: how many outcomes the event has (lets a wait end without the settle time). */
-export const HEADER_OUTCOME_COUNT = 'Loyalty-Outcome-Count';
 
 export type OutcomeRecord = Record<string, unknown>;
 export type OutcomeListener = (outcome: OutcomeRecord, message: Msg) => void;
@@ -252,7 +250,6 @@ export class JetStreamSubmitter implements EventSubmitter {
   private waitFor(memberId: string, eventId: string, waitMs: number): Waiter {
     const outcomes: OutcomeRecord[] = [];
     const seenMessageIds = new Set<string>();
-    let expected: number | undefined;
     let settleTimer: NodeJS.Timeout | undefined;
     let deadline: NodeJS.Timeout | undefined;
     let stop: () => void = () => undefined;
@@ -273,13 +270,7 @@ export class JetStreamSubmitter implements EventSubmitter {
         seenMessageIds.add(messageId);
       }
       outcomes.push(outcome);
-      const count = Number(message.headers?.get(HEADER_OUTCOME_COUNT) ?? Number.NaN);
-      if (Number.isInteger(count) && count > 0) expected = count;
-      if (expected !== undefined && outcomes.length >= expected) {
-        finish({ outcomes, timedOut: false });
-        return;
-      }
-      if (outcomes.length === 1 && expected === undefined) {
+      if (outcomes.length === 1) {
         settleTimer = setTimeout(() => finish({ outcomes, timedOut: false }), this.settleMs);
       }
     };
