@@ -225,7 +225,7 @@ function threadCpuSeconds(): number | undefined {
 
 async function start(): Promise<void> {
   const settings: Settings = Object.freeze({ ...data.settings });
-  const logger = createLogger(settings.logLevel).child({ thread: 'api' });
+  const logger = createLogger(settings.logLevel, undefined, settings.logFormat).child({ thread: 'api' });
   store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes, partitions: settings.partitions });
   nc = await connectNats(settings, 'loyalty-engine-api');
   submitter = new JetStreamSubmitter(nc, { subjectPrefix: settings.subjectPrefix });

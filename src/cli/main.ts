@@ -80,7 +80,7 @@ async function start(): Promise<number> {
   } catch (error) {
     return reportStartupError(error);
   }
-  const logger = createLogger(settings.logLevel);
+  const logger = createLogger(settings.logLevel, undefined, settings.logFormat);
   const engine = new Engine({ settings, program, logger });
   let signals = 0;
   const stopped = new Promise<number>((resolve) => {
@@ -123,9 +123,13 @@ async function start(): Promise<number> {
   try {
     await engine.start();
   } catch (error) {
-    logger.fatal({ err: error }, 'engine failed to start');
+    // One message per failure: a configuration problem (a bad token file, a
+    // busy port) is its own text; anything else is logged with its stack.
+    if (error instanceof ConfigError) logger.fatal(`engine failed to start: ${error.message}`);
+    else if (error instanceof EngineError) logger.fatal({ code: error.code }, `engine failed to start: ${error.message}`);
+    else logger.fatal({ err: error }, 'engine failed to start');
     await engine.stop().catch(() => undefined);
-    return reportStartupError(error);
+    return error instanceof ConfigError ? 2 : 1;
   }
   return stopped;
 }

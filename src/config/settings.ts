@@ -107,6 +107,8 @@ const settingsObject = z
     httpHost: z.string().default('127.0.0.1'),
     httpPort: integer(0, 65535).default(8080),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** 'auto': human-readable when stdout is a terminal, JSON lines otherwise. */
+    logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
     shutdownTimeoutMs: integer(100, 600_000).default(30_000),
   })
   .strict();
@@ -165,5 +167,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Pa
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError('settings', problems);
   const actors = parsed.data.actors ?? Math.min(availableParallelism(), parsed.data.partitions);
-  return Object.freeze({ ...parsed.data, actors });
+  // Resolved here, on the main thread: the API thread's stdout is never a terminal.
+  const logFormat = parsed.data.logFormat === 'auto' ? (process.stdout.isTTY === true ? 'pretty' : 'json') : parsed.data.logFormat;
+  return Object.freeze({ ...parsed.data, actors, logFormat });
 }

@@ -20,6 +20,7 @@ export function admits(range: string, version: Version): boolean {
   return range.split('||').some((alternative) => {
     const comparators = alternative.trim().replace(/(>=|<=|>|<|\^|~)\s+/g, '$1').split(/\s+/).filter(Boolean);
     return comparators.every((comparator) => {
+      if (comparator === '*' || comparator === 'x') return true;
       const match = /^(>=|<=|>|<|\^|~|=)?v?([\d.x]+)$/.exec(comparator.replace(/\.\*/g, '.x'));
       if (match === null) throw new Error(`unreadable engines range ${range}`);
       const [, op = '=', text] = match as unknown as [string, string | undefined, string];
