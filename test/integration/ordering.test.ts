@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/config/settings.js';
 import { ensureTopology } from '../../src/transport/topology.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
-import { publishAll, sleep, startEngineProcess, tempDataDir, waitForAckFloor } from '../helpers/engine-process.js';
+import { publishAll, startEngineProcess, tempDataDir, waitFor, waitForAckFloor } from '../helpers/engine-process.js';
 
 /**
  * Per-member order under load. A few hot members get most events, published
@@ -57,7 +57,8 @@ describe('per-member order', () => {
       }
       const last = await publishAll(nc, messages);
       await waitForAckFloor(nc, last, 120_000);
-      await sleep(500);
+      // Acked means committed; the outcomes may still be on their way: wait for all of them.
+      await waitFor(() => reported.size >= expected.size, 30_000, `outcomes of all ${expected.size} events (got ${reported.size})`);
       const wrong = [...expected].filter(([eventId, balance]) => reported.has(eventId) && reported.get(eventId) !== balance);
       expect(reported.size).toBe(expected.size);
       expect(wrong.slice(0, 5)).toEqual([]);
