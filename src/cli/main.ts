@@ -123,13 +123,13 @@ async function start(): Promise<number> {
   try {
     await engine.start();
   } catch (error) {
-    // One message per failure: a configuration problem (a bad token file, a
-    // busy port) is its own text; anything else is logged with its stack.
-    if (error instanceof ConfigError) logger.fatal(`engine failed to start: ${error.message}`);
-    else if (error instanceof EngineError) logger.fatal({ code: error.code }, `engine failed to start: ${error.message}`);
-    else logger.fatal({ err: error }, 'engine failed to start');
+    // One message per failure: a configuration problem (a bad token file) or
+    // a known engine error goes to stderr as its own text, like a bad setting
+    // before the logger exists; anything else is logged once, with its stack.
     await engine.stop().catch(() => undefined);
-    return error instanceof ConfigError ? 2 : 1;
+    if (error instanceof ConfigError || error instanceof EngineError) return reportStartupError(error);
+    logger.fatal({ err: error }, 'engine failed to start');
+    return 1;
   }
   return stopped;
 }

@@ -72,24 +72,24 @@ describe('loyalty start logs', () => {
     }
   }
 
-  it('a fatal error is one message, JSON when stdout is not a terminal, exit 2 for bad configuration', () => {
-    const run = badStart();
-    expect(run.code).toBe(2);
-    expect(run.err).toBe('');
-    const fatal = run.out.split('\n').filter((line) => line.includes('no-such-tokens'));
-    expect(fatal).toHaveLength(1);
-    const line = JSON.parse(fatal[0]!) as { level: number; msg: string; err?: unknown };
-    expect(line.level).toBe(60);
-    expect(line.msg).toMatch(/^engine failed to start: invalid API tokens:/);
-    expect(line.err).toBeUndefined(); // no stack beside the message
+  it('a failed start is one message on stderr (no log line, no stack), exit 2 for bad configuration', () => {
+    for (const format of [undefined, 'json', 'pretty']) {
+      const run = badStart(format);
+      expect(run.code, format).toBe(2);
+      expect(run.err, format).toMatch(/^invalid API tokens:\n {2}- LOYALTY_API_TOKENS_FILE: cannot read .*no-such-tokens/);
+      expect(run.err.match(/invalid API tokens/g), format).toHaveLength(1);
+      expect(run.err, format).not.toMatch(/\n\s+at /); // no stack
+      expect(run.out, format).not.toMatch(/invalid API tokens/);
+    }
   });
 
-  it('LOYALTY_LOG_FORMAT=pretty writes human lines', () => {
-    const run = badStart('pretty');
-    expect(run.code).toBe(2);
-    expect(run.out).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] FATAL \(loyalty-engine\): engine failed to start: invalid API tokens:/m);
-    expect(run.out.match(/engine failed to start/g)).toHaveLength(1);
-    expect(run.out.match(/FATAL/g)).toHaveLength(1);
-    expect(run.out).not.toMatch(/^\{/m);
+  it('LOYALTY_LOG_FORMAT=pretty writes human lines, json (the default off a terminal) JSON lines', () => {
+    const pretty = badStart('pretty');
+    expect(pretty.out).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(loyalty-engine\): engine stopped/m);
+    expect(pretty.out).not.toMatch(/^\{/m);
+    const json = badStart();
+    const lines = json.out.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
   });
 });
