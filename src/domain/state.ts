@@ -232,20 +232,27 @@ export interface MemberState {
   readonly digestAtMs?: number;
 }
 
-export type LedgerKind =
-  | 'earn'
-  | 'activity'
-  | 'adjustment'
-  | 'release'
-  | 'clawback'
-  | 'redeem'
-  | 'redeem_cancel'
-  | 'expire'
-  | 'forfeit'
-  | 'qualifying_lapse'
-  | 'debt'
-  | 'debt_repayment'
-  | 'donate';
+/**
+ * Every ledger entry kind. Append only: the store keeps a kind as its index
+ * in this list (src/store/ledger-codec.ts), so an index must keep its meaning.
+ */
+export const LEDGER_KINDS = [
+  'earn',
+  'activity',
+  'adjustment',
+  'release',
+  'clawback',
+  'redeem',
+  'redeem_cancel',
+  'expire',
+  'forfeit',
+  'qualifying_lapse',
+  'debt',
+  'debt_repayment',
+  'donate',
+] as const;
+
+export type LedgerKind = (typeof LEDGER_KINDS)[number];
 
 export type LedgerBalance = 'spendable' | 'pending' | 'qualifying' | 'debt';
 

@@ -1,5 +1,5 @@
 import { assert } from '../domain/assert.js';
-import type { LedgerBalance, LedgerEntry, LedgerKind } from '../domain/state.js';
+import { LEDGER_KINDS, type LedgerBalance, type LedgerEntry, type LedgerKind } from '../domain/state.js';
 
 /**
  * The stored form of one event's ledger entries: rows of values instead of
@@ -18,28 +18,15 @@ import type { LedgerBalance, LedgerEntry, LedgerKind } from '../domain/state.js'
  */
 
 /**
- * Kinds and balances are stored as their index in these tables (a small
+ * Kinds and balances are stored as their index in these tables (kinds: the
+ * domain's LEDGER_KINDS) (a small
  * integer packs in one byte, a string costs a header and UTF-8 encoding per
  * row: the bench measured the ledger at a fifth of the store's encoding
  * time). Append only: a stored index must keep its meaning. A kind missing
  * here (a new one not added yet) is stored as its text, as rows written
  * before the tables were.
  */
-const KINDS: readonly LedgerKind[] = [
-  'earn',
-  'activity',
-  'adjustment',
-  'release',
-  'clawback',
-  'redeem',
-  'redeem_cancel',
-  'expire',
-  'forfeit',
-  'qualifying_lapse',
-  'debt',
-  'debt_repayment',
-  'donate',
-];
+const KINDS: readonly LedgerKind[] = LEDGER_KINDS;
 const BALANCES: readonly LedgerBalance[] = ['spendable', 'pending', 'qualifying', 'debt'];
 const KIND_CODE = new Map<string, number>(KINDS.map((kind, index) => [kind, index]));
 const BALANCE_CODE = new Map<string, number>(BALANCES.map((balance, index) => [balance, index]));

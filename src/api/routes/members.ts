@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { LEDGER_KINDS } from '../../domain/state.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import { instantMs, instantSchema, memberParams, queryInteger } from '../schema.js';
@@ -8,21 +9,7 @@ import { WalletCache } from '../wallet-cache.js';
 
 /** What members see: the wallet (balances, pending, expiring, tier progress, vouchers) and the ledger. */
 
-export const LEDGER_KINDS = [
-  'earn',
-  'activity',
-  'adjustment',
-  'release',
-  'clawback',
-  'redeem',
-  'redeem_cancel',
-  'expire',
-  'forfeit',
-  'qualifying_lapse',
-  'debt',
-  'debt_repayment',
-  'donate',
-] as const;
+export { LEDGER_KINDS };
 
 export const LEDGER_LIMIT_DEFAULT = 50;
 export const LEDGER_LIMIT_MAX = 500;
