@@ -179,21 +179,19 @@ export async function runRawBaseline<Extra = undefined>(options: RawBaselineOpti
     const machineBefore = readMachineTicks();
     const benchCpuBefore = process.cpuUsage();
     const consumeStarted = performance.now();
+    // The options of one pass over the stored messages (raw consume or contract ceiling).
+    const passOptions = (name: string, phase: string): PassOptions => ({
+      name,
+      target: stream.stored,
+      base,
+      ackEvery,
+      pullBatch,
+      ackPendingMax,
+      timeoutMs: phaseTimeoutMs,
+      onProgress: (done) => options.onProgress?.(phase, done, stream.stored),
+    });
     const passes: ConsumePass[] = [];
-    for (let pass = 1; pass <= repeats; pass++) {
-      passes.push(
-        await consumePass(jsm, js, {
-          name: `bench-raw-${pass}`,
-          target: stream.stored,
-          base,
-          ackEvery,
-          pullBatch,
-          ackPendingMax,
-          timeoutMs: phaseTimeoutMs,
-          onProgress: (done) => options.onProgress?.(`raw consume ${pass}/${repeats}`, done, stream.stored),
-        }),
-      );
-    }
+    for (let pass = 1; pass <= repeats; pass++) passes.push(await consumePass(jsm, js, passOptions(`bench-raw-${pass}`, `raw consume ${pass}/${repeats}`)));
     const benchCpu = process.cpuUsage(benchCpuBefore);
     const machineBusy = machineBusySeconds(machineBefore, readMachineTicks());
     const consumeWallSeconds = (performance.now() - consumeStarted) / 1000;
@@ -208,18 +206,7 @@ export async function runRawBaseline<Extra = undefined>(options: RawBaselineOpti
       const contractRepeats = options.contractRepeats ?? Math.min(repeats, 3);
       const contractPasses: ContractPass[] = [];
       for (let pass = 1; pass <= contractRepeats; pass++) {
-        contractPasses.push(
-          await contractPass(jsm, js, nc, sample, {
-            name: `bench-contract-${pass}`,
-            target: stream.stored,
-            base,
-            ackEvery,
-            pullBatch,
-            ackPendingMax,
-            timeoutMs: phaseTimeoutMs,
-            onProgress: (done) => options.onProgress?.(`contract ceiling ${pass}/${contractRepeats}`, done, stream.stored),
-          }),
-        );
+        contractPasses.push(await contractPass(jsm, js, nc, sample, passOptions(`bench-contract-${pass}`, `contract ceiling ${pass}/${contractRepeats}`)));
       }
       const contractRates = contractPasses.map((pass) => pass.ratePerSecond);
       contract = {
@@ -269,7 +256,8 @@ interface PassOptions {
   onProgress: (done: number) => void;
 }
 
-async function consumePass(jsm: JetStreamManager, js: JetStreamClient, options: PassOptions): Promise<ConsumePass> {
+/** A fresh durable ack-all consumer over the stored messages for one pass. */
+async function passConsumer(jsm: JetStreamManager, js: JetStreamClient, options: PassOptions) {
   await jsm.consumers.add(RAW_STREAM, {
     durable_name: options.name,
     ack_policy: AckPolicy.All,
@@ -277,7 +265,11 @@ async function consumePass(jsm: JetStreamManager, js: JetStreamClient, options: 
     max_ack_pending: options.ackPendingMax,
     ack_wait: 60_000_000_000, // ns: no redelivery during a pass
   });
-  const consumer = await js.consumers.get(RAW_STREAM, options.name);
+  return js.consumers.get(RAW_STREAM, options.name);
+}
+
+async function consumePass(jsm: JetStreamManager, js: JetStreamClient, options: PassOptions): Promise<ConsumePass> {
+  const consumer = await passConsumer(jsm, js, options);
   const machineBefore = readMachineTicks();
   let consumed = 0;
   let lastMessage: JsMsg | undefined;
@@ -314,14 +306,7 @@ async function consumePass(jsm: JetStreamManager, js: JetStreamClient, options: 
 }
 
 async function contractPass(jsm: JetStreamManager, js: JetStreamClient, nc: NatsConnection, sample: OutcomeSample, options: PassOptions): Promise<ContractPass> {
-  await jsm.consumers.add(RAW_STREAM, {
-    durable_name: options.name,
-    ack_policy: AckPolicy.All,
-    deliver_policy: DeliverPolicy.All,
-    max_ack_pending: options.ackPendingMax,
-    ack_wait: 60_000_000_000,
-  });
-  const consumer = await js.consumers.get(RAW_STREAM, options.name);
+  const consumer = await passConsumer(jsm, js, options);
   const router = new PubAckRouter(nc, undefined);
   const machineBefore = readMachineTicks();
   let consumed = 0;

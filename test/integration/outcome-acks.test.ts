@@ -27,22 +27,23 @@ async function storedMessages(jsm: JetStreamManager, stream: string): Promise<nu
   return (await jsm.streams.info(stream)).state.messages;
 }
 
+// One nats-server for the file: the group streams (groups.>, full.>) and the engine's streams do not overlap.
+let server: TestNatsServer;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  server = await startTestNatsServer();
+  nc = await connectTest(server.url);
+  jsm = await jetstreamManager(nc);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
 describe('JetStream publishes acknowledged in groups', () => {
-  let server: TestNatsServer;
-  let nc: NatsConnection;
-  let jsm: JetStreamManager;
-
-  beforeAll(async () => {
-    server = await startTestNatsServer();
-    nc = await connectTest(server.url);
-    jsm = await jetstreamManager(nc);
-  });
-
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
-
   it('resolves a group once the stream has stored every message, duplicates included', async () => {
     await jsm.streams.add({ name: 'GROUPS', subjects: ['groups.>'], storage: StorageType.File, duplicate_window: 60_000_000_000 });
     const router = new PubAckRouter(nc, undefined);
@@ -83,20 +84,8 @@ describe('JetStream publishes acknowledged in groups', () => {
 });
 
 describe('the engine keeps outcomes the outcome stream did not store', () => {
-  let server: TestNatsServer;
-  let nc: NatsConnection;
-  let jsm: JetStreamManager;
-
   beforeAll(async () => {
-    server = await startTestNatsServer();
-    nc = await connectTest(server.url);
-    jsm = await jetstreamManager(nc);
     await ensureTopology(jsm, loadSettings({}, { natsUrl: server.url }));
-  });
-
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
   });
 
   it('publishes them again until the stream has them, then removes their outbox entries; what is left at a stop survives it', async () => {
