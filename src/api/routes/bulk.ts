@@ -73,7 +73,7 @@ export function registerBulkRoutes(app: FastifyInstance, ctx: ApiContext, jobs: 
           'CSV header: memberId,direction,points,reason and optionally currency,id,qualifying,occurredAt (any order). NDJSON: one object per line with the same fields. ' +
           'One adjustment event per valid line, id `bulk:<jobId>:<line>` unless the line gives one. Idempotency-Key (1-64 of A-Z a-z 0-9 _ -) becomes the job id: ' +
           'posting again with the same key returns the job instead of running it twice. The job runs on after the 202.',
-        consumes: ['text/csv', 'application/x-ndjson'],
+        consumes: ['text/csv', 'application/x-ndjson', 'application/ndjson', 'application/jsonl', 'text/plain'],
         querystring: uploadQuery,
         body: documentOnly(z.string().meta({ description: 'the file' })),
         response: {

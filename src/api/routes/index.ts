@@ -53,6 +53,26 @@ export interface ApiRoutes {
   close(): void;
 }
 
+const JSON_ONLY: readonly string[] = ['application/json'];
+
+/**
+ * 415 before the body is read when a request sends a content type its route
+ * does not take: the route schema's `consumes` (also what OpenAPI shows), JSON
+ * where a route has a body schema and names none. Without this, fastify's
+ * built-in text/plain parser would hand a JSON route a string and the answer
+ * would be a confusing 400 "must be a JSON object".
+ */
+function unsupportedMediaType(request: FastifyRequest): ApiError | undefined {
+  const header = request.headers['content-type'];
+  if (header === undefined) return undefined;
+  const schema = request.routeOptions.schema as { readonly body?: unknown; readonly consumes?: readonly string[] } | undefined;
+  if (schema?.body === undefined) return undefined;
+  const consumes = schema.consumes ?? JSON_ONLY;
+  const type = header.split(';', 1)[0]!.trim().toLowerCase();
+  if (consumes.includes(type)) return undefined;
+  return new ApiError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${type || '(empty)'} is not taken here: send ${consumes.join(', ')}`);
+}
+
 /** The body size of JSON write endpoints: an event is never larger than the engine accepts. */
 export function jsonBodyBytesMax(ctx: ApiContext): number {
   return Math.min(ctx.settings.payloadBytesMax, ctx.settings.httpBodyBytesMax);
@@ -91,7 +111,7 @@ export async function registerApiRoutes(app: FastifyInstance, ctx: ApiContext, o
       done();
       return;
     }
-    const error = authorize(request, role, tokens, loopbackOnly);
+    const error = authorize(request, role, tokens, loopbackOnly) ?? unsupportedMediaType(request);
     if (error !== undefined) {
       sendError(reply, error); // answered: the lifecycle stops here, the body is never read
       return;

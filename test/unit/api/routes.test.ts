@@ -263,6 +263,39 @@ describe('HTTP API routes', () => {
     });
   });
 
+  describe('content types', () => {
+    it('answers 415, before reading the body, to a JSON route sent text/plain, CSV or YAML, naming what it takes', async () => {
+      for (const type of ['text/plain', 'text/csv', 'application/yaml', 'text/plain; charset=utf-8']) {
+        const error = expectError(
+          await app.inject({ method: 'POST', url: '/v1/events', headers: { ...auth('write'), 'content-type': type }, payload: '{"id":"e1"}' }),
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+        );
+        expect(error.message).toContain('application/json');
+      }
+      expectError(
+        await app.inject({ method: 'POST', url: '/v1/members/ann/adjustments', headers: { ...auth('write'), 'content-type': 'text/plain' }, payload: '{}' }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      );
+      expect(engine.submitted).toHaveLength(0);
+    });
+
+    it('checks the token before the content type, and lets each route take what its schema names', async () => {
+      expectError(await app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'text/plain' }, payload: 'x' }), 401, 'UNAUTHORIZED');
+      const program = expectError(
+        await app.inject({ method: 'POST', url: '/v1/program/validate', headers: { ...auth('write'), 'content-type': 'text/csv' }, payload: 'a,b' }),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      );
+      expect(program.message).toContain('application/yaml');
+      const yaml = await app.inject({ method: 'POST', url: '/v1/program/validate', headers: { ...auth('write'), 'content-type': 'application/yaml' }, payload: programText() });
+      expect(yaml.statusCode).toBe(200);
+      const json = await app.inject({ method: 'POST', url: '/v1/events', headers: { ...auth('write'), 'content-type': 'application/json; charset=utf-8' }, payload: '{}' });
+      expect(json.statusCode).toBe(400); // through to validation
+    });
+  });
+
   describe('errors from fastify itself', () => {
     it('maps bad JSON, unsupported media types and too large bodies to the JSON error shape', async () => {
       expectError(await app.inject({ method: 'POST', url: '/v1/events', headers: { ...auth('write'), 'content-type': 'application/json' }, payload: '{"id":' }), 400, 'INVALID_JSON');
