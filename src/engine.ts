@@ -5,6 +5,7 @@ import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
 import { loadApiTokens } from './api/auth.js';
 import type { Health } from './api/context.js';
+import { assertHttpPortFree } from './api/port-check.js';
 import { ApiThread } from './api/thread.js';
 import { parseProgramText } from './config/program-file.js';
 import { globalBudgetLimits } from './domain/ports.js';
@@ -86,6 +87,7 @@ export class Engine {
     const { settings, logger } = this.options;
     // Bad token entries stop the start before anything runs (a ConfigError naming each).
     const tokens = loadApiTokens({ apiTokens: settings.apiTokens, apiTokensFile: settings.apiTokensFile });
+    await assertHttpPortFree(settings.httpHost, settings.httpPort);
     this.natsUrl = settings.natsUrl !== '' ? settings.natsUrl : await this.startEmbeddedNats();
     this.nc = await connectNats({ ...settings, natsUrl: this.natsUrl }, 'loyalty-engine');
     logger.info({ nats: this.natsUrl }, 'connected to NATS');

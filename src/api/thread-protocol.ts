@@ -1,4 +1,4 @@
-import { ConfigError, EngineError } from '../config/errors.js';
+import { ConfigError, EngineError, isEngineErrorCode } from '../config/errors.js';
 import type { Settings } from '../config/settings.js';
 import type { Program } from '../domain/program.js';
 import type { TokenTableData } from './auth.js';
@@ -79,7 +79,7 @@ export function serializeError(error: unknown): SerializedError {
 /** An error of the API thread's start, as the engine's start reports it (ConfigError and EngineError keep their kind). */
 export function startError(error: SerializedError): Error {
   if (error.fields !== undefined) return new ConfigError(error.message.replace(/^invalid (.*?):\n[\s\S]*$/, '$1'), error.fields);
-  return new EngineError(error.code ?? 'ERR_API_THREAD', `the HTTP API thread could not start: ${error.message}`);
+  return new EngineError(isEngineErrorCode(error.code) ? error.code : 'ERR_API_THREAD', `the HTTP API thread could not start: ${error.message}`);
 }
 
 export function deserializeError(error: SerializedError): Error {

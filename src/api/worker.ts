@@ -15,6 +15,7 @@ import { TokenTable } from './auth.js';
 import type { ApiContext, Health, ProgramCheck, ProgramManager } from './context.js';
 import { ApiError } from './errors.js';
 import { listeningPort, startHttpServer } from './http.js';
+import { httpListenError } from './port-check.js';
 import { storeReportReader } from './report-reader.js';
 import type { MetricsSource } from './routes/index.js';
 import { WalletCache } from './wallet-cache.js';
@@ -260,6 +261,8 @@ async function start(): Promise<void> {
     api,
     logger,
     routes: { tokens: TokenTable.fromData(data.tokens) },
+  }).catch((error: unknown) => {
+    throw httpListenError(settings.httpHost, settings.httpPort, error);
   });
   services = await startLoyaltyServices(nc, api);
   post({ type: 'ready', port: listeningPort(app) });

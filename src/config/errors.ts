@@ -1,7 +1,40 @@
-/** Operating errors carry a stable code and their cause (fastify/undici style). */
+/**
+ * Every error code the engine gives an operator, with what it means and what
+ * to do: one registry, so a code is never invented in passing. docs/operations.md
+ * ("Error codes") lists the same table; test/unit/config/error-codes.test.ts
+ * keeps the two equal. The HTTP API's codes are a separate set (src/api/errors.ts,
+ * docs/api.md). Add a code here before throwing it.
+ */
+export const ENGINE_ERROR_CODES = {
+  ERR_CONFIG_INVALID: 'a setting, token file or program field is invalid; the message names every bad field (exit code 2)',
+  ERR_PROGRAM_FILE_UNREADABLE: 'the program file cannot be read (path, permissions)',
+  ERR_HTTP_PORT_IN_USE: 'another process holds LOYALTY_HTTP_HOST:LOYALTY_HTTP_PORT; checked before NATS and the actors start',
+  ERR_STORE_OPEN: 'LMDB cannot open the data directory (permissions, a full disk, a map smaller than the data)',
+  ERR_STORE_FORMAT: 'the data directory was written by an engine with another store format',
+  ERR_PARTITIONS_MISMATCH: 'LOYALTY_PARTITIONS differs from the count the data directory was created with',
+  ERR_ACTOR_COMMIT_FAILED: 'an actor could not commit a batch; intake stopped without acking it (exit code 1, redelivered at the next start)',
+  ERR_ASSERTION: 'an invariant of the domain or store failed: a bug; the batch is not committed',
+  ERR_API_THREAD: 'the HTTP API thread could not start or died',
+  ERR_NATS_CONNECT: 'the NATS server at LOYALTY_NATS_URL cannot be reached',
+  ERR_NATS_CREDENTIALS: 'the NATS credentials (LOYALTY_NATS_CREDS, user/password, token) cannot be read or are refused',
+  ERR_NATS_CONFIG: 'a value for the embedded nats-server config is invalid',
+  ERR_NATS_TOPOLOGY: 'the stream or consumer cannot be created or updated (JetStream disabled, limits, permissions)',
+  ERR_NATS_SERVER_MISSING: 'no nats-server binary was found and none could be installed; the message says how to install it',
+  ERR_NATS_SERVER_START: 'the embedded nats-server did not start; its log tail is in the message',
+  ERR_NATS_PORT_IN_USE: 'the embedded nats-server port is taken (Debian runs a nats-server service on 4222)',
+  ERR_NATS_SERVER_CRASHING: 'the embedded nats-server exited too often within a minute; the engine stops restarting it',
+  ERR_NATS_SUPERVISOR_STATE: 'the embedded nats-server supervisor was used out of order: a bug',
+  ERR_COMMAND_FAILED: 'a system command the engine runs (apt-get, setpriv) could not run',
+  ERR_STREAM_PUBLISH: 'a JetStream publish was refused or not acknowledged in time; outcomes are published again',
+  ERR_SUBMIT: 'an API write could not be published to the transaction stream',
+} as const;
+
+export type EngineErrorCode = keyof typeof ENGINE_ERROR_CODES;
+
+/** Operating errors carry a stable code (one of ENGINE_ERROR_CODES) and their cause (fastify/undici style). */
 export class EngineError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: EngineErrorCode;
+  constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = 'EngineError';
@@ -16,4 +49,8 @@ export class ConfigError extends EngineError {
     this.fields = fields;
     this.name = 'ConfigError';
   }
+}
+
+export function isEngineErrorCode(code: unknown): code is EngineErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ENGINE_ERROR_CODES, code);
 }
