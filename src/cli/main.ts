@@ -33,7 +33,7 @@ Starts the engine. Every setting comes from an environment variable; the
 important ones:
   LOYALTY_NATS_URL        NATS server(s); empty: start a local nats-server with JetStream
   LOYALTY_DATA_DIR        state directory (default ./data)
-  LOYALTY_PROGRAM_FILE    loyalty program (default config/programs/retail.yaml)
+  LOYALTY_PROGRAM_FILE    loyalty program (default: the package's config/programs/retail.yaml)
   LOYALTY_HTTP_PORT       HTTP port for /health and /metrics (default 8080)
   LOYALTY_PARTITIONS      partitions, fixed per data directory (default 64)
   LOYALTY_ACTORS          actor threads (default: one per core)

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { DEFAULT_PROGRAM_FILE } from './package-root.js';
 
 /**
  * Engine settings, from environment variables (LOYALTY_*). One strict schema,
@@ -32,7 +33,8 @@ const settingsObject = z
     /** Install nats-server with apt-get when it is missing and we are root. */
     embeddedNatsAutoInstall: booleanFromEnv.default(true),
     dataDir: z.string().min(1).default('./data'),
-    programFile: z.string().min(1).default('config/programs/retail.yaml'),
+    /** Default: the retail sample shipped in the package (config/programs/retail.yaml), wherever the engine runs from. */
+    programFile: z.string().min(1).default(DEFAULT_PROGRAM_FILE),
     /** Fixed when a data directory is created; a different value later refuses to start. */
     partitions: integer(1, 4096).default(64),
     /** Actor threads; default one per core, at most one per partition. */

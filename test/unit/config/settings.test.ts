@@ -1,7 +1,10 @@
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, EngineError } from '../../../src/config/errors.js';
 import { envNameOf, loadSettings, settingsSchema, type Settings } from '../../../src/config/settings.js';
+
+const PACKAGE_DIR = join(import.meta.dirname, '..', '..', '..');
 
 function configError(action: () => unknown): ConfigError {
   try {
@@ -35,7 +38,7 @@ describe('loadSettings', () => {
       embeddedNatsPort: 4222,
       embeddedNatsAutoInstall: true,
       dataDir: './data',
-      programFile: 'config/programs/retail.yaml',
+      programFile: join(PACKAGE_DIR, 'config', 'programs', 'retail.yaml'),
       partitions: 64,
       actors: 2,
       streamName: 'LOYALTY_TX',
