@@ -193,8 +193,9 @@ export function creditQualifying(
 
 /**
  * Takes qualifying points back, never below what is left in the window
- * (points whose window already closed cannot be taken twice). `bucketKey`
- * null takes from the newest buckets first. Returns what was taken.
+ * (points whose window already closed cannot be taken twice): a return names
+ * its order's month (`bucketKey`), taken first; a debit (null) takes the
+ * newest months first (removeTierMeasure has the rule). Returns what was taken.
  */
 export function debitQualifying(
   work: Work,

@@ -55,22 +55,48 @@ export function addTierMeasure(work: Work, key: number, amount: number): void {
 }
 
 /**
- * Removes up to `amount` from the bucket `key` (or from the newest buckets
- * when key is null). A bucket that already left the window gives nothing.
+ * Removes up to `amount` of tier measure and returns what was taken. The rule
+ * (docs/program.md, "Qualifying points after returns and debits"):
+ * - a return (`sourceKey`: the month its order was earned in) takes from that
+ *   month's bucket first, because those are the points being given back; what
+ *   that bucket no longer holds (a qualifying debit already took it) comes from
+ *   the newest buckets, so the return still lowers the measure by what it gave;
+ * - an operator debit (`sourceKey` null) takes from the newest bucket first, so
+ *   the correction stays in the window as long as possible;
+ * - either spills into older buckets; each bucket stops at 0 and what no bucket
+ *   holds is not taken (never carried as a negative measure): the floor is
+ *   applied at each step, not once over all events;
+ * - a return whose month already left the window takes nothing: those points
+ *   were ledgered out as a qualifying lapse and cannot leave twice.
  */
-export function removeTierMeasure(work: Work, key: number | null, amount: number): number {
+export function removeTierMeasure(work: Work, sourceKey: number | null, amount: number): number {
   if (amount <= 0) return 0;
+  if (sourceKey !== null && sourceKey < oldestLiveKey(work.program, work.state)) return 0;
+  if (work.state.tierBuckets.length === 0) return 0;
   const buckets = writeList(work, 'tierBuckets');
   let left = amount;
-  for (let index = buckets.length - 1; index >= 0 && left > 0; index--) {
-    const bucket: TierBucket = buckets[index]!;
-    if (key !== null && bucket.key !== key) continue;
-    const taken = Math.min(bucket.amount, left);
-    left -= taken;
-    if (taken === bucket.amount) buckets.splice(index, 1);
-    else buckets[index] = { key: bucket.key, amount: bucket.amount - taken };
+  if (sourceKey !== null) {
+    const own = buckets.findIndex((bucket) => bucket.key === sourceKey);
+    if (own >= 0) left -= takeFromBucket(buckets, own, left);
   }
+  for (let index = buckets.length - 1; index >= 0 && left > 0; index--) left -= takeFromBucket(buckets, index, left);
+  assert(left >= 0, 'a tier measure removal took more than asked');
   return amount - left;
+}
+
+/** Takes up to `wanted` from one bucket (dropping it when emptied); returns what it took. */
+function takeFromBucket(buckets: TierBucket[], index: number, wanted: number): number {
+  const bucket = buckets[index]!;
+  const taken = Math.min(bucket.amount, wanted);
+  if (taken === bucket.amount) buckets.splice(index, 1);
+  else buckets[index] = { key: bucket.key, amount: bucket.amount - taken };
+  return taken;
+}
+
+/** The oldest month key still inside the window (no limit for a lifetime window or before the first review is set). */
+function oldestLiveKey(program: CompiledProgram, state: MemberState): number {
+  if (program.tierWindow.kind === 'lifetime' || state.tierReviewAtMs === null) return Number.MIN_SAFE_INTEGER;
+  return monthIndexOf(state.tierReviewAtMs, program.offsetMinutes) - windowMonths(program);
 }
 
 /** Removes the buckets with key < `firstKept` and returns their total. */
