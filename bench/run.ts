@@ -171,7 +171,9 @@ async function main(): Promise<number> {
               runComplete: engine.ended === 'all-done' || engine.ended === 'acked-all',
               onProgress: (text) => progress.update(text),
             });
-            progress.clear();
+            progress.log(
+              `correctness: ${correctness.passed ? 'PASSED' : 'FAILED'} in ${(correctness.durationMs / 1000).toFixed(1)} s (${correctness.note})`,
+            );
             if (!correctness.passed) failures.push('the engine\'s results differ from the replay of the published events (see correctness)');
           } else correctness = skippedCorrectness('--verify off');
         } catch (error) {

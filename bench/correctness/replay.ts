@@ -16,6 +16,11 @@ import {
 import { LmdbStore } from '../../src/store/lmdb.js';
 import { payloadOf, type Spool, type SpoolChunk } from '../generator/spool.js';
 import type { OutcomeCollector } from '../measure/outcomes.js';
+import { bar, formatCount } from '../report/progress.js';
+
+/** How often the replay's progress line is refreshed, and every how many wallets the comparison reports. */
+const PROGRESS_INTERVAL_MS = 250;
+const WALLET_PROGRESS_EVERY = 1_000;
 
 /**
  * Correctness under load: the engine's results are compared with an
@@ -230,13 +235,23 @@ export async function replayAndCompare(options: ReplayOptions): Promise<Correctn
     debt: collector.debt[index]!,
   });
 
+  // A bar over every chunk of every pass, the rate so far, and the phase: the replay of a large run takes minutes.
+  const steps = passes * spool.chunks.length;
+  let lastProgressMs = 0;
+  const progressOf = (step: number, what: string): void => {
+    const now = performance.now();
+    if (options.onProgress === undefined || now - lastProgressMs < PROGRESS_INTERVAL_MS) return;
+    lastProgressMs = now;
+    const rate = result.eventsChecked / Math.max(0.001, (now - started) / 1000);
+    options.onProgress(`${bar(step / steps)} correctness ${what} (${formatCount(rate)} events/s, ${((now - started) / 1000).toFixed(0)} s)`);
+  };
   try {
     for (let pass = 0; pass < passes; pass++) {
       const states = new Map<number, MemberState | undefined>();
       let chunkNumber = 0;
       for await (const chunk of spool.readAll()) {
         chunkNumber += 1;
-        if (chunkNumber % 8 === 0) options.onProgress?.(`correctness pass ${pass + 1}/${passes}: ${Math.round((100 * chunkNumber) / spool.chunks.length)} %`);
+        progressOf(pass * spool.chunks.length + chunkNumber, `pass ${pass + 1}/${passes}: replaying, ${formatCount(result.eventsChecked)} events checked`);
         for (let position = 0; position < chunk.count; position++) {
           const rank = chunk.memberRanks[position]!;
           if (rank % passes !== pass) continue;
@@ -272,7 +287,11 @@ export async function replayAndCompare(options: ReplayOptions): Promise<Correctn
       }
       result.membersChecked += states.size;
       if (store !== null) {
+        let compared = 0;
         for (const [rank, state] of states) {
+          if (++compared % WALLET_PROGRESS_EVERY === 0) {
+            progressOf((pass + 1) * spool.chunks.length, `pass ${pass + 1}/${passes}: comparing wallets ${formatCount(compared)}/${formatCount(states.size)}`);
+          }
           const memberId = spool.memberIdOfRank(rank);
           const stored = store.member(memberId);
           result.walletsCompared += 1;

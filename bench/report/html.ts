@@ -4,6 +4,7 @@ import { EVENT_KINDS } from '../generator/events.js';
 import { percentileKey, REPORTED_PERCENTILES } from '../measure/percentiles.js';
 import { formatBytes, formatCount, formatMs } from './progress.js';
 import type { BenchResult } from './result.js';
+import { targetSummary, VERDICT_MEANING } from './targets.js';
 import { barChart, escapeHtml, lineChart, type Series } from './svg.js';
 
 /**
@@ -40,9 +41,14 @@ export function renderHtml(result: BenchResult): string {
   const { parameters, engine, baseline, postgres, correctness, load, environment, ratios } = result;
   const sections: string[] = [];
   const verdictClass = result.verdict === 'PASSED' ? 'passed' : 'failed';
+  const targets = targetSummary(result);
   sections.push(
-    `<h1>Loyalty engine bench: ${escapeHtml(parameters.baseline === 'only' ? 'baselines only' : parameters.scenario)} <span class="${verdictClass}">${result.verdict}</span></h1>`,
+    `<h1>Loyalty engine bench: ${escapeHtml(parameters.baseline === 'only' ? 'baselines only' : parameters.scenario)} ` +
+      `<span class="badge ${verdictClass}">${result.verdict === 'PASSED' ? 'correct: PASSED' : 'FAILED'}</span>` +
+      (targets.total > 0 ? ` <span class="badge ${targets.notMet > 0 ? 'failed' : 'passed'}">${escapeHtml(targets.text)}</span>` : '') +
+      '</h1>',
   );
+  sections.push(`<p class="verdict-note">${escapeHtml(VERDICT_MEANING)}</p>`);
   sections.push(
     `<p>${escapeHtml(parameters.shape ?? `${formatCount(parameters.events)} events as fast as possible`)}<br>` +
       `${escapeHtml(`${formatCount(parameters.events)} events, ${formatCount(parameters.members)} members (Zipf s=${parameters.zipfExponent}, ${formatCount(load.distinctMembers)} touched), ${parameters.encoding}, program ${parameters.programFile}, seed ${parameters.seed}`)}<br>` +
@@ -119,6 +125,7 @@ export function renderHtml(result: BenchResult): string {
     `<h2>Targets (2-core machine)</h2>${table(
       ['target', 'result', 'measured', 'conditions'],
       result.targets.map((target) => [target.target, target.met === null ? 'n/a' : target.met ? 'MET' : 'NOT MET', target.measured ?? '-', target.conditions]),
+      (row) => (row[1] === 'NOT MET' || row[1] === 'MET' ? [1] : []),
     )}`,
   );
 
@@ -152,10 +159,11 @@ export function renderHtml(result: BenchResult): string {
         yLabel: 'ms',
         log: true,
         series: [
-          { name: 'p50', color: COLORS.p50, points: at((point) => point.latencyMs?.p50 ?? null) },
-          { name: 'p90', color: COLORS.p90, points: at((point) => point.latencyMs?.p90 ?? null) },
-          { name: 'p99', color: COLORS.p99, points: at((point) => point.latencyMs?.p99 ?? null) },
-          { name: 'p99.9', color: COLORS.p999, points: at((point) => point.latencyMs?.p999 ?? null) },
+          // Each percentile its own colour, dash and width: the lines stay apart in grey print and for colour-blind readers.
+          { name: 'p50 (solid)', color: COLORS.p50, strokeWidth: 2.4, points: at((point) => point.latencyMs?.p50 ?? null) },
+          { name: 'p90 (dashed)', color: COLORS.p90, dash: '7 4', points: at((point) => point.latencyMs?.p90 ?? null) },
+          { name: 'p99 (dotted)', color: COLORS.p99, dash: '2 3', strokeWidth: 2.2, points: at((point) => point.latencyMs?.p99 ?? null) },
+          { name: 'p99.9 (dash-dot)', color: COLORS.p999, dash: '9 3 2 3', points: at((point) => point.latencyMs?.p999 ?? null) },
         ],
       }),
     );
@@ -214,9 +222,10 @@ export function renderHtml(result: BenchResult): string {
         title: 'PostgreSQL ledger baseline: committed events per second',
         xLabel: 'seconds since its first fetch',
         yLabel: 'events/s',
+        y2Label: 'CPU, % of one core',
         series: [
           { name: 'committed/s', color: COLORS.postgres, points: postgres.timeline.map((point) => [point.tS, point.ratePerSecond] as const) },
-          { name: 'postgres CPU %', color: COLORS.nats, points: postgres.timeline.map((point) => [point.tS, point.postgresCpuPercent] as const), dashed: true },
+          { name: 'postgres CPU %', color: COLORS.nats, axis: 'right', points: postgres.timeline.map((point) => [point.tS, point.postgresCpuPercent] as const), dashed: true },
         ],
       }),
     );
@@ -271,6 +280,8 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;width:100%;margin:8px 0}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f6f6}.passed{color:#1a7f37}.failed{color:#cf222e}.failures li{color:#cf222e}
+.badge{display:inline-block;padding:1px 8px;border-radius:4px;font-weight:700;color:#fff}.badge.passed{background:#1a7f37;color:#fff}.badge.failed{background:#cf222e;color:#fff}
+h1 .badge{font-size:16px;vertical-align:middle}.verdict-note{color:#555;font-size:13px}
 svg{margin:12px 0;background:#fff}svg .title{font-size:14px;font-weight:600}svg .axis{font-size:11px;fill:#555}
 svg .label{font-size:12px;fill:#333}svg .legend{font-size:12px;fill:#333}svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#999}
 pre{background:#f6f6f6;padding:8px;overflow:auto}
@@ -280,9 +291,14 @@ ${sections.join('\n')}
 `;
 }
 
-function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+/** `marked(row)` lists the columns whose cell is a MET / NOT MET verdict, drawn as a badge. */
+function table(headers: readonly string[], rows: readonly (readonly string[])[], marked: (row: readonly string[]) => readonly number[] = () => []): string {
   const head = headers.some((header) => header.length > 0) ? `<tr>${headers.map((header) => `<th>${escapeHtml(header)}</th>`).join('')}</tr>` : '';
-  return `<table>${head}${rows.map((row) => `<tr>${row.map((cell) => `<td>${escapeHtml(cell)}</td>`).join('')}</tr>`).join('')}</table>`;
+  const cell = (row: readonly string[], text: string, column: number): string => {
+    if (!marked(row).includes(column)) return `<td>${escapeHtml(text)}</td>`;
+    return `<td><span class="badge ${text === 'MET' ? 'passed' : 'failed'}">${escapeHtml(text)}</span></td>`;
+  };
+  return `<table>${head}${rows.map((row) => `<tr>${row.map((text, column) => cell(row, text, column)).join('')}</tr>`).join('')}</table>`;
 }
 
 export function writeHtmlReport(result: BenchResult, runStamp: string, dir: string): string {

@@ -2,6 +2,7 @@ import { EVENT_KINDS } from '../generator/events.js';
 import { percentileKey, REPORTED_PERCENTILES } from '../measure/percentiles.js';
 import { formatBytes, formatCount, formatMs } from './progress.js';
 import type { BenchResult } from './result.js';
+import { targetSummary, VERDICT_MEANING } from './targets.js';
 
 /** The terminal report: one row per figure, label / value / context. */
 
@@ -176,7 +177,9 @@ export function renderTable(result: BenchResult, resultFile: string | null, html
   }
 
   const header = [
-    `Loyalty engine bench: ${parameters.baseline === 'only' ? 'baselines only' : parameters.scenario}  ${result.verdict}`,
+    `Loyalty engine bench: ${parameters.baseline === 'only' ? 'baselines only' : parameters.scenario}  ${result.verdict === 'PASSED' ? 'correct: PASSED' : 'FAILED'}` +
+      (result.targets.some((target) => target.met !== null) ? `  ·  ${targetSummary(result).text}` : ''),
+    VERDICT_MEANING,
     parameters.shape ?? `${formatCount(parameters.events)} events as fast as possible`,
     `${formatCount(parameters.events)} events, ${formatCount(parameters.members)} members (Zipf s=${parameters.zipfExponent}; ${formatCount(load.distinctMembers)} seen, hottest ${(load.hottestMemberShare * 100).toFixed(1)} % of events), ` +
       `${parameters.encoding}, seed ${parameters.seed}`,

@@ -90,3 +90,16 @@ export function judgeTargets(result: BenchResult): TargetCheck[] {
   });
   return targets;
 }
+
+/** What the verdict means, said in the report itself: PASSED is about correctness, never speed. */
+export const VERDICT_MEANING =
+  'PASSED means correct: the run completed and every outcome and wallet matched an independent replay of the published events.\n' +
+  'It says nothing about speed: the targets below say whether the engine was fast enough (MET / NOT MET).';
+
+/** "targets: 3 of 5 NOT MET" or "targets: all 4 MET" (n/a ones not counted). */
+export function targetSummary(result: Pick<BenchResult, 'targets'>): { total: number; notMet: number; text: string } {
+  const judged = result.targets.filter((target) => target.met !== null);
+  const notMet = judged.filter((target) => target.met === false).length;
+  const text = judged.length === 0 ? 'targets: none judged' : notMet > 0 ? `targets: ${notMet} of ${judged.length} NOT MET` : `targets: all ${judged.length} MET`;
+  return { total: judged.length, notMet, text };
+}

@@ -165,6 +165,61 @@ describe('HTML report', () => {
     expect(byName('µs of CPU').measured).toBe('240.0 µs');
   });
 
+  it('shows NOT MET as plainly as PASSED, and says that PASSED is correctness', () => {
+    const value = result();
+    const html = renderHtml(value);
+    const notMet = value.targets.filter((target) => target.met === false).length;
+    const judged = value.targets.filter((target) => target.met !== null).length;
+    expect(notMet).toBeGreaterThan(0);
+    expect(html).toContain(`<span class="badge passed">correct: PASSED</span> <span class="badge failed">targets: ${notMet} of ${judged} NOT MET</span>`);
+    expect((html.match(/<span class="badge failed">NOT MET<\/span>/g) ?? []).length).toBe(notMet);
+    expect(html).toContain('PASSED means correct');
+    const text = renderTable(value, null, null);
+    expect(text.split('\n')[0]).toContain(`correct: PASSED  ·  targets: ${notMet} of ${judged} NOT MET`);
+    expect(text).toContain('It says nothing about speed');
+  });
+
+  it('tells the latency percentiles apart by dash and width as well as colour', () => {
+    const html = renderHtml(result());
+    const latency = html.slice(html.indexOf('aria-label="Latency publish'), html.indexOf('</svg>', html.indexOf('aria-label="Latency publish')));
+    const styles = [...latency.matchAll(/<path d="[^"]+" fill="none" stroke="([^"]+)" stroke-width="([^"]+)"(?: stroke-dasharray="([^"]+)")?/g)].map((match) => `${match[2]}|${match[3] ?? ''}`);
+    expect(styles.length).toBe(4);
+    expect(new Set(styles).size).toBe(4);
+  });
+
+  it('keeps every legend entry inside the chart, wrapping to more rows', () => {
+    const names = ['private (RssAnon)', 'resident (VmRSS, with mapped LMDB pages)', 'main-thread V8 heap used', "actor threads' V8 heap used", 'one more long series name here'];
+    const svg = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: names.map((name, index) => ({ name, color: '#000', points: [[0, index], [1, index + 1]] })) });
+    const width = Number(/viewBox="0 0 (\d+) (\d+)"/.exec(svg)![1]);
+    const height = Number(/viewBox="0 0 (\d+) (\d+)"/.exec(svg)![2]);
+    const entries = [...svg.matchAll(/<text x="([\d.]+)" y="([\d.]+)" class="legend">([^<]+)<\/text>/g)];
+    expect(entries).toHaveLength(names.length);
+    for (const [, x, y, name] of entries) {
+      expect(Number(x) + name!.length * 7).toBeLessThanOrEqual(width);
+      expect(Number(y)).toBeLessThanOrEqual(height);
+    }
+    expect(new Set(entries.map((entry) => entry[2])).size).toBeGreaterThan(1); // more than one row
+  });
+
+  it('draws a series marked axis right against its own scale and labels that axis', () => {
+    const svg = lineChart({
+      title: 't',
+      xLabel: 'x',
+      yLabel: 'events/s',
+      y2Label: 'CPU, % of one core',
+      series: [
+        { name: 'rate', color: '#000', points: [[0, 0], [1, 30_000]] },
+        { name: 'cpu', color: '#111', axis: 'right', points: [[0, 0], [1, 90]] },
+      ],
+    });
+    expect(svg).toContain('CPU, % of one core');
+    expect(svg).toContain('cpu (right axis)');
+    const paths = [...svg.matchAll(/<path d="M([\d.]+) ([\d.]+)L([\d.]+) ([\d.]+)"/g)];
+    // Both reach the top of the plot: each is scaled to its own axis (90 % would be a flat line at 0 on the events axis).
+    expect(Number(paths[1]![4])).toBeLessThan(Number(paths[1]![2]) - 100);
+    expect(Math.abs(Number(paths[0]![4]) - Number(paths[1]![4]))).toBeLessThan(40);
+  });
+
   it('prints a table with every section', () => {
     const text = renderTable(result(), '/tmp/r.json', '/tmp/r.html');
     expect(text).toContain('Engine capacity');
