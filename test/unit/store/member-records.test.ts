@@ -13,7 +13,7 @@ import type { MemberState, OrderRecord, VoucherRecord } from '../../../src/domai
 import { partitionOf } from '../../../src/routing/partitioner.js';
 import { LmdbStore } from '../../../src/store/lmdb.js';
 import { pack, unpack } from 'msgpackr';
-import { joinItem, joinMember, memberChanges, storedOrder, type StoredItem } from '../../../src/store/member-records.js';
+import { decodeCore, joinItem, joinMember, memberChanges, memberRecords, storedOrder, type StoredItem } from '../../../src/store/member-records.js';
 
 const root = mkdtempSync(join(tmpdir(), 'loyalty-member-records-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -148,6 +148,59 @@ describe('member records', () => {
     const listed = [...states.values()].reduce((sum, member) => sum + member.orders.length + member.redemptions.length + member.vouchers.length, 0);
     expect(itemRecords).toBe(listed);
     await store.close();
+  });
+});
+
+describe('core rows', () => {
+  const program = loadProgramFile(join(import.meta.dirname, '../../../config/programs/retail.yaml'));
+  const compiled = compileProgram(program);
+  const ports: DomainPorts = { budgets: { tryConsume: (_promotionId: string, points: number) => points, release: () => undefined } };
+  const busyStates = (): MemberState[] => {
+    const generator = new EventGenerator({ ...DEFAULT_GENERATOR_OPTIONS, runId: 'rows', members: 20, count: 1500, program: programModelOf(program) });
+    const states = new Map<string, MemberState>();
+    for (let index = 0; index < 1500; index++) {
+      const validation = validateEvent(generator.next().event);
+      if (!validation.ok) throw new Error(validation.reason);
+      const decision = applyEvent(states.get(validation.event.memberId), validation.event, validation.occurredAtMs, compiled, ports);
+      if (decision.state !== undefined) states.set(validation.event.memberId, decision.state);
+    }
+    return [...states.values()];
+  };
+
+  it('hold a domain state as one flat row that decodes to the map core, through msgpack', () => {
+    const states = busyStates();
+    // Engagement, badges and lots of every kind: the row's optional and nested fields are exercised.
+    expect(states.some((member) => member.engagement !== undefined)).toBe(true);
+    for (const member of states) {
+      const { core } = memberRecords(member, undefined, 42);
+      expect(Array.isArray(core)).toBe(true);
+      expect((core as readonly unknown[]).every((value) => value === null || typeof value !== 'object' || Array.isArray(value) || value === member.paid || value === member.badgeProgress)).toBe(true);
+      const decoded = decodeCore(unpack(pack(core)));
+      expect(decoded).toEqual(memberChanges(member, undefined, 42).core);
+      const { puts } = memberRecords(member, undefined, 42);
+      const items = new Map(puts.map(([kind, key, item]) => [`${kind}${key}`, unpack(pack(item)) as StoredItem]));
+      expect(joinMember(decoded, (kind, key) => items.get(`${kind}${key}`))).toStrictEqual(joinMember(memberChanges(member, undefined, 42).core, (kind, key) => items.get(`${kind}${key}`)));
+    }
+  });
+
+  it('fall back to the map core for a state with a field the row does not know, or an optional field set to undefined', () => {
+    const member = busyStates()[0]!;
+    for (const odd of [{ ...member, loyaltyNote: 'x' }, { ...member, digestAtMs: undefined }, { ...member, currencies: { points: { ...member.currencies.points!, extra: 1 } } }]) {
+      const { core } = memberRecords(odd as unknown as MemberState, undefined, null);
+      expect(Array.isArray(core)).toBe(false);
+      expect(decodeCore(core)).toBe(core);
+      expect(core).toEqual(memberChanges(odd as unknown as MemberState, undefined, null).core);
+    }
+    // A required field missing, its count taken by an unknown one.
+    const { tierGrace: _tierGrace, ...rest } = member;
+    expect(Array.isArray(memberRecords({ ...rest, unknownField: 1 } as unknown as MemberState, undefined, null).core)).toBe(false);
+  });
+
+  it('refuse a row of an unknown layout or length', () => {
+    const { core } = memberRecords(busyStates()[0]!, undefined, null);
+    const row = core as unknown[];
+    expect(() => decodeCore([9, ...row.slice(1)])).toThrow(/unknown stored core layout/);
+    expect(() => decodeCore([...row, 1])).toThrow(/wrong length/);
   });
 });
 
