@@ -1,0 +1,204 @@
+import type { KV } from '@nats-io/kv';
+import { assert } from '../domain/assert.js';
+import { assignPartitions } from './rendezvous.js';
+
+/**
+ * Partition ownership for several engine instances on one NATS (issue 17):
+ * leases in a JetStream KV bucket, no home-made consensus.
+ *
+ * - Every instance heartbeats its id into the `instances` bucket, whose TTL
+ *   drops an instance that stopped. The live set is that bucket's keys.
+ * - Each instance computes the same partition → owner map from the live set
+ *   (rendezvous hashing, src/cluster/rendezvous.ts) and acts on its own share:
+ * - a partition it should own and no one holds: `create` the lease key (fails
+ *   if any lease exists), whose KV revision is the lease's **epoch**;
+ * - a partition it holds and should keep: renew by CAS `update` on the
+ *   revision it last wrote. The bucket's TTL (max_age) expires a lease that is
+ *   not renewed, so a dead owner's partitions are free after at most the TTL;
+ * - a partition it holds but should hand over (an instance joined): drain and
+ *   commit it (onReleasing), then delete the lease on its revision;
+ * - a renewal refused, or not confirmed before the lease could have expired,
+ *   means the partition may be someone else's: onLost, stop at once. Leases
+ *   alone do not fence a paused owner that resumes (SIGSTOP past the TTL): the
+ *   per-partition changelog appended with an expected last sequence does,
+ *   and the owner also stops itself when its lease's validity ran out unrenewed.
+ */
+
+export interface LeaseValue {
+  readonly owner: string;
+  /** The revision of the create that won the lease: one number per ownership term, growing. */
+  readonly epoch: number;
+  readonly renewedAtMs: number;
+}
+
+export interface OwnershipHandlers {
+  /** The lease is won: restore the partition's state and start consuming it. */
+  onAcquired(partition: number, epoch: number): Promise<void> | void;
+  /** The partition must go (a new instance takes it): stop consuming, commit what is in flight. The lease is deleted after. */
+  onReleasing(partition: number, epoch: number): Promise<void> | void;
+  /** The lease is or may be someone else's: stop processing the partition now, commit nothing more for it. */
+  onLost(partition: number, epoch: number, reason: string): void;
+}
+
+export interface OwnershipOptions {
+  readonly instanceId: string;
+  readonly partitions: number;
+  /** The leases bucket (TTL = leaseTtlMs) and the instances bucket (TTL = leaseTtlMs). */
+  readonly leases: KV;
+  readonly instances: KV;
+  readonly leaseTtlMs: number;
+  /** How often to heartbeat, renew and rebalance; at most a third of the TTL. */
+  readonly tickMs: number;
+  readonly handlers: OwnershipHandlers;
+  readonly now?: () => number;
+  /** Called with an error a tick could not handle (NATS unreachable): the next tick tries again. */
+  readonly onError?: (error: unknown) => void;
+}
+
+interface Held {
+  epoch: number;
+  revision: number;
+  /** Until when the lease is surely ours: the last confirmed renewal's send time + TTL − one tick. */
+  validUntilMs: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function leaseKey(partition: number): string {
+  return `p${partition}`;
+}
+
+export function decodeLease(value: Uint8Array): LeaseValue {
+  return JSON.parse(decoder.decode(value)) as LeaseValue;
+}
+
+export class PartitionOwnership {
+  private readonly held = new Map<number, Held>();
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: OwnershipOptions) {
+    assert(options.tickMs * 3 <= options.leaseTtlMs, 'the tick must be at most a third of the lease TTL (a renewal may be late by one tick)');
+    assert(Number.isInteger(options.partitions) && options.partitions >= 1, 'partitions must be a positive integer');
+    assert(/^[A-Za-z0-9_-]{1,64}$/.test(options.instanceId), 'an instance id is 1-64 of A-Z a-z 0-9 _ - (it is a KV key)');
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The partitions this instance holds now, with their epochs. */
+  owned(): ReadonlyMap<number, number> {
+    return new Map([...this.held].map(([partition, held]) => [partition, held.epoch]));
+  }
+
+  /** Whether this instance may still act for `partition` (held and within its validity). */
+  holds(partition: number): boolean {
+    const held = this.held.get(partition);
+    return held !== undefined && this.now() < held.validUntilMs;
+  }
+
+  async start(): Promise<void> {
+    await this.tick();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick()
+        .catch((error: unknown) => this.options.onError?.(error))
+        .finally(() => {
+          this.ticking = undefined;
+          this.schedule();
+        });
+    }, this.options.tickMs);
+  }
+
+  /** One round: heartbeat, read the live set, give up what self-fenced, renew or release what is held, take what is ours. */
+  async tick(): Promise<void> {
+    const { instanceId, instances, partitions, handlers } = this.options;
+    const sentAtMs = this.now();
+    await instances.put(instanceId, encoder.encode(JSON.stringify({ instanceId, heartbeatAtMs: sentAtMs, partitions: this.held.size })));
+    const live: string[] = [];
+    for await (const key of await instances.keys()) live.push(key);
+    if (!live.includes(instanceId)) live.push(instanceId); // our own heartbeat may not be listed yet
+    live.sort();
+    const desired = assignPartitions(partitions, live);
+
+    for (const [partition, held] of [...this.held]) {
+      if (this.stopped) return;
+      if (this.now() >= held.validUntilMs) {
+        this.lose(partition, held, 'the lease was not renewed in time (paused, or NATS unreachable): it may have expired and moved');
+        continue;
+      }
+      if (desired.get(partition) !== instanceId) {
+        await this.release(partition, held);
+        continue;
+      }
+      await this.renew(partition, held, sentAtMs);
+    }
+    for (const [partition, owner] of desired) {
+      if (this.stopped) return;
+      if (owner !== instanceId || this.held.has(partition)) continue;
+      const won = await this.tryAcquire(partition, sentAtMs);
+      if (won !== undefined) await handlers.onAcquired(partition, won.epoch);
+    }
+  }
+
+  private async tryAcquire(partition: number, sentAtMs: number): Promise<Held | undefined> {
+    const { leases, instanceId, leaseTtlMs, tickMs } = this.options;
+    // The epoch is the create's revision; the value is written first with epoch 0 and rewritten at the next renewal.
+    let revision: number;
+    try {
+      revision = await leases.create(leaseKey(partition), encoder.encode(JSON.stringify({ owner: instanceId, epoch: 0, renewedAtMs: sentAtMs })));
+    } catch {
+      return undefined; // held by another (a previous owner draining, or one that died and whose lease has not expired yet)
+    }
+    const held: Held = { epoch: revision, revision, validUntilMs: sentAtMs + leaseTtlMs - tickMs };
+    this.held.set(partition, held);
+    return held;
+  }
+
+  private async renew(partition: number, held: Held, sentAtMs: number): Promise<void> {
+    const { leases, instanceId, leaseTtlMs, tickMs } = this.options;
+    const value: LeaseValue = { owner: instanceId, epoch: held.epoch, renewedAtMs: sentAtMs };
+    try {
+      held.revision = await leases.update(leaseKey(partition), encoder.encode(JSON.stringify(value)), held.revision);
+      held.validUntilMs = sentAtMs + leaseTtlMs - tickMs;
+    } catch (error) {
+      this.lose(partition, held, `the lease renewal was refused: ${(error as Error).message}`);
+    }
+  }
+
+  private async release(partition: number, held: Held): Promise<void> {
+    await this.options.handlers.onReleasing(partition, held.epoch);
+    this.held.delete(partition);
+    // On our revision only: a lease that moved meanwhile is not ours to delete.
+    await this.options.leases.delete(leaseKey(partition), { previousSeq: held.revision }).catch(() => undefined);
+  }
+
+  private lose(partition: number, held: Held, reason: string): void {
+    this.held.delete(partition);
+    this.options.handlers.onLost(partition, held.epoch, reason);
+  }
+
+  /**
+   * Graceful stop: every held partition is drained (onReleasing) and its lease
+   * deleted, so the others take it at their next tick instead of after the TTL;
+   * the heartbeat goes too.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    await this.ticking;
+    for (const [partition, held] of [...this.held]) await this.release(partition, held);
+    await this.options.instances.delete(this.options.instanceId).catch(() => undefined);
+  }
+
+  /** A crash, for tests: stop ticking, keep the leases (they expire by TTL), tell no one. */
+  abandon(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+  }
+}
