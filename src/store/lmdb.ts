@@ -9,7 +9,7 @@ import { emptyDay, mergeDay, type DayCounters } from '../reports/kpis.js';
 import type { ReportSource } from '../reports/report.js';
 import { partitionOf } from '../routing/partitioner.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
-import { coreKeys, joinMember, memberChanges, type ItemKind, type MemberCore, type StoredItem } from './member-records.js';
+import { coreKeys, decodeCore, joinMember, memberRecords, type ItemKind, type MemberCore, type StoredCore, type StoredItem } from './member-records.js';
 import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
 
 /**
@@ -17,7 +17,7 @@ import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, Wa
  * thread and the main thread; LMDB serialises the writers):
  *   meta       'meta' → StoreMeta; 'program' → the program activated through the API
  *   members    a member's records side by side, so one event's writes dirty one or two pages:
- *                [partition, memberId, 0]                 → MemberCore (the state without its orders,
+ *                [partition, memberId, 0]                 → MemberCore, as one flat row (member-records.ts): the state without its orders,
  *                                                            redemptions and vouchers, which it lists by key)
  *                [partition, memberId, 1, firstSeq]       → one applied event's LedgerEntry[], as rows (ledger-codec.ts)
  *                [partition, memberId, 2, eventId]        → encoded first outcome (the idempotency record)
@@ -35,27 +35,14 @@ import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, Wa
  * copies every page a transaction touches; records of one member kept apart in
  * three trees cost three random pages per event, side by side mostly one.
  */
-export const STORE_FORMAT_VERSION = 4;
-
+export const STORE_FORMAT_VERSION = 5;
 /**
- * How every thread opens the environment (they must agree: lmdb-js shares one
- * environment per process). overlappingSync is off, against lmdb-js's Linux
- * default (issue 14). With it on, a commit returns before its fsync, a third,
- * "flushed" meta page is written later by whichever writer next takes the
- * sync lock, the free-space search treats every transaction after the last
- * flushed one as still being read (mdb_find_oldest returns the synced txn id
- * instead of the previous one), and the first open after a crash chooses
- * between three meta pages (MDB_PREVSNAPSHOT). Those are the lmdb-js-only
- * paths around its rewritten free-space code, where the one MDB_BAD_TXN
- * "reserved freelist had a data entry with zero-size, last id 1" after a
- * kill -9 came from (docs/operations.md, "Crash recovery"; lmdb-js #140,
- * HarperFast/harper #685 #686 #689). The engine gains nothing from them: an
- * actor acks only after `flushed`, so it waits for the fsync either way, and
- * lmdb-js still groups the puts of one event turn into one transaction.
- * Plain LMDB commits (data pages, fsync, then the meta page) are the path
- * LMDB itself guarantees across a crash.
+ * Formats this engine reads and upgrades in place: 4 differs only in the
+ * member core, a map there and a row in 5 (member-records.ts reads both).
+ * The upgrade rewrites the meta record, so an engine that reads only 4 then
+ * refuses the directory (ERR_STORE_FORMAT) instead of misreading rows.
  */
-export const LMDB_OPEN_OPTIONS = Object.freeze({ overlappingSync: false, noSync: false, useWritemap: false, compression: false });
+const STORE_FORMATS_UPGRADED = [4];
 
 const STATE = 0;
 const LEDGER = 1;
@@ -77,7 +64,7 @@ export interface StoredProgram {
 export class LmdbStore implements ActorStore, MemberReads {
   readonly root: RootDatabase;
   private readonly meta: Database<unknown, string>;
-  private readonly records: Database<MemberCore | StoredItem | StoredLedger | Uint8Array, (string | number)[]>;
+  private readonly records: Database<StoredCore | StoredItem | StoredLedger | Uint8Array, (string | number)[]>;
   private readonly index: Database<number, [number, string]>;
   private readonly due: Database<number, [number, number, string]>;
   /**
@@ -94,7 +81,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     const path = join(options.dataDir, 'state');
     try {
       mkdirSync(path, { recursive: true });
-      this.root = open({ path, maxDbs: 16, mapSize: options.mapSizeBytes, ...LMDB_OPEN_OPTIONS });
+      this.root = open({ path, maxDbs: 16, mapSize: options.mapSizeBytes, compression: false });
     } catch (error) {
       throw new EngineError('ERR_STORE_OPEN', `cannot open the LMDB store at ${path}: ${(error as Error).message}`, { cause: error });
     }
@@ -116,8 +103,8 @@ export class LmdbStore implements ActorStore, MemberReads {
   async ensureMeta(partitions: number, nowMs: number): Promise<StoreMeta> {
     const existing = this.meta.get('meta') as StoreMeta | undefined;
     if (existing !== undefined) {
-      if (existing.formatVersion !== STORE_FORMAT_VERSION) {
-        throw new EngineError('ERR_STORE_FORMAT', `data directory has store format ${existing.formatVersion}, this engine reads ${STORE_FORMAT_VERSION}`);
+      if (existing.formatVersion !== STORE_FORMAT_VERSION && !STORE_FORMATS_UPGRADED.includes(existing.formatVersion)) {
+        throw new EngineError('ERR_STORE_FORMAT', `data directory has store format ${existing.formatVersion}, this engine reads ${[...STORE_FORMATS_UPGRADED, STORE_FORMAT_VERSION].join(' and ')}`);
       }
       if (existing.partitions !== partitions) {
         throw new EngineError(
@@ -126,7 +113,11 @@ export class LmdbStore implements ActorStore, MemberReads {
         );
       }
       this.partitions = partitions;
-      return existing;
+      if (existing.formatVersion === STORE_FORMAT_VERSION) return existing;
+      const upgraded: StoreMeta = { ...existing, formatVersion: STORE_FORMAT_VERSION };
+      await this.meta.put('meta', upgraded);
+      await this.root.flushed;
+      return upgraded;
     }
     const meta: StoreMeta = { formatVersion: STORE_FORMAT_VERSION, partitions, createdAtMs: nowMs };
     await this.meta.put('meta', meta);
@@ -179,7 +170,8 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   private readCore(partition: number, memberId: string): MemberCore | undefined {
-    const core = this.records.get([partition, memberId, STATE]) as MemberCore | undefined;
+    const stored = this.records.get([partition, memberId, STATE]) as StoredCore | undefined;
+    const core = stored === undefined ? undefined : decodeCore(stored);
     assert(core === undefined || core.memberId === memberId, 'stored member state has another member id');
     return core;
   }
@@ -231,7 +223,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     let last: Promise<unknown> = Promise.resolve();
     for (const { partition, state, created, base, dueMs } of write.members) {
       assert(dueMs === null || Number.isFinite(dueMs), 'a due time is a finite number or null');
-      const changes = memberChanges(state, base, dueMs);
+      const changes = memberRecords(state, base, dueMs);
       for (const [kind, key, item] of changes.puts) this.records.put([partition, state.memberId, ITEM, kind, key], item);
       for (const [kind, key] of changes.removes) this.records.remove([partition, state.memberId, ITEM, kind, key]);
       last = this.records.put([partition, state.memberId, STATE], changes.core);
@@ -303,7 +295,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     return last;
   }
 
-  /** Resolves once every commit so far is on disk (at once with overlappingSync off; kept so the ack path never depends on that). */
+  /** With overlappingSync the fsync finishes after the commit; we ack only after it. */
   async durable(): Promise<void> {
     await this.root.flushed;
   }
