@@ -111,6 +111,27 @@ describe('LmdbStore', () => {
       const reopened = openStore(dataDir);
       await expect(reopened.ensureMeta(128, 3)).rejects.toMatchObject({ code: 'ERR_PARTITIONS_MISMATCH' });
     });
+
+    it('upgrades a format 4 directory (map cores) in place and reads its members; refuses formats it does not read', async () => {
+      const dataDir = join(root, 'meta-format-4');
+      const store = openStore(dataDir);
+      const meta = store.root.openDB({ name: 'meta', encoding: 'msgpack' });
+      await meta.put('meta', { formatVersion: 4, partitions: 64, createdAtMs: 1 });
+      // A format 4 core: the state as a map, its lists' keys under their own names.
+      const records = store.root.openDB({ name: 'members', encoding: 'msgpack', useRecords: false } as never);
+      const old = { ...member('m1'), dueMs: null };
+      await records.put([partitionOf('m1', 64), 'm1', 0], old);
+      expect(await store.ensureMeta(64, 2)).toEqual({ formatVersion: STORE_FORMAT_VERSION, partitions: 64, createdAtMs: 1 });
+      expect(STORE_FORMAT_VERSION).toBe(5);
+      expect(store.member('m1')).toEqual(member('m1'));
+      await store.close();
+      const reopened = openStore(dataDir);
+      expect((await reopened.ensureMeta(64, 3)).formatVersion).toBe(STORE_FORMAT_VERSION);
+      for (const formatVersion of [3, STORE_FORMAT_VERSION + 1]) {
+        await reopened.root.openDB({ name: 'meta', encoding: 'msgpack' }).put('meta', { formatVersion, partitions: 64, createdAtMs: 1 });
+        await expect(reopened.ensureMeta(64, 4)).rejects.toMatchObject({ code: 'ERR_STORE_FORMAT', message: expect.stringContaining(`store format ${formatVersion}, this engine reads 4 and 5`) });
+      }
+    });
   });
 
   it('lists outbox entries oldest first: by boot, then actor, then batch (numerically)', async () => {
