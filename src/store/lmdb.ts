@@ -44,6 +44,26 @@ export const STORE_FORMAT_VERSION = 5;
  */
 const STORE_FORMATS_UPGRADED = [4];
 
+/**
+ * How every thread opens the environment (they must agree: lmdb-js shares one
+ * environment per process). overlappingSync is off, against lmdb-js's Linux
+ * default (issue 14). With it on, a commit returns before its fsync, a third,
+ * "flushed" meta page is written later by whichever writer next takes the
+ * sync lock, the free-space search treats every transaction after the last
+ * flushed one as still being read (mdb_find_oldest returns the synced txn id
+ * instead of the previous one), and the first open after a crash chooses
+ * between three meta pages (MDB_PREVSNAPSHOT). Those are the lmdb-js-only
+ * paths around its rewritten free-space code, where the one MDB_BAD_TXN
+ * "reserved freelist had a data entry with zero-size, last id 1" after a
+ * kill -9 came from (docs/operations.md, "Crash recovery"; lmdb-js #140,
+ * HarperFast/harper #685 #686 #689). The engine gains nothing from them: an
+ * actor acks only after `flushed`, so it waits for the fsync either way, and
+ * lmdb-js still groups the puts of one event turn into one transaction.
+ * Plain LMDB commits (data pages, fsync, then the meta page) are the path
+ * LMDB itself guarantees across a crash.
+ */
+export const LMDB_OPEN_OPTIONS = Object.freeze({ overlappingSync: false, noSync: false, useWritemap: false, compression: false });
+
 const STATE = 0;
 const LEDGER = 1;
 const PROCESSED = 2;
@@ -81,7 +101,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     const path = join(options.dataDir, 'state');
     try {
       mkdirSync(path, { recursive: true });
-      this.root = open({ path, maxDbs: 16, mapSize: options.mapSizeBytes, compression: false });
+      this.root = open({ path, maxDbs: 16, mapSize: options.mapSizeBytes, ...LMDB_OPEN_OPTIONS });
     } catch (error) {
       throw new EngineError('ERR_STORE_OPEN', `cannot open the LMDB store at ${path}: ${(error as Error).message}`, { cause: error });
     }
@@ -295,7 +315,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     return last;
   }
 
-  /** With overlappingSync the fsync finishes after the commit; we ack only after it. */
+  /** Resolves once every commit so far is on disk (at once with overlappingSync off; kept so the ack path never depends on that). */
   async durable(): Promise<void> {
     await this.root.flushed;
   }
