@@ -27,6 +27,7 @@ export const ENGINE_ERROR_CODES = {
   ERR_COMMAND_FAILED: 'a system command the engine runs (apt-get, setpriv) could not run',
   ERR_STREAM_PUBLISH: 'a JetStream publish was refused or not acknowledged in time; outcomes are published again',
   ERR_SUBMIT: 'an API write could not be published to the transaction stream',
+  ERR_PARTITION_FENCED: 'cluster mode: another instance took the partition (its fence is in the changelog); this one stops processing it',
 } as const;
 
 export type EngineErrorCode = keyof typeof ENGINE_ERROR_CODES;

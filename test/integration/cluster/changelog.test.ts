@@ -1,0 +1,82 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureChangelogStream, PartitionChangelog, PartitionFencedError, type ChangelogRecord } from '../../../src/cluster/changelog.js';
+import { connectTest, startTestNatsServer, type TestNatsServer } from '../../helpers/nats-server.js';
+
+/**
+ * The changelog as cluster mode's commit point, against a real nats-server:
+ * the new owner's fence refuses every later append of the old one (a zombie
+ * back from SIGSTOP), and the tail replays in order for a restore.
+ */
+
+let server: TestNatsServer;
+let nc: NatsConnection;
+const STREAM = 'LOYALTY_CHANGELOG_TEST';
+const PREFIX = 'loyalty';
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (data: Uint8Array) => new TextDecoder().decode(data);
+
+beforeAll(async () => {
+  server = await startTestNatsServer();
+  nc = await connectTest(server.url);
+  await ensureChangelogStream(await jetstreamManager(nc), { stream: STREAM, subjectPrefix: PREFIX, replicas: 1 });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
+async function changelog(partition: number, owner: string): Promise<PartitionChangelog> {
+  return new PartitionChangelog(jetstream(nc), await jetstreamManager(nc), STREAM, PREFIX, partition, owner);
+}
+
+async function all(log: PartitionChangelog, afterSeq = 0): Promise<ChangelogRecord[]> {
+  const records: ChangelogRecord[] = [];
+  for await (const record of log.readAfter(afterSeq)) records.push(record);
+  return records;
+}
+
+describe('a partition changelog fenced by lease epochs', () => {
+  it('refuses the old owner\'s appends once the new owner fenced, and replays the tail in order', async () => {
+    const old = await changelog(7, 'engine-a');
+    await old.fence(11);
+    await old.append(bytes('a1'));
+    await old.append(bytes('a2'));
+    const other = await changelog(8, 'engine-a'); // another partition's log is independent
+    await other.fence(12);
+    await other.append(bytes('p8'));
+
+    const next = await changelog(7, 'engine-b');
+    const fenceSeq = await next.fence(15);
+    await expect(old.append(bytes('zombie'))).rejects.toBeInstanceOf(PartitionFencedError);
+    await expect(old.append(bytes('zombie again'))).rejects.toMatchObject({ code: 'ERR_PARTITION_FENCED', partition: 7, epoch: 11 });
+    await next.append(bytes('b1'));
+
+    const records = await all(next);
+    expect(records.map((record) => [record.kind, record.owner, record.epoch, text(record.data)])).toEqual([
+      ['fence', 'engine-a', 11, ''],
+      ['commit', 'engine-a', 11, 'a1'],
+      ['commit', 'engine-a', 11, 'a2'],
+      ['fence', 'engine-b', 15, ''],
+      ['commit', 'engine-b', 15, 'b1'],
+    ]);
+    expect(records.some((record) => text(record.data).startsWith('zombie'))).toBe(false);
+    expect(records[3]!.seq).toBe(fenceSeq);
+    expect((await all(next, fenceSeq)).map((record) => text(record.data))).toEqual(['b1']);
+    expect((await all(other)).map((record) => text(record.data))).toEqual(['', 'p8']);
+  });
+
+  it('keeps what a snapshot does not hold after a compaction, and an empty log reads as empty', async () => {
+    const log = await changelog(20, 'engine-a');
+    expect(await all(log)).toEqual([]);
+    await log.fence(3);
+    const keep = await log.append(bytes('one'));
+    await log.append(bytes('two'));
+    await log.compact(keep);
+    expect((await all(log)).map((record) => text(record.data))).toEqual(['one', 'two']);
+    await log.append(bytes('three')); // the owner's expected sequence is unaffected by the purge
+    expect((await all(log, keep)).map((record) => text(record.data))).toEqual(['two', 'three']);
+  });
+});
