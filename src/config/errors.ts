@@ -27,6 +27,7 @@ export const ENGINE_ERROR_CODES = {
   ERR_COMMAND_FAILED: 'a system command the engine runs (apt-get, setpriv) could not run',
   ERR_STREAM_PUBLISH: 'a JetStream publish was refused or not acknowledged in time; outcomes are published again',
   ERR_SUBMIT: 'an API write could not be published to the transaction stream',
+  ERR_BUDGET_CONTENDED: 'cluster mode: a promotion budget key changed at every compare-and-set attempt; the operation is retried later',
   ERR_PARTITION_FENCED: 'cluster mode: another instance took the partition (its fence is in the changelog); this one stops processing it',
 } as const;
 
