@@ -3,7 +3,10 @@
  * collected objects included (what the GC has to clean up, not what stays),
  * summarised as bytes allocated per event by function (self).
  *
- *   npx tsx bench/actor/alloc-profile.ts [run.ts options]   (e.g. --events 50000)
+ *   npx tsx bench/actor/alloc-profile.ts [--live] [run.ts options]   (e.g. --events 50000)
+ *
+ * --live: only what is still alive at the end (what the run keeps: cached
+ * member states and the bench's own records), by where it was allocated.
  */
 import { Session } from 'node:inspector/promises';
 
@@ -14,7 +17,10 @@ interface Node {
 }
 const session = new Session();
 session.connect();
-await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+const live = process.argv.includes('--live');
+// run.ts parses the arguments left: --live is this script's own.
+if (live) process.argv.splice(process.argv.indexOf('--live'), 1);
+await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: !live, includeObjectsCollectedByMinorGC: !live } as never);
 const eventsIndex = process.argv.indexOf('--events');
 const events = eventsIndex > 0 ? Number(process.argv[eventsIndex + 1]) : 200_000;
 await import('./run.js');
@@ -29,7 +35,7 @@ const walk = (node: Node): void => {
   for (const child of node.children) walk(child);
 };
 walk(profile.head);
-console.log(`allocated (sampled, incl. generator set-up): ${(total / events / 1024).toFixed(1)} KB per event`);
+console.log(`${live ? 'alive at the end' : 'allocated'} (sampled, incl. generator set-up): ${(total / events / 1024).toFixed(1)} KB per event`);
 for (const [name, bytes] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
   console.log(`${(bytes / events).toFixed(0).padStart(7)} B/event  ${name}`);
 }

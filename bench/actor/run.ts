@@ -11,6 +11,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Actor } from '../../src/actors/actor.js';
 import { loadProgramFile } from '../../src/config/program-file.js';
@@ -30,6 +31,8 @@ const { values } = parseArgs({
     program: { type: 'string', default: 'config/programs/retail.yaml' },
     encoding: { type: 'string', default: 'msgpack' },
     'cache-max': { type: 'string', default: '50000' },
+    /** Batches in flight (the pool's default is 4): commits overlap the next batch's apply. */
+    'in-flight': { type: 'string', default: '4' },
   },
 });
 const events = Number(values.events);
@@ -59,6 +62,19 @@ try {
     bootId: 1,
     ports: { budgets: { tryConsume: (_promotionId: string, points: number) => points, release: () => undefined } },
   });
+  // GC pauses of this thread during the run, by kind (the helpers' share shows in the CPU by thread).
+  const gcMs = { scavenge: 0, major: 0, other: 0 };
+  let measuring = true;
+  const gcObserver = new PerformanceObserver((list) => {
+    if (!measuring) return;
+    for (const entry of list.getEntries()) {
+      const kind = (entry.detail as { kind?: number } | undefined)?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcMs.scavenge += entry.duration;
+      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcMs.major += entry.duration;
+      else gcMs.other += entry.duration;
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const cpuStart = process.cpuUsage();
   const threadsStart = threadCpu(process.pid);
   const started = performance.now();
@@ -67,10 +83,12 @@ try {
   const inFlight: Promise<unknown>[] = [];
   for (let offset = 0; offset < records.length; offset += batchSize) {
     inFlight.push(actor.process(records.slice(offset, offset + batchSize)).then((processed) => (outcomes += processed.result.outcomeCount)));
-    if (inFlight.length >= 4) await inFlight.shift();
+    if (inFlight.length >= Number(values['in-flight'])) await inFlight.shift();
   }
   await Promise.all(inFlight);
   const seconds = (performance.now() - started) / 1000;
+  measuring = false;
+  gcObserver.disconnect();
   const cpu = process.cpuUsage(cpuStart);
   const byRole = cpuByRole(process.pid, threadsStart, threadCpu(process.pid));
   const threadMicrosPerEvent = Object.fromEntries(Object.entries(byRole).map(([role, seconds]) => [role, Math.round((seconds * 1e6 * 10) / events) / 10]));
@@ -84,9 +102,11 @@ try {
     cpuMicrosPerEvent: Math.round(cpuMicrosPerEvent * 10) / 10,
     outcomesPerEvent: Math.round((outcomes / events) * 100) / 100,
     threadMicrosPerEvent,
+    gcPauseMicrosPerEvent: Object.fromEntries(Object.entries(gcMs).map(([kind, ms]) => [kind, Math.round((ms * 1e4) / events) / 10])),
   };
   console.log(`actor: ${result.eventsPerSecond} events/s, ${result.cpuMicrosPerEvent} µs CPU per event (all threads), ${result.outcomesPerEvent} outcomes per event`);
   console.log(`CPU µs per event by thread: ${Object.entries(threadMicrosPerEvent).map(([role, micros]) => `${role} ${micros}`).join(', ')}`);
+  console.log(`GC pauses of the actor's thread, µs per event: ${Object.entries(result.gcPauseMicrosPerEvent).map(([kind, micros]) => `${kind} ${micros}`).join(', ')}`);
   console.log(JSON.stringify(result));
   await store.close();
 } finally {
