@@ -68,7 +68,7 @@ try {
   const gcObserver = new PerformanceObserver((list) => {
     if (!measuring) return;
     for (const entry of list.getEntries()) {
-      const kind = (entry.detail as { kind?: number } | undefined)?.kind;
+      const kind = ((entry as unknown as { detail?: { kind?: number } }).detail)?.kind;
       if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcMs.scavenge += entry.duration;
       else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) gcMs.major += entry.duration;
       else gcMs.other += entry.duration;
