@@ -4,7 +4,7 @@
  * the members, 512 events per transaction) and record sizes like the engine's.
  * No domain, no NATS: only the store's writes, so the layouts compare alone.
  *
- *   npx tsx bench/store/layout.ts [--events 200000] [--members 100000] [--batch 512] [--layout member|log]
+ *   npx tsx bench/store/layout.ts [--events 200000] [--members 100000] [--batch 512] [--layout member|log] [--core-bytes 900]
  *
  * member: the store format 4 layout (per member: core [p,m,0]; per event a
  *         ledger record [p,m,1,seq], a processed record with the outcomes
@@ -30,6 +30,8 @@ const { values } = parseArgs({
     layout: { type: 'string', default: 'member' },
     /** async: plain puts, committed by lmdb-js's write thread; sync: one transactionSync per batch on this thread. */
     write: { type: 'string', default: 'async' },
+    /** Bytes of each core record (the engine's mean under this mix: ~3,400, most of it item keys; above ~2,000 LMDB puts a value on overflow pages). */
+    'core-bytes': { type: 'string', default: '900' },
   },
 });
 const events = Number(values.events);
@@ -41,7 +43,7 @@ const prng = new Prng(1);
 const random = (): number => prng.nextFloat();
 const zipf = new ZipfSampler(members, 1);
 const bytes = (size: number) => new Uint8Array(size).fill(7);
-const CORE = bytes(900);
+const CORE = bytes(Number(values['core-bytes']));
 const LEDGER = bytes(320);
 const OUTCOMES = bytes(640);
 const ORDER = bytes(420);
