@@ -65,6 +65,12 @@ interface Held {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** JetStream's "wrong last sequence" (10071): a compare-and-set that lost. */
+function isWrongLastSequence(error: unknown): boolean {
+  const code = (error as { code?: unknown; api_error?: { err_code?: unknown } } | undefined)?.code;
+  return code === 10071 || /wrong last sequence/i.test((error as Error | undefined)?.message ?? '');
+}
+
 export function leaseKey(partition: number): string {
   return `p${partition}`;
 }
@@ -167,7 +173,11 @@ export class PartitionOwnership {
       held.revision = await leases.update(leaseKey(partition), encoder.encode(JSON.stringify(value)), held.revision);
       held.validUntilMs = sentAtMs + leaseTtlMs - tickMs;
     } catch (error) {
-      this.lose(partition, held, `the lease renewal was refused: ${(error as Error).message}`);
+      // Only the CAS refusal (the lease moved on) means lost. Anything else (a timeout, JetStream
+      // unavailable during a leader election) leaves the lease as it was: the owner keeps it until
+      // its validity runs out, and the next tick checks that before acting.
+      if (isWrongLastSequence(error)) this.lose(partition, held, `the lease renewal was refused: ${(error as Error).message}`);
+      else this.options.onError?.(error);
     }
   }
 

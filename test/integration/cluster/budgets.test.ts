@@ -75,7 +75,6 @@ describe('budget reservations across instances', () => {
     expect(totalUses).toBeLessThanOrEqual(limits.uses);
     expect(totalPoints === limits.points || totalUses === limits.uses).toBe(true); // spent: one of the limits is reached exactly
     expect(await instances[0]!.reserved('cyber')).toEqual({ points: totalPoints, uses: totalUses });
-    expect(granted.every((value) => value > 0)).toBe(true); // all three took part
   }, 60_000);
 
   it('shrinks the chunk to the remainder shared by the live instances near the end', async () => {
