@@ -157,3 +157,131 @@ export async function connectNats(settings: Settings, name: string, servers?: st
     throw new EngineError('ERR_NATS_CONNECT', `cannot connect to NATS at ${tried} as "${name}": ${(error as Error).message}`, { cause: error });
   }
 }
+
+/** What the engine's NATS connection is doing, as /health reports it. */
+export type NatsState = 'connected' | 'disconnected' | 'reconnecting' | 'not answering';
+
+export interface NatsWatchOptions {
+  /** How often a PING probes the server while the connection looks up (a stopped server keeps its TCP connection open). */
+  readonly probeIntervalMs?: number;
+  /** A PING unanswered this long means the server does not answer. */
+  readonly probeTimeoutMs?: number;
+  readonly onChange?: (state: NatsState, previous: NatsState) => void;
+  /** After the client reconnected (to the same or another server). */
+  readonly onReconnect?: (server: string) => void;
+}
+
+export const NATS_PROBE_INTERVAL_MS = 2_000;
+export const NATS_PROBE_TIMEOUT_MS = 2_000;
+
+/**
+ * Follows one connection's status events and probes it with PINGs, so
+ * /health can say that NATS is gone, being reconnected to, or there but not
+ * answering (SIGSTOP, a hung host: TCP stays open and the client would notice
+ * only after pingInterval × maxPingOut, a minute).
+ */
+export class NatsWatch {
+  private current: NatsState = 'connected';
+  private since = Date.now();
+  private reconnectCount = 0;
+  private lastServer = '';
+  private probing = false;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: NatsWatchOptions = {},
+  ) {}
+
+  start(): this {
+    void this.follow();
+    this.timer = setInterval(() => void this.probe(), this.options.probeIntervalMs ?? NATS_PROBE_INTERVAL_MS);
+    this.timer.unref();
+    return this;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  get state(): NatsState {
+    return this.current;
+  }
+
+  get reconnects(): number {
+    return this.reconnectCount;
+  }
+
+  /** For /health: the state, since when, and what it means. */
+  describe(nowMs = Date.now()): { state: NatsState; forMs: number; reconnects: number; hint?: string } {
+    const forMs = nowMs - this.since;
+    const base = { state: this.current, forMs, reconnects: this.reconnectCount };
+    switch (this.current) {
+      case 'connected':
+        return base;
+      case 'not answering':
+        return { ...base, hint: `NATS${this.lastServer ? ` (${redactServer(this.lastServer)})` : ''} does not answer pings (stopped, overloaded or cut off); intake and acks wait, nothing is lost` };
+      default:
+        return { ...base, hint: 'the NATS connection is lost; the engine reconnects forever, acks nothing meanwhile, and resumes from the consumer’s ack floor' };
+    }
+  }
+
+  private set(state: NatsState): void {
+    if (state === this.current || this.stopped) return;
+    const previous = this.current;
+    this.current = state;
+    this.since = Date.now();
+    this.options.onChange?.(state, previous);
+  }
+
+  private async follow(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (this.stopped) return;
+      switch (status.type) {
+        case 'disconnect':
+          this.lastServer = status.server;
+          this.set('disconnected');
+          break;
+        case 'reconnecting':
+          this.set('reconnecting');
+          break;
+        case 'reconnect':
+          this.lastServer = status.server;
+          this.reconnectCount += 1;
+          this.set('connected');
+          this.options.onReconnect?.(status.server);
+          break;
+        case 'staleConnection':
+          this.set('not answering');
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** One PING at a time; only while the client believes it is connected. */
+  private async probe(): Promise<void> {
+    if (this.probing || this.stopped || this.nc.isClosed()) return;
+    if (this.current !== 'connected' && this.current !== 'not answering') return;
+    this.probing = true;
+    const timeoutMs = this.options.probeTimeoutMs ?? NATS_PROBE_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const answered = await Promise.race([
+        this.nc.rtt().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+      ]);
+      if (answered && this.current === 'not answering') this.set('connected');
+      if (!answered && this.current === 'connected') this.set('not answering');
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+      this.probing = false;
+    }
+  }
+}

@@ -23,11 +23,36 @@ export interface DeadLetterInput {
 const REASON_LENGTH_MAX = 1024;
 const SUBJECT_TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Growing delays between attempts at storing one dead letter; about 2 minutes in all, then the batch fails. */
+export const DEAD_LETTER_RETRY_DELAYS_MS: readonly number[] = [100, 200, 400, 800, 1_600, 3_200, 5_000, ...Array<number>(22).fill(5_000)];
+
 /**
  * Publishes one invalid message to the dead-letter stream and waits for the
- * stream's ack. The message id makes a re-publish after a crash a no-op.
+ * stream's ack, trying again (same message id: the stream keeps one copy)
+ * while NATS is away or slow: a reconnect or a stalled server must not turn
+ * a producer's bad message into a stopped engine. The message id also makes
+ * a re-publish after a crash a no-op. The source message is acked only after
+ * this resolves.
  */
-export async function publishDeadLetter(js: JetStreamClient, subjects: Subjects, sourceStream: string, letter: DeadLetterInput): Promise<void> {
+export async function publishDeadLetter(
+  js: JetStreamClient,
+  subjects: Subjects,
+  sourceStream: string,
+  letter: DeadLetterInput,
+  delaysMs: readonly number[] = DEAD_LETTER_RETRY_DELAYS_MS,
+): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await publishDeadLetterOnce(js, subjects, sourceStream, letter);
+    } catch (error) {
+      const delayMs = delaysMs[attempt];
+      if (delayMs === undefined) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
+async function publishDeadLetterOnce(js: JetStreamClient, subjects: Subjects, sourceStream: string, letter: DeadLetterInput): Promise<void> {
   const token = SUBJECT_TOKEN_PATTERN.test(letter.memberToken) ? letter.memberToken : '_invalid';
   const messageHeaders = headers();
   messageHeaders.set(HEADER_DEAD_LETTER_REASON, oneLine(letter.reason).slice(0, REASON_LENGTH_MAX));
