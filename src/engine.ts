@@ -20,7 +20,7 @@ import { Ingest, type InboundMessage } from './routing/ingest.js';
 import { LmdbStore } from './store/lmdb.js';
 import type { OutboxKey } from './store/types.js';
 import { encodingOf } from './transport/codec.js';
-import { connectNats } from './transport/connect.js';
+import { connectNats, NatsWatch } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
 import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
 import { PubAckRouter } from './transport/pub-acks.js';
@@ -58,6 +58,7 @@ const GAUGE_INTERVAL_MS = 1000;
 export class Engine {
   private supervisor: NatsServerSupervisor | undefined;
   private nc: NatsConnection | undefined;
+  private natsWatch: NatsWatch | undefined;
   private store: LmdbStore | undefined;
   private pool: ActorPool | undefined;
   private ingest: Ingest | undefined;
@@ -90,6 +91,9 @@ export class Engine {
     await assertHttpPortFree(settings.httpHost, settings.httpPort);
     this.natsUrl = settings.natsUrl !== '' ? settings.natsUrl : await this.startEmbeddedNats();
     this.nc = await connectNats({ ...settings, natsUrl: this.natsUrl }, 'loyalty-engine');
+    this.natsWatch = new NatsWatch(this.nc, {
+      onChange: (state, previous) => (state === 'connected' ? logger.warn({ nats: state, previous }, 'NATS connection back') : logger.warn({ nats: state, previous }, 'NATS connection lost or not answering; intake and acks wait')),
+    }).start();
     logger.info({ nats: this.natsUrl }, 'connected to NATS');
     // Stream and consumer administration on a large stream takes longer than the default 5 s.
     const jsm = await jetstreamManager(this.nc, { timeout: 60_000 });
@@ -186,10 +190,14 @@ export class Engine {
     });
     this.sweeper.start();
 
-    const health = (): Health => ({
-      ok: this.consuming,
-      detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors },
-    });
+    // Not ok while NATS is gone or not answering: nothing is consumed or acked meanwhile.
+    const health = (): Health => {
+      const nats = this.natsWatch?.describe();
+      return {
+        ok: this.consuming && (nats === undefined || nats.state === 'connected'),
+        detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors, ...(nats === undefined ? {} : { nats }) },
+      };
+    };
     const programs = this.programs;
     const registry = this.metrics.registry;
     const api = new ApiThread({
@@ -236,6 +244,7 @@ export class Engine {
   private async doStop(): Promise<void> {
     const { logger } = this.options;
     this.consuming = false;
+    this.natsWatch?.stop();
     // HTTP and the NATS services first: no new requests while intake drains.
     if (this.api !== undefined) await this.api.stop();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
