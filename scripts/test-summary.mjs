@@ -1,4 +1,4 @@
-// Prints "N passed, N failed[, N skipped]" from vitest's JSON report; exits 1
+// Prints "N passed, N failed" from vitest's JSON report as the last line (skipped tests on the line before); exits 1
 // when the report is missing, any test failed, or no test ran.
 import { readFileSync } from 'node:fs';
 
@@ -16,5 +16,6 @@ const passed = report.numPassedTests ?? 0;
 const failedSuites = (report.testResults ?? []).filter((suite) => suite.status === 'failed' && (suite.assertionResults ?? []).length === 0).length;
 const failed = (report.numFailedTests ?? 0) + failedSuites;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
-console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
+if (skipped > 0) console.log(`${skipped} skipped`);
+console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || passed === 0 ? 1 : 0);
