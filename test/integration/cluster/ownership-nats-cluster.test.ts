@@ -34,8 +34,18 @@ describe('partition leases on a 3-node nats-server cluster', () => {
   it('stay unique and all held when one nats-server is killed', async () => {
     const errors: string[] = [];
     const setup = new Kvm(connections[0]!);
-    await setup.create('cluster-leases', { ttl: TTL_MS, history: 1, replicas: 3 });
-    await setup.create('cluster-instances', { ttl: TTL_MS, history: 1, replicas: 3 });
+    // Right after the meta leader is elected, the leader may not know every peer yet ("no suitable peers for placement").
+    for (const bucket of ['cluster-leases', 'cluster-instances']) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await setup.create(bucket, { ttl: TTL_MS, history: 1, replicas: 3 });
+          break;
+        } catch (error) {
+          if (attempt >= 60 || !/no suitable peers/.test(String(error))) throw error;
+          await sleep(500);
+        }
+      }
+    }
     const instances = await Promise.all(
       connections.map(async (connection, index) => {
         const kvm = new Kvm(connection);
