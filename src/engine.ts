@@ -17,6 +17,7 @@ import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
 import { Ingest, type InboundMessage } from './routing/ingest.js';
+import { lmdbAddonStatus } from './store/lmdb-addon.js';
 import { LmdbStore } from './store/lmdb.js';
 import type { OutboxKey } from './store/types.js';
 import { encodingOf } from './transport/codec.js';
@@ -102,6 +103,9 @@ export class Engine {
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
     const meta = await this.store.ensureMeta(settings.partitions, Date.now());
     logger.info({ partitions: meta.partitions, dataDir: settings.dataDir }, 'store open');
+    const addon = lmdbAddonStatus();
+    if (addon.patched) logger.info({ lmdb: addon.version, addon: addon.path }, 'LMDB addon built with the free-list fix');
+    else logger.warn({ lmdb: addon.version, addon: addon.path }, 'LMDB runs on lmdb-js\'s prebuilt addon, without the free-list fix: a restart after kill -9 can fail its first commit (docs/operations.md, "Crash recovery"); run `node scripts/lmdb-native.mjs`');
     await this.republishOutbox(this.store, this.nc);
     const store = this.store;
 

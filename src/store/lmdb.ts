@@ -53,9 +53,10 @@ const STORE_FORMATS_UPGRADED = [4];
  * flushed one as still being read (mdb_find_oldest returns the synced txn id
  * instead of the previous one), and the first open after a crash chooses
  * between three meta pages (MDB_PREVSNAPSHOT): lmdb-js-only paths we do not
- * need. This does NOT fix the MDB_BAD_TXN "reserved freelist had a data entry
- * with zero-size" after a kill -9 (seen again in CI with this option off; its
- * source is lmdb-js's mdb_freelist_save, see docs/operations.md, "Crash
+ * need. It did NOT fix the MDB_BAD_TXN "reserved freelist had a data entry
+ * with zero-size" after a kill -9 (seen again in CI with this option off):
+ * that is lmdb-js's mdb_freelist_save reading an uninitialised size, fixed
+ * in the addon scripts/lmdb-native.mjs builds (docs/operations.md, "Crash
  * recovery"; lmdb-js #140, HarperFast/harper #685 #686 #689). The engine gains nothing from the delayed sync: an
  * actor acks only after `flushed`, so it waits for the fsync either way, and
  * lmdb-js still groups the puts of one event turn into one transaction.
