@@ -22,7 +22,8 @@ export interface EngineProcess {
 }
 
 export interface EngineProcessOptions {
-  readonly natsUrl: string;
+  /** Absent: the engine starts its embedded nats-server (set LOYALTY_EMBEDDED_NATS_PORT in env to know where). */
+  readonly natsUrl?: string;
   readonly dataDir: string;
   readonly programFile?: string;
   readonly env?: Record<string, string>;
@@ -39,7 +40,7 @@ export async function startEngineProcess(options: EngineProcessOptions): Promise
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? '/tmp',
-    LOYALTY_NATS_URL: options.natsUrl,
+    ...(options.natsUrl === undefined ? {} : { LOYALTY_NATS_URL: options.natsUrl }),
     LOYALTY_DATA_DIR: options.dataDir,
     LOYALTY_HTTP_PORT: String(httpPort),
     LOYALTY_PROGRAM_FILE: options.programFile ?? join(PROJECT_ROOT, 'config/programs/simple.yaml'),
