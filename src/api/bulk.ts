@@ -5,6 +5,7 @@ import { EVENT_ID_LENGTH_MAX, memberIdSchema, validateEvent, type LoyaltyEvent }
 import type { ApiContext } from './context.js';
 import { countLines, csvRow, linesOf, splitCsvLine } from './csv.js';
 import { ApiError, pathOf } from './errors.js';
+import { jsonNestingError } from './json-depth.js';
 
 /**
  * Bulk adjustments: a CSV or NDJSON file becomes one adjustment event per
@@ -571,6 +572,8 @@ function csvRecord(text: string, columns: readonly string[]): Record_ {
 }
 
 function ndjsonRecord(text: string): Record_ {
+  const nesting = jsonNestingError(text);
+  if (nesting !== undefined) return { error: nesting };
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -5,6 +5,7 @@ import { isLoopback, loadApiTokens, roleAllows, type Principal, type Role, type 
 import { BulkJobs, type BulkJobsOptions } from '../bulk.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, installErrorHandling, sendError } from '../errors.js';
+import { jsonNestingError } from '../json-depth.js';
 import { installZodCompilers, swaggerTransform } from '../schema.js';
 import { registerBulkRoutes } from './bulk.js';
 import { registerEventRoutes } from './events.js';
@@ -99,6 +100,17 @@ export async function registerApiRoutes(app: FastifyInstance, ctx: ApiContext, o
   installZodCompilers(app);
   installErrorHandling(app, options.logger);
   app.decorateRequest('principal', null);
+  // JSON through Fastify's own parser (prototype poisoning refused), after a nesting bound.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const nesting = jsonNestingError(body as string);
+    if (nesting !== undefined) {
+      done(new ApiError('INVALID_JSON', `body refused unparsed: ${nesting}`), undefined);
+      return;
+    }
+    parseJson(request, body, done);
+  });
   app.addContentTypeParser(
     ['text/csv', 'application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/yaml', 'application/x-yaml', 'text/yaml'],
     { parseAs: 'string' },
