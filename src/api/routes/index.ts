@@ -104,12 +104,13 @@ export async function registerApiRoutes(app: FastifyInstance, ctx: ApiContext, o
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const nesting = jsonNestingError(body as string);
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    const nesting = jsonNestingError(text);
     if (nesting !== undefined) {
       done(new ApiError('INVALID_JSON', `body refused unparsed: ${nesting}`), undefined);
       return;
     }
-    parseJson(request, body, done);
+    parseJson(request, text, done);
   });
   app.addContentTypeParser(
     ['text/csv', 'application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/yaml', 'application/x-yaml', 'text/yaml'],
