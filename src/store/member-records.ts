@@ -297,25 +297,31 @@ function recordOf<T>(flat: readonly unknown[]): Record<string, T> {
   return record;
 }
 
+/** A currency's lots as flat rows: [expiresAtMs, points, ...] and [releaseAtMs, expiresAtMs, points, ...]. */
+function flatLots(currency: CurrencyState): { lots: (number | null)[]; pendingLots: (number | null)[] } {
+  const lots: (number | null)[] = new Array<number | null>(currency.lots.length * 2);
+  for (let index = 0; index < currency.lots.length; index++) {
+    const lot = currency.lots[index]!;
+    lots[2 * index] = lot.expiresAtMs;
+    lots[2 * index + 1] = lot.points;
+  }
+  const pendingLots: (number | null)[] = new Array<number | null>(currency.pendingLots.length * 3);
+  for (let index = 0; index < currency.pendingLots.length; index++) {
+    const lot = currency.pendingLots[index]!;
+    pendingLots[3 * index] = lot.releaseAtMs;
+    pendingLots[3 * index + 1] = lot.expiresAtMs;
+    pendingLots[3 * index + 2] = lot.points;
+  }
+  return { lots, pendingLots };
+}
+
 /** Currencies as [id, spendable, pending, qualifying, debt, lifetimeEarned, noticeThroughMs, lots, pendingLots, ...]. */
 function currencyValues(currencies: Readonly<Record<string, CurrencyState>>): unknown[] | undefined {
   const values: unknown[] = [];
   for (const currencyId in currencies) {
     const currency = currencies[currencyId]!;
     if (fieldCount(currency) !== CURRENCY_FIELDS || currency.noticeThroughMs === undefined || currency.lifetimeEarned === undefined) return undefined;
-    const lots: (number | null)[] = new Array<number | null>(currency.lots.length * 2);
-    for (let index = 0; index < currency.lots.length; index++) {
-      const lot = currency.lots[index]!;
-      lots[2 * index] = lot.expiresAtMs;
-      lots[2 * index + 1] = lot.points;
-    }
-    const pendingLots: (number | null)[] = new Array<number | null>(currency.pendingLots.length * 3);
-    for (let index = 0; index < currency.pendingLots.length; index++) {
-      const lot = currency.pendingLots[index]!;
-      pendingLots[3 * index] = lot.releaseAtMs;
-      pendingLots[3 * index + 1] = lot.expiresAtMs;
-      pendingLots[3 * index + 2] = lot.points;
-    }
+    const { lots, pendingLots } = flatLots(currency);
     values.push(currencyId, currency.spendable, currency.pending, currency.qualifying, currency.debt, currency.lifetimeEarned, currency.noticeThroughMs, lots, pendingLots);
   }
   return values;
@@ -474,19 +480,7 @@ function storedCurrencies(currencies: Readonly<Record<string, CurrencyState>>): 
   const stored: Record<string, StoredCurrency> = {};
   for (const currencyId in currencies) {
     const currency = currencies[currencyId]!;
-    const lots: (number | null)[] = new Array<number | null>(currency.lots.length * 2);
-    for (let index = 0; index < currency.lots.length; index++) {
-      const lot = currency.lots[index]!;
-      lots[2 * index] = lot.expiresAtMs;
-      lots[2 * index + 1] = lot.points;
-    }
-    const pendingLots: (number | null)[] = new Array<number | null>(currency.pendingLots.length * 3);
-    for (let index = 0; index < currency.pendingLots.length; index++) {
-      const lot = currency.pendingLots[index]!;
-      pendingLots[3 * index] = lot.releaseAtMs;
-      pendingLots[3 * index + 1] = lot.expiresAtMs;
-      pendingLots[3 * index + 2] = lot.points;
-    }
+    const { lots, pendingLots } = flatLots(currency);
     stored[currencyId] = { ...currency, lots, pendingLots };
   }
   return stored;
