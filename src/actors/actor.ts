@@ -1,5 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import { Packr } from 'msgpackr';
+import { EngineError, type EngineErrorCode } from '../config/errors.js';
 import { applyEvent } from '../domain/apply.js';
 import { assert } from '../domain/assert.js';
 import { compileProgram, type CompiledProgram } from '../domain/compiled.js';
@@ -540,8 +541,16 @@ function programDigest(program: Program): number {
  */
 export class ActorFailedError extends Error {
   readonly code = 'ERR_ACTOR_COMMIT_FAILED';
+  /**
+   * The store's code for the failure when it has one (ERR_STORE_DISK_FULL,
+   * ERR_STORE_MAP_FULL, ERR_STORE_IO: src/store/commit-errors.ts), also in
+   * the message, which is what crosses to the main thread and the log.
+   */
+  readonly reason: EngineErrorCode | undefined;
   constructor(batch: number, cause: unknown) {
-    super(`actor commit of batch ${batch} failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    const reason = cause instanceof EngineError ? cause.code : undefined;
+    super(`actor commit of batch ${batch} failed${reason === undefined ? '' : ` (${reason})`}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.reason = reason;
     this.name = 'ActorFailedError';
   }
 }

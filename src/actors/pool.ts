@@ -1,4 +1,5 @@
 import { Piscina } from 'piscina';
+import { EngineError } from '../config/errors.js';
 import { assert } from '../domain/assert.js';
 import type { Program } from '../domain/program.js';
 import type { BatchResult, SweepResult } from './actor.js';
@@ -43,12 +44,15 @@ export class ActorPool {
   private readonly running: number[];
   /** Batches queued or running per actor. */
   private readonly inFlight: number[];
+  /** Why an actor's thread died, once it has: every later task for it is refused with this. */
+  private readonly deaths: (EngineError | undefined)[];
 
   constructor(private readonly options: ActorPoolOptions) {
     assert(options.actors > 0, 'at least one actor');
     this.inFlight = new Array(options.actors).fill(0);
     this.running = new Array(options.actors).fill(0);
     this.queues = Array.from({ length: options.actors }, () => []);
+    this.deaths = new Array(options.actors).fill(undefined);
     this.pools = Array.from(
       { length: options.actors },
       (_, actorIndex) =>
@@ -71,6 +75,16 @@ export class ActorPool {
           resourceLimits: { maxYoungGenerationSizeMb: 64, maxOldGenerationSizeMb: options.heapMaxMb },
           closeTimeout: 60_000,
         }),
+    );
+    // An uncaught error kills the thread: Piscina rejects its tasks in flight and
+    // emits 'error', which with no listener would take the whole process down
+    // with a bare stack trace. The actor's memory went with the thread, so it
+    // takes no more work: its next task fails, and the engine stops (exit 1).
+    this.pools.forEach((pool, actor) =>
+      pool.on('error', (error: unknown) => {
+        this.deaths[actor] ??= new EngineError('ERR_ACTOR_THREAD', `actor ${actor}'s thread died (ERR_ACTOR_THREAD): ${(error as Error)?.message ?? String(error)}`, { cause: error });
+        for (const job of this.queues[actor]!.splice(0)) job.reject(this.deaths[actor]);
+      }),
     );
   }
 
@@ -128,6 +142,8 @@ export class ActorPool {
 
   /** Queues a task behind the actor's earlier ones; tasks start in submission order. */
   private submit(actor: number, task: ActorTask, transferList?: ArrayBuffer[]): Promise<ActorReply> {
+    const death = this.deaths[actor];
+    if (death !== undefined) return Promise.reject(death);
     return new Promise<ActorReply>((resolve, reject) => {
       this.queues[actor]!.push({ task, transferList, resolve, reject });
       this.pump(actor);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, EngineError } from '../config/errors.js';
+import { ConfigError, EngineError, isEngineErrorCode } from '../config/errors.js';
 import { loadProgramFile } from '../config/program-file.js';
 import { loadSettings } from '../config/settings.js';
 import { Engine } from '../engine.js';
@@ -115,8 +115,10 @@ async function start(): Promise<number> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    void engine.failed.then(async () => {
+    void engine.failed.then(async (error) => {
       await engine.stop().catch(() => undefined);
+      // The last line says why the engine stopped and what to do (the fatal log line has the details).
+      process.stderr.write(`${failureLine(error)}\n`);
       resolve(1);
     });
   });
@@ -165,6 +167,17 @@ function programCommand(args: readonly string[]): number {
     }
     return reportStartupError(error);
   }
+}
+
+/**
+ * `error <code>: <message>` for a failure that stopped a running engine. An
+ * error from an actor thread arrives as a plain Error (its code does not cross
+ * the thread): the code is then the one its message names, `(ERR_…)`.
+ */
+function failureLine(error: Error): string {
+  const own = (error as { code?: unknown }).code;
+  const code = isEngineErrorCode(own) ? own : /\((ERR_[A-Z_]+)\)/.exec(error.message)?.[1];
+  return code === undefined ? `error: ${error.message}` : `error ${code}: ${error.message}`;
 }
 
 function reportStartupError(error: unknown): number {

@@ -8,6 +8,7 @@ import { EngineError } from '../config/errors.js';
 import { emptyDay, mergeDay, type DayCounters } from '../reports/kpis.js';
 import type { ReportSource } from '../reports/report.js';
 import { partitionOf } from '../routing/partitioner.js';
+import { lmdbCause, storeWriteError } from './commit-errors.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
 import { coreKeys, decodeCore, joinMember, memberRecords, type ItemKind, type MemberCore, type StoredCore, type StoredItem } from './member-records.js';
 import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
@@ -97,9 +98,14 @@ export class LmdbStore implements ActorStore, MemberReads {
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
   private readonly budgets: Database<{ points: number; uses: number }, [string, number]>;
   private partitions: number | undefined;
+  /** The environment's directory and map size, for the messages of failed writes. */
+  private readonly path: string;
+  private readonly mapSizeBytes: number;
 
   constructor(options: LmdbStoreOptions) {
     const path = join(options.dataDir, 'state');
+    this.path = path;
+    this.mapSizeBytes = options.mapSizeBytes;
     try {
       mkdirSync(path, { recursive: true });
       this.root = open({ path, maxDbs: 16, mapSize: options.mapSizeBytes, ...LMDB_OPEN_OPTIONS });
@@ -136,13 +142,13 @@ export class LmdbStore implements ActorStore, MemberReads {
       this.partitions = partitions;
       if (existing.formatVersion === STORE_FORMAT_VERSION) return existing;
       const upgraded: StoreMeta = { ...existing, formatVersion: STORE_FORMAT_VERSION };
-      await this.meta.put('meta', upgraded);
-      await this.root.flushed;
+      await this.written(this.meta.put('meta', upgraded));
+      await this.written(this.root.flushed);
       return upgraded;
     }
     const meta: StoreMeta = { formatVersion: STORE_FORMAT_VERSION, partitions, createdAtMs: nowMs };
-    await this.meta.put('meta', meta);
-    await this.root.flushed;
+    await this.written(this.meta.put('meta', meta));
+    await this.written(this.root.flushed);
     this.partitions = partitions;
     return meta;
   }
@@ -237,36 +243,45 @@ export class LmdbStore implements ActorStore, MemberReads {
    * Plain asynchronous puts, all issued in one synchronous run: lmdb-js
    * commits the writes of one event turn as one transaction, and applies them
    * on its own write thread, so the actor's thread never holds LMDB's single
-   * write lock (two actors' puts would otherwise take turns). The promise of
-   * the last put resolves when that transaction is committed.
+   * write lock (two actors' puts would otherwise take turns). Every put of a
+   * transaction returns that transaction's promise; a large batch can span two
+   * (lmdb-js starts writing once enough puts are queued), so every distinct
+   * promise is awaited: a failed transaction's promise left unawaited would be
+   * an unhandled rejection, which kills the actor's thread (issue 14, disk full).
    */
   async commit(write: BatchWrite): Promise<void> {
-    let last: Promise<unknown> = Promise.resolve();
+    const transactions: Promise<unknown>[] = [];
+    let last: Promise<unknown> | undefined;
+    const track = (promise: Promise<unknown>): void => {
+      if (promise === last) return;
+      last = promise;
+      transactions.push(promise);
+    };
     for (const { partition, state, created, base, dueMs } of write.members) {
       assert(dueMs === null || Number.isFinite(dueMs), 'a due time is a finite number or null');
       const changes = memberRecords(state, base, dueMs);
-      for (const [kind, key, item] of changes.puts) this.records.put([partition, state.memberId, ITEM, kind, key], item);
-      for (const [kind, key] of changes.removes) this.records.remove([partition, state.memberId, ITEM, kind, key]);
-      last = this.records.put([partition, state.memberId, STATE], changes.core);
-      if (created) this.index.put([partition, state.memberId], 1);
+      for (const [kind, key, item] of changes.puts) track(this.records.put([partition, state.memberId, ITEM, kind, key], item));
+      for (const [kind, key] of changes.removes) track(this.records.remove([partition, state.memberId, ITEM, kind, key]));
+      track(this.records.put([partition, state.memberId, STATE], changes.core));
+      if (created) track(this.index.put([partition, state.memberId], 1));
       // The key this member holds in the due index: known from the base's read or write, else from its core.
       const indexed = base === undefined ? null : this.dueKeyOf(partition, base);
       if (indexed !== dueMs) {
-        if (indexed !== null) this.due.remove([partition, indexed, state.memberId]);
-        if (dueMs !== null) this.due.put([partition, dueMs, state.memberId], 1);
+        if (indexed !== null) track(this.due.remove([partition, indexed, state.memberId]));
+        if (dueMs !== null) track(this.due.put([partition, dueMs, state.memberId], 1));
       }
       this.indexedDue.set(state, dueMs);
     }
-    for (const { partition, programDigest } of write.dueIndexMarks ?? []) last = this.meta.put(`due:${partition}`, programDigest);
+    for (const { partition, programDigest } of write.dueIndexMarks ?? []) track(this.meta.put(`due:${partition}`, programDigest));
     for (const { partition, entries } of write.ledger) {
       const first = entries[0];
       assert(first !== undefined, 'a ledger record holds at least one entry');
-      last = this.records.put([partition, first.memberId, LEDGER, first.seq], encodeLedger(entries));
+      track(this.records.put([partition, first.memberId, LEDGER, first.seq], encodeLedger(entries)));
     }
     for (const { partition, memberId, eventId, outcomes } of write.processed) {
-      last = this.records.put([partition, memberId, PROCESSED, eventId], outcomes);
+      track(this.records.put([partition, memberId, PROCESSED, eventId], outcomes));
     }
-    if (write.kpis !== undefined) last = this.addKpis(write.kpis) ?? last;
+    if (write.kpis !== undefined) this.addKpis(write.kpis, track);
     if (write.budgets !== undefined) {
       const actor = write.budgets.actor;
       for (const [promotionId, points, uses] of write.budgets.usage) {
@@ -275,12 +290,27 @@ export class LmdbStore implements ActorStore, MemberReads {
         const total = this.runningTotal(name, () => this.budgets.get(key) ?? { points: 0, uses: 0 }) as { points: number; uses: number };
         const next = { points: total.points + points, uses: total.uses + uses };
         this.running.set(name, next);
-        last = this.budgets.put(key, next);
+        track(this.budgets.put(key, next));
       }
     }
-    if (write.outbox !== undefined) last = this.outbox.put(write.outbox.key, write.outbox.messages);
-    for (const key of write.outboxRemovals ?? []) last = this.outbox.remove(key);
-    await last;
+    if (write.outbox !== undefined) track(this.outbox.put(write.outbox.key, write.outbox.messages));
+    for (const key of write.outboxRemovals ?? []) track(this.outbox.remove(key));
+    // Each one awaited (and so handled) even when an earlier one failed.
+    const settled = await Promise.allSettled(transactions.map((transaction) => this.written(transaction)));
+    for (const result of settled) if (result.status === 'rejected') throw result.reason;
+  }
+
+  /**
+   * Awaits a write's promise; a failed commit (lmdb-js's generic "Commit
+   * failed") becomes an EngineError naming its cause and what to do
+   * (commit-errors.ts: a full disk, a full map, an I/O error).
+   */
+  private async written<T>(write: Promise<T>): Promise<T> {
+    try {
+      return await write;
+    } catch (error) {
+      throw storeWriteError(await lmdbCause(error), { path: this.path, mapSizeBytes: this.mapSizeBytes });
+    }
   }
 
   /**
@@ -295,14 +325,13 @@ export class LmdbStore implements ActorStore, MemberReads {
     return this.running.get(key);
   }
 
-  private addKpis(kpis: KpiWrite): Promise<unknown> | undefined {
-    let last: Promise<unknown> | undefined;
+  private addKpis(kpis: KpiWrite, track: (write: Promise<unknown>) => void): void {
     for (const [dayKey, counters] of kpis.days) {
       const key: [string, number, number] = ['d', dayKey, kpis.actor];
       const name = `d\u0000${dayKey}\u0000${kpis.actor}`;
       // put() encodes the value at once, so the running total can be updated in place.
       const total = mergeDay(this.runningTotal(name, () => (this.kpis.get(key) as DayCounters | undefined) ?? emptyDay()) as DayCounters, counters);
-      last = this.kpis.put(key, total);
+      track(this.kpis.put(key, total));
     }
     for (const [kind, entries] of [['w', kpis.weeks], ['m', kpis.months]] as const) {
       for (const [periodKey, active] of entries) {
@@ -310,19 +339,18 @@ export class LmdbStore implements ActorStore, MemberReads {
         const name = `${kind}\u0000${periodKey}\u0000${kpis.actor}`;
         const next = (this.runningTotal(name, () => (this.kpis.get(key) as number | undefined) ?? 0) as number) + active;
         this.running.set(name, next);
-        last = this.kpis.put(key, next);
+        track(this.kpis.put(key, next));
       }
     }
-    return last;
   }
 
   /** Resolves once every commit so far is on disk (at once with overlappingSync off; kept so the ack path never depends on that). */
   async durable(): Promise<void> {
-    await this.root.flushed;
+    await this.written(this.root.flushed);
   }
 
   async removeOutbox(key: OutboxKey): Promise<void> {
-    await this.outbox.remove(key);
+    await this.written(this.outbox.remove(key));
   }
 
   /** Unpublished outcome batches, oldest first (for re-publishing after a restart). */
@@ -413,8 +441,8 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   async storeProgram(program: StoredProgram): Promise<void> {
-    await this.meta.put('program', program);
-    await this.root.flushed;
+    await this.written(this.meta.put('program', program));
+    await this.written(this.root.flushed);
   }
 
   async close(): Promise<void> {
