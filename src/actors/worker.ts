@@ -2,6 +2,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstream } from '@nats-io/jetstream';
 import { workerData } from 'piscina';
 import { readBatch } from '../routing/batch-buffer.js';
+import { createLogger, type Logger } from '../log.js';
 import { LmdbStore } from '../store/lmdb.js';
 import { connectNats } from '../transport/connect.js';
 import { publishDeadLetter } from '../transport/dead-letters.js';
@@ -47,11 +48,13 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
     subjects,
     bootId: data.bootId,
   });
+  const logger = createLogger(settings.logLevel, undefined, settings.logFormat).child({ thread: 'actor', actor: data.actorIndex });
   const publisher = new OutcomePublisher(
     new PubAckRouter(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix),
     (key) => actor.outboxPublished(key),
     settings.outcomePublishTimeoutMs,
     settings.outcomeBatchesUnconfirmedMax,
+    new PublishTrouble(logger, settings.outcomeStreamName, settings.outcomeBatchesUnconfirmedMax),
   );
   // Published outbox entries are removed by the next batch's commit; when no batch comes, on their own.
   let lastWorkAtMs = Date.now();
@@ -128,6 +131,7 @@ class OutcomePublisher {
     private readonly onPublished: (key: OutboxKey) => void,
     private readonly timeoutMs: number,
     private readonly unconfirmedMax: number,
+    private readonly trouble?: PublishTrouble,
   ) {}
 
   publish(outcomes: readonly OutcomeMessage[], outboxKey: OutboxKey | undefined): void {
@@ -139,11 +143,13 @@ class OutcomePublisher {
         () => {
           this.unconfirmed -= 1;
           if (outboxKey !== undefined) this.onPublished(outboxKey);
+          if (this.unconfirmed === 0) this.trouble?.caughtUp(this.retries);
           this.wake();
         },
-        () => {
+        (error: unknown) => {
           if (this.closed) return;
           this.retries += 1;
+          this.trouble?.failed(error, this.unconfirmed, this.retries);
           setTimeout(() => attempt(Math.min(delayMs * 2, RETRY_DELAY_MS_MAX)), delayMs);
         },
       );
@@ -154,6 +160,7 @@ class OutcomePublisher {
   /** Resolves at once while fewer than the bound are unconfirmed, else once enough are. */
   belowLimit(): Promise<void> {
     if (this.unconfirmed < this.unconfirmedMax) return Promise.resolve();
+    this.trouble?.holding(this.unconfirmed);
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -172,6 +179,67 @@ class OutcomePublisher {
   private wake(): void {
     if (this.unconfirmed >= this.unconfirmedMax && !this.closed) return;
     for (const resolve of this.waiters.splice(0)) resolve();
+  }
+}
+
+/** While the outcome stream refuses or does not answer: a warning at once, then every this often. */
+const PUBLISH_TROUBLE_WARN_EVERY_MS = 30_000;
+
+/**
+ * Says in the log, for the operator, that the outcome stream does not take
+ * this actor's outcomes and what that does: the committed outcomes wait in the
+ * outbox (nothing is lost), the actor stops taking events at the bound, and
+ * what to change. Once at the first failure, then every 30 s while it lasts,
+ * and once when every outcome is acknowledged again.
+ */
+class PublishTrouble {
+  private sinceMs: number | undefined;
+  private lastWarnedMs = 0;
+  private retriesBefore = 0;
+  private held = false;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly streamName: string,
+    private readonly unconfirmedMax: number,
+  ) {}
+
+  failed(error: unknown, unconfirmed: number, retries: number): void {
+    const nowMs = Date.now();
+    if (this.sinceMs === undefined) {
+      this.sinceMs = nowMs;
+      this.retriesBefore = retries - 1;
+    } else if (nowMs - this.lastWarnedMs < PUBLISH_TROUBLE_WARN_EVERY_MS) {
+      return;
+    }
+    this.lastWarnedMs = nowMs;
+    const reason = (error as Error)?.message ?? String(error);
+    this.logger.warn(
+      { code: 'ERR_STREAM_PUBLISH', stream: this.streamName, reason, unconfirmedBatches: unconfirmed, forMs: nowMs - this.sinceMs },
+      `the outcome stream ${this.streamName} does not take outcomes (${reason}): ${unconfirmed} committed outcome batches wait in the outbox ` +
+        `and are published again (at most every 5 s); at LOYALTY_OUTCOME_BATCHES_UNCONFIRMED_MAX (${this.unconfirmedMax}) this actor takes no new events. ` +
+        `Make room in ${this.streamName} (raise max_msgs / max_bytes / max_msgs_per_subject, or discard old), or recreate it if it is gone; nothing is lost`,
+    );
+  }
+
+  /** The actor takes no new batch until the stream acknowledges some: said once per episode. */
+  holding(unconfirmed: number): void {
+    if (this.held || this.sinceMs === undefined) return; // slow acks alone are back-pressure, not trouble
+    this.held = true;
+    this.logger.warn(
+      { code: 'ERR_STREAM_PUBLISH', stream: this.streamName, unconfirmedBatches: unconfirmed },
+      `${unconfirmed} outcome batches not acknowledged by ${this.streamName} (LOYALTY_OUTCOME_BATCHES_UNCONFIRMED_MAX): this actor takes no new events until the stream takes outcomes again; the consumer's lag grows meanwhile`,
+    );
+  }
+
+  caughtUp(retries: number): void {
+    if (this.sinceMs === undefined) return;
+    this.logger.warn(
+      { stream: this.streamName, forMs: Date.now() - this.sinceMs, retries: retries - this.retriesBefore },
+      `the outcome stream ${this.streamName} acknowledges every outcome again; the outbox is caught up and this actor takes events again`,
+    );
+    this.sinceMs = undefined;
+    this.held = false;
   }
 }
 
