@@ -34,4 +34,8 @@ export const HEADER_MESSAGE_ID = 'Nats-Msg-Id';
 export const HEADER_DEAD_LETTER_REASON = 'Loyalty-Dead-Letter-Reason';
 export const HEADER_ORIGINAL_SUBJECT = 'Loyalty-Original-Subject';
 export const HEADER_ORIGINAL_SEQUENCE = 'Loyalty-Original-Sequence';
+/** A dead letter's payload size as received, in bytes. */
+export const HEADER_ORIGINAL_SIZE = 'Loyalty-Original-Size';
+/** 'true' when a dead letter carries only the first bytes of its payload (it would not fit the server's or the stream's message limit). */
+export const HEADER_BODY_TRUNCATED = 'Loyalty-Body-Truncated';
 export const HEADER_DUPLICATE = 'Loyalty-Duplicate';
