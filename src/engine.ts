@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
@@ -23,6 +23,7 @@ import type { OutboxKey } from './store/types.js';
 import { encodingOf } from './transport/codec.js';
 import { connectNats, NatsWatch } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
+import { logPullEvents, pullBytesFor, PullIntake, type PulledMessage } from './transport/intake.js';
 import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
 import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
@@ -32,7 +33,7 @@ const ACK = new TextEncoder().encode('+ACK');
 /** Outbox entries re-published at once at start (each an actor batch's outcomes). */
 const REPUBLISH_ENTRIES_IN_FLIGHT_MAX = 256;
 
-/** Acks a JetStream delivery by its reply subject alone (what JsMsg.ack() publishes), holding nothing else. */
+/** Acks a JetStream delivery by its reply subject alone (what its ack() publishes), holding nothing else. */
 class ReplyAck {
   constructor(
     private readonly nc: NatsConnection,
@@ -63,7 +64,7 @@ export class Engine {
   private store: LmdbStore | undefined;
   private pool: ActorPool | undefined;
   private ingest: Ingest | undefined;
-  private messages: ConsumerMessages | undefined;
+  private intake: PullIntake | undefined;
   /** The HTTP API and the NATS services, on their own thread (src/api/thread.ts). */
   private api: ApiThread | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
@@ -139,6 +140,10 @@ export class Engine {
     const subjects = subjectsFor(settings.subjectPrefix);
     const js = jetstream(this.nc);
     const nc = this.nc;
+    // Refused here, before anything is consumed, when one of the server's largest messages would not fit a pull.
+    const pullBytes = pullBytesFor(settings.pullBytesMax, nc.info?.max_payload);
+    // A dead letter must fit the dead-letter stream as well as the server (dead-letters.ts cuts its body if not).
+    const deadLetterBytesMax = (await jsm.streams.info(settings.deadLetterStreamName)).config.max_msg_size;
     this.ingest = new Ingest({
       partitions: settings.partitions,
       subjectPrefixLength: subjects.transactionPrefix.length,
@@ -146,9 +151,8 @@ export class Engine {
       batchAgeMsMax: settings.batchAgeMsMax,
       payloadBytesMax: settings.payloadBytesMax,
       runner: this.pool,
-      encodingOf: (message) => encodingOf((message as JsMsg).headers?.get(HEADER_CONTENT_TYPE)),
-      // JsMsg has the reply subject (its ack goes there) but does not type it.
-      ackHandleOf: (message) => new ReplyAck(nc, (message as unknown as { readonly reply: string }).reply),
+      encodingOf: (message) => encodingOf((message as PulledMessage).headers?.get(HEADER_CONTENT_TYPE)),
+      ackHandleOf: (message) => new ReplyAck(nc, (message as PulledMessage).reply),
       deadLetter: async (message, memberToken, reason, encoding) => {
         await publishDeadLetter(js, subjects, settings.streamName, {
           streamSequence: message.info.streamSequence,
@@ -156,6 +160,7 @@ export class Engine {
           reason,
           encoding,
           payload: message.data,
+          ...(deadLetterBytesMax !== undefined && deadLetterBytesMax > 0 ? { messageBytesMax: deadLetterBytesMax } : {}),
         });
         this.metrics.deadLetters.inc({ reason: 'oversized' }); // the one reason the main thread dead-letters
         this.metrics.events.inc({ type: 'unknown', result: 'invalid' });
@@ -226,12 +231,17 @@ export class Engine {
     this.gaugeTimer = setInterval(() => this.updateGauges(), GAUGE_INTERVAL_MS);
     this.gaugeTimer.unref();
 
-    const consumer = await js.consumers.get(settings.streamName, settings.consumerName);
     const ingest = this.ingest;
-    this.messages = await consumer.consume({
-      max_messages: Math.min(settings.ackPendingMax, 8192),
-      callback: (message) => ingest.onMessage(message as unknown as InboundMessage),
-    });
+    // Pulls bounded by count and by bytes (src/transport/intake.ts: why not consumer.consume()).
+    this.intake = new PullIntake({
+      nc,
+      stream: settings.streamName,
+      consumer: settings.consumerName,
+      batchMessages: Math.min(settings.ackPendingMax, 8192),
+      batchBytes: pullBytes,
+      onMessage: (message) => ingest.onMessage(message),
+      onEvent: logPullEvents(logger),
+    }).start();
     this.consuming = true;
     logger.info({ http: `http://${settings.httpHost}:${this.httpPort}`, stream: settings.streamName }, 'engine ready');
   }
@@ -252,7 +262,7 @@ export class Engine {
     // HTTP and the NATS services first: no new requests while intake drains.
     if (this.api !== undefined) await this.api.stop();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
-    if (this.messages !== undefined) await this.messages.close().catch(() => undefined);
+    if (this.intake !== undefined) await this.intake.close();
     if (this.sweeper !== undefined) await this.sweeper.stop();
     if (this.ingest !== undefined) await this.ingest.drain();
     if (this.nc !== undefined) await this.nc.flush().catch(() => undefined);

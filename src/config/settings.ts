@@ -60,6 +60,15 @@ const settingsObject = z
     /** Delivered but unacked messages; nats-server stops delivering at this bound. */
     ackPendingMax: integer(1, 1_000_000).default(32_768),
     ackWaitMs: integer(1_000, 3_600_000).default(60_000),
+    /**
+     * Bytes one pull request may bring (subjects, headers and payloads, as
+     * nats-server counts them), besides its count bound of
+     * min(ackPendingMax, 8192) messages. nats-server cuts a client whose
+     * unsent data passes its max_pending (64 MiB by default) as a slow
+     * consumer, so keep it well below that; at start it must hold the
+     * server's max_payload plus 64 KiB (the embedded server's is 8 MiB).
+     */
+    pullBytesMax: integer(1024 * 1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
     /** Payloads larger than this go to the dead-letter stream unread. */
     payloadBytesMax: integer(256, 8 * 1024 * 1024).default(64 * 1024),
     /**

@@ -51,6 +51,7 @@ describe('loadSettings', () => {
       actorBatchesInFlightMax: 4,
       ackPendingMax: 32_768,
       ackWaitMs: 60_000,
+      pullBytesMax: 16 * 1024 * 1024,
       payloadBytesMax: 65_536,
       memberCacheMax: 20_000,
       lmdbMapSizeBytes: 64 * 1024 ** 3,
@@ -152,6 +153,14 @@ describe('loadSettings', () => {
     expect(error.fields).toContainEqual(expect.stringMatching(/^LOYALTY_ACK_WAIT_MS \(ackWaitMs\): /));
     expect(error.fields).toHaveLength(2);
     expect(configError(() => loadSettings({ ...base, LOYALTY_PARTITION: '8' })).fields).toEqual(['LOYALTY_PARTITION: unknown setting']);
+  });
+
+  it('bounds LOYALTY_PULL_BYTES_MAX: at least 1 MiB (a server’s default max_payload), at most 256 MiB', () => {
+    expect(loadSettings({ ...base, LOYALTY_PULL_BYTES_MAX: '1048576' }).pullBytesMax).toBe(1024 * 1024);
+    expect(configError(() => loadSettings({ ...base, LOYALTY_PULL_BYTES_MAX: '1048575' })).fields).toEqual([
+      expect.stringMatching(/^LOYALTY_PULL_BYTES_MAX \(pullBytesMax\): /),
+    ]);
+    expect(configError(() => loadSettings({ ...base, LOYALTY_PULL_BYTES_MAX: String(256 * 1024 * 1024 + 1) })).fields).toHaveLength(1);
   });
 
   it('refuses more actors than partitions', () => {
