@@ -19,6 +19,9 @@ import { connectTest, startTestNatsServer, type TestNatsServer } from '../../hel
  */
 const PARTITIONS = 16;
 const HOSTILE = 10_400;
+/** Payloads exactly as large as the test server's max_payload (8 MiB, src/transport/nats-server.ts), on their own member. */
+const AT_MAX_PAYLOAD = 3;
+const MAX_PAYLOAD = 8 * 1024 * 1024;
 const load: PurchaseLoadOptions = { seed: 1403, events: 6_000, members: 600, duplicateEvery: 0 };
 const encoder = new TextEncoder();
 
@@ -64,8 +67,8 @@ function hostile(kind: number, index: number, random: () => number, valid: reado
       return { subject, payload: encoder.encode(`{"id":"p-${index}","memberId":"${member}","type":"purchase","occurredAt":"2026-11-23T10:00:00Z","amountMinor":100,"currency":"EUR","__proto__":{"amountMinor":999999,"polluted":true},"constructor":{"prototype":{"polluted":true}}}`) };
     case 8: // subject and body name different members
       return { subject, payload: json(event(`m-${index}`, `h-other-${index}`)) };
-    case 9: // control characters in ids
-      return { subject, payload: json(event(`c-${index}\u0000\u0007\n\u001b[31m`, member)) };
+    case 9: // control characters in ids (the contract takes them; a line break is the separate test below)
+      return { subject, payload: json(event(`c-${index}\u0000\u0007\t\u001b[31m\u007f`, member)) };
     case 10: // wrong content types
       return random() < 0.5
         ? { subject, payload: json(event(`w-${index}`, member)), headers: withType('application/msgpack') }
@@ -89,10 +92,12 @@ function metricSum(text: string, name: string, labels: RegExp = /.*/): number {
   return sum;
 }
 
-// Opt-in (FAULT_HOSTILE=1) until the engine survives it: today ~2,400 payloads of 60-270 KB make
-// nats-server cut the engine's connection (its pull asks for 8,192 messages with no byte bound),
-// and the engine then stops on a timed-out publish; see .notes/issue-14-report.md.
-describe.skipIf(process.env.FAULT_HOSTILE !== '1')('hostile messages mixed with valid events', () => {
+// Before the engine's pulls were bounded by bytes (src/transport/intake.ts), the ~1,600 payloads
+// of 60-270 KB here made nats-server cut its connection ("Slow Consumer Detected: MaxPending of
+// 67108864 Exceeded": a pull of 8,192 messages could bring 2 GB), deliveries on the way were
+// lost and intake stalled. The payloads as large as the server takes (AT_MAX_PAYLOAD) could not
+// be dead-lettered at all (their headers pushed them past max_payload) and failed their batch.
+describe('hostile messages mixed with valid events', () => {
   let server: TestNatsServer;
   let nc: NatsConnection;
   let engine: EngineProcess | undefined;
@@ -129,15 +134,25 @@ describe.skipIf(process.env.FAULT_HOSTILE !== '1')('hostile messages mixed with 
         hostileCount += 1;
       }
     }
+    expect(nc.info?.max_payload).toBe(MAX_PAYLOAD);
+    for (let index = 0; index < AT_MAX_PAYLOAD; index++) {
+      const head = encoder.encode(`{"id":"x-${index}","memberId":"h-max","note":"`);
+      const payload = new Uint8Array(MAX_PAYLOAD).fill(0x7a);
+      payload.set(head);
+      payload.set(encoder.encode('"}'), MAX_PAYLOAD - 2);
+      messages.splice(Math.floor(((index + 1) * messages.length) / (AT_MAX_PAYLOAD + 1)), 0, { subject: 'loyalty.tx.h-max', payload });
+      hostileCount += 1;
+    }
     const jsm = await jetstreamManager(nc);
+    const started = Date.now();
     const last = await publishAll(nc, messages);
     engine = await startEngineProcess({ natsUrl: server.url, dataDir: data.path, env: { LOYALTY_PARTITIONS: String(PARTITIONS) } });
     try {
-      await waitForAckFloor(nc, last, Number(process.env.HOSTILE_WAIT_MS ?? 180_000));
+      await waitForAckFloor(nc, last, Number(process.env.HOSTILE_WAIT_MS ?? 90_000));
     } catch (error) {
       const floor = (await jsm.consumers.info('LOYALTY_TX', 'loyalty-engine')).ack_floor.stream_seq;
       const stuck = await jsm.streams.getMessage('LOYALTY_TX', { seq: floor + 1 });
-      throw new Error(`${(error as Error).message}; next message ${floor + 1}: ${stuck?.subject} ${stuck?.data.length} bytes ${stuck?.header?.get('Content-Type') ?? ''} ${new TextDecoder().decode(stuck?.data.slice(0, 120))}\n${engine.output().slice(-3000)}`);
+      throw new Error(`${(error as Error).message}; next message ${floor + 1}: ${stuck?.subject} ${stuck?.data.length} bytes ${stuck?.header?.get('Content-Type') ?? ''} ${new TextDecoder().decode(stuck?.data.slice(0, 120))}\n${engine.output().slice(-3000)}\nnats-server:\n${server.handle.logTail().join("\n").slice(-3000)}`);
     }
 
     const metrics = await (await fetch(`http://127.0.0.1:${engine.httpPort}/metrics`)).text();
@@ -148,14 +163,21 @@ describe.skipIf(process.env.FAULT_HOSTILE !== '1')('hostile messages mixed with 
     const duplicates = metricSum(metrics, 'loyalty_events_total', /result="duplicate"/);
     const deadLetterMetric = metricSum(metrics, 'loyalty_dead_letters_total');
     const dlqStream = (await jsm.streams.info('LOYALTY_DLQ')).state.messages;
+    const atMax = await jsm.streams.getMessage('LOYALTY_DLQ', { last_by_subj: 'loyalty.dlq.h-max' });
+    const runningAtEnd = engine.child.exitCode === null && engine.child.signalCode === null;
     const exitCode = await engine.stop();
+    const seconds = (Date.now() - started) / 1000;
     const output = engine.output();
     engine = undefined;
     const check = await checkLedgers(data.path, load, PARTITIONS, settings.lmdbMapSizeBytes);
     console.log(
-      `hostile input: published ${messages.length} (${valid.length} valid, ${hostileCount} hostile, ${resent} re-sent ids), dead-lettered ${dlqStream}, accepted ${events - invalid} (applied ${applied}, duplicates ${duplicates}), lost ${check.lost}, doubled ${check.doubled}, exit ${exitCode}`,
+      `hostile input: published ${messages.length} (${valid.length} valid, ${hostileCount} hostile, ${resent} re-sent ids), dead-lettered ${dlqStream}, accepted ${events - invalid} (applied ${applied}, duplicates ${duplicates}), lost ${check.lost}, doubled ${check.doubled}, exit ${exitCode}, ${seconds.toFixed(1)} s from the first publish to the engine's stop`,
     );
 
+    // The engine never went down, and nats-server never cut it.
+    expect(runningAtEnd).toBe(true);
+    expect(server.handle.logTail().join('\n')).not.toMatch(/Slow Consumer/i);
+    expect(output).not.toMatch(/"nats":"disconnected"|deliveries were lost/);
     expect(health.status).toBe(200);
     expect(exitCode).toBe(0);
     expect(output).not.toMatch(/FATAL|uncaught|RangeError|failed to commit/i);
@@ -163,11 +185,60 @@ describe.skipIf(process.env.FAULT_HOSTILE !== '1')('hostile messages mixed with 
     expect(dlqStream).toBe(invalid);
     expect(deadLetterMetric).toBe(invalid);
     expect(dlqStream + (events - invalid)).toBe(messages.length);
-    // Every kind but the re-sent ids and the pollution attempts (which may be valid once their keys are dropped) is dead-lettered.
+    // A payload as large as the server takes is dead-lettered with the start of its body, its size and its reason.
+    expect(atMax?.header?.get('Loyalty-Body-Truncated')).toBe('true');
+    expect(atMax?.header?.get('Loyalty-Original-Size')).toBe(String(MAX_PAYLOAD));
+    expect(atMax?.header?.get('Loyalty-Dead-Letter-Reason')).toBe(`payload of ${MAX_PAYLOAD} bytes exceeds the limit of ${settings.payloadBytesMax}`);
+    expect(atMax!.data.length).toBeLessThan(MAX_PAYLOAD);
+    expect(atMax!.data.length).toBeGreaterThan(MAX_PAYLOAD - 4096);
+    // Every kind but the re-sent ids and the control characters in ids (the contract's id is any
+    // 1-128 characters) is dead-lettered; the pollution attempts too (__proto__ is an unknown field).
     expect(dlqStream).toBeGreaterThanOrEqual(hostileCount - resent - Math.ceil(HOSTILE / 13));
     expect(duplicates).toBeGreaterThanOrEqual(resent);
     expect(check.mismatches).toEqual([]);
     expect({ lost: check.lost, doubled: check.doubled, wrongBalances: check.wrongBalances }).toEqual({ lost: 0, doubled: 0, wrongBalances: 0 });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-  }, 240_000);
+  }, 150_000);
+});
+
+// Found by the test above, not fixed (src/domain/events.ts and src/actors/actor.ts are not this
+// test's files): the contract takes an event id with a line break, the outcome's Nats-Msg-Id
+// `<member>:<id>:<n>` then holds it, nats.js refuses the header ("'header' values cannot contain
+// \r or \n"), the actor's outcome batch is retried forever, and after
+// LOYALTY_OUTCOME_BATCHES_UNCONFIRMED_MAX (64) such batches the actor takes no new events: intake
+// stalls. Either fix (the schema refuses control characters in ids, so the event is dead-lettered
+// with its reason; or the message id escapes them) makes this test pass, and then `it.fails` fails.
+describe('an event id with a line break', () => {
+  let server: TestNatsServer;
+  let nc: NatsConnection;
+  let engine: EngineProcess | undefined;
+  const data = tempDataDir('loyalty-hostile-nl-');
+
+  beforeAll(async () => {
+    server = await startTestNatsServer();
+    nc = await connectTest(server.url);
+  });
+
+  afterAll(async () => {
+    if (engine !== undefined && engine.child.exitCode === null) await engine.kill();
+    await nc?.close();
+    await server?.stop();
+    data.remove();
+  });
+
+  it.fails('is dead-lettered with its reason, or its outcome reaches the outcome stream', async () => {
+    const settings = loadSettings({}, { natsUrl: server.url, partitions: 4 });
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(jsm, settings);
+    engine = await startEngineProcess({ natsUrl: server.url, dataDir: data.path, env: { LOYALTY_PARTITIONS: '4' } });
+    await publishAll(nc, [{ subject: 'loyalty.tx.nl-1', payload: encoder.encode(JSON.stringify(event('line\nbreak', 'nl-1'))) }]);
+    const deadline = Date.now() + 8_000;
+    let handled = false;
+    while (!handled && Date.now() < deadline) {
+      const [dlq, outcomes] = await Promise.all([jsm.streams.info('LOYALTY_DLQ'), jsm.streams.info('LOYALTY_OUTCOMES')]);
+      handled = dlq.state.messages + outcomes.state.messages > 0;
+      if (!handled) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(handled).toBe(true);
+  }, 60_000);
 });
