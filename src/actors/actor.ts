@@ -16,7 +16,7 @@ import { actorOfPartition, partitionOf } from '../routing/partitioner.js';
 import type { ActorStore, BatchWrite, DueKey, OutboxKey } from '../store/types.js';
 import { decodePayload, type DecodeFailure } from '../transport/codec.js';
 import type { OutcomeMessage } from '../transport/outcomes.js';
-import type { Subjects } from '../transport/subjects.js';
+import { messageIdPart, type Subjects } from '../transport/subjects.js';
 import { MemberCache } from './member-cache.js';
 
 /**
@@ -519,7 +519,7 @@ export class Actor {
   private outcomeMessage(outcome: Outcome, index: number): OutcomeMessage {
     return [
       this.options.subjects.outcome(outcome.kind, outcome.memberId),
-      `${outcome.memberId}:${outcome.eventId}:${index}`,
+      `${outcome.memberId}:${messageIdPart(outcome.eventId)}:${index}`,
       JSON.stringify(outcome),
     ];
   }

@@ -31,6 +31,18 @@ export const HEADER_CONTENT_TYPE = 'Content-Type';
 export const CONTENT_TYPE_MSGPACK = 'application/msgpack';
 export const CONTENT_TYPE_JSON = 'application/json';
 export const HEADER_MESSAGE_ID = 'Nats-Msg-Id';
+
+/**
+ * An id as a part of a Nats-Msg-Id. The contract takes ids with control
+ * characters, but a NATS header value cannot hold CR or LF (nats.js refuses the
+ * publish, so such an event's outcomes were retried forever). An id with either
+ * is written `~u:` + its encodeURIComponent form; every other id as it is. Two
+ * ids then share a message id only if one is literally the other's escaped
+ * form, `~u:` included.
+ */
+export function messageIdPart(id: string): string {
+  return id.includes('\n') || id.includes('\r') ? `~u:${encodeURIComponent(id)}` : id;
+}
 export const HEADER_DEAD_LETTER_REASON = 'Loyalty-Dead-Letter-Reason';
 export const HEADER_ORIGINAL_SUBJECT = 'Loyalty-Original-Subject';
 export const HEADER_ORIGINAL_SEQUENCE = 'Loyalty-Original-Sequence';

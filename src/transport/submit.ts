@@ -3,7 +3,7 @@ import type { EventSubmitter, SubmitResult } from '../api/context.js';
 import { EngineError } from '../config/errors.js';
 import type { LoyaltyEvent } from '../domain/events.js';
 import { PubAckRouter, type PubAck } from './pub-acks.js';
-import { HEADER_MESSAGE_ID, subjectsFor } from './subjects.js';
+import { HEADER_MESSAGE_ID, messageIdPart, subjectsFor } from './subjects.js';
 
 /**
  * Writes from the API and the NATS services: an event is published into the
@@ -211,7 +211,7 @@ export class JetStreamSubmitter implements EventSubmitter {
     const waitMs = Math.min(Math.max(0, Math.floor(options.waitMs ?? 0)), this.waitMsMax);
     const subject = `${this.transactionPrefix}${event.memberId}`;
     const payload = encoder.encode(JSON.stringify(event));
-    const messageId = `${event.memberId}:${event.id}`;
+    const messageId = `${event.memberId}:${messageIdPart(event.id)}`;
     // Listen before publishing: the outcome can come back before the PubAck does.
     const waiter = waitMs > 0 ? this.waitFor(event.memberId, event.id, waitMs) : undefined;
     let ack;
