@@ -144,6 +144,8 @@ export class Engine {
     const pullBytes = pullBytesFor(settings.pullBytesMax, nc.info?.max_payload);
     // A dead letter must fit the dead-letter stream as well as the server (dead-letters.ts cuts its body if not).
     const deadLetterBytesMax = (await jsm.streams.info(settings.deadLetterStreamName)).config.max_msg_size;
+    // Lookups while acks are held for lost deliveries: a request lost in a reconnect is asked again after 5 s, not 60.
+    const lookups = await jetstreamManager(this.nc, { timeout: 5_000 });
     this.ingest = new Ingest({
       partitions: settings.partitions,
       subjectPrefixLength: subjects.transactionPrefix.length,
@@ -168,9 +170,14 @@ export class Engine {
       onBatch: (actor, result, nowMs) => this.metrics.recordBatch(actor, result, nowMs),
       onAck: (count) => this.metrics.acks.inc(count),
       onFatal: (error) => {
-        logger.fatal({ err: error }, 'a batch failed to commit; stopping intake without acking it');
+        const gap = (error as { code?: unknown } | undefined)?.code === 'ERR_INTAKE_GAP';
+        logger.fatal({ err: error }, gap ? 'too many deliveries lost to hold open; stopping intake without acking past them' : 'a batch failed to commit; stopping intake without acking it');
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
+      // A lost delivery not redelivered within about twice ack_wait: deleted from the stream meanwhile?
+      consumerDelivered: async () => (await lookups.consumers.info(settings.streamName, settings.consumerName)).delivered.stream_seq,
+      streamHas: async (sequence) => (await lookups.streams.getMessage(settings.streamName, { seq: sequence })) !== null,
+      redeliveryCheckMs: 2 * settings.ackWaitMs + 5_000,
     });
 
     const ingestForPrograms = this.ingest;
@@ -204,7 +211,7 @@ export class Engine {
       const nats = this.natsWatch?.describe();
       return {
         ok: this.consuming && (nats === undefined || nats.state === 'connected'),
-        detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, actors: settings.actors, ...(nats === undefined ? {} : { nats }) },
+        detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, ...this.ingest?.describeAcks(), actors: settings.actors, ...(nats === undefined ? {} : { nats }) },
       };
     };
     const programs = this.programs;
@@ -232,6 +239,7 @@ export class Engine {
     this.gaugeTimer.unref();
 
     const ingest = this.ingest;
+    const logPullEvent = logPullEvents(logger);
     // Pulls bounded by count and by bytes (src/transport/intake.ts: why not consumer.consume()).
     this.intake = new PullIntake({
       nc,
@@ -240,7 +248,14 @@ export class Engine {
       batchMessages: Math.min(settings.ackPendingMax, 8192),
       batchBytes: pullBytes,
       onMessage: (message) => ingest.onMessage(message),
-      onEvent: logPullEvents(logger),
+      onEvent: (event) => {
+        // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
+        if (event.type === 'deliveries_lost') {
+          this.metrics.deliveriesLost.inc(event.got - event.expected);
+          ingest.deliveriesLost(event.streamSequenceSeen);
+        }
+        logPullEvent(event);
+      },
     }).start();
     this.consuming = true;
     logger.info({ http: `http://${settings.httpHost}:${this.httpPort}`, stream: settings.streamName }, 'engine ready');

@@ -17,6 +17,7 @@ export const ENGINE_ERROR_CODES = {
   ERR_STORE_DISK_FULL: 'an LMDB commit failed for want of disk space under LOYALTY_DATA_DIR (ENOSPC, or EIO from a short write with almost nothing free); nothing of it was acked (exit code 1): free space or grow the volume, then start again',
   ERR_STORE_MAP_FULL: 'LMDB reported MDB_MAP_FULL: raise LOYALTY_LMDB_MAP_SIZE_BYTES and start again; nothing of the failed batch was acked (lmdb-js 3.5.6 grows its map itself, so this is not expected)',
   ERR_STORE_IO: 'an LMDB write failed with an I/O error while the disk has room; nothing of it was acked (exit code 1): check the device (dmesg) before starting again',
+  ERR_INTAKE_GAP: 'deliveries lost on the way (a cut connection) span more stream sequences than the engine holds open; it stops without acking past them (exit code 1) and a start redelivers them from the ack floor',
   ERR_ASSERTION: 'an invariant of the domain or store failed: a bug; the batch is not committed',
   ERR_API_THREAD: 'the HTTP API thread could not start or died',
   ERR_NATS_CONNECT: 'the NATS server at LOYALTY_NATS_URL cannot be reached',

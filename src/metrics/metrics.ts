@@ -105,6 +105,12 @@ export class EngineMetrics {
     registers: [this.registry],
   });
 
+  readonly deliveriesLost = new Counter({
+    name: 'loyalty_deliveries_lost_total',
+    help: 'JetStream deliveries that never arrived (gaps in the delivery sequence after a cut connection); acks are held below them until they are redelivered.',
+    registers: [this.registry],
+  });
+
   readonly sweepMembers = new Counter({
     name: 'loyalty_sweep_members_total',
     help: 'Members looked at by the scheduled sweep (scanned) and changed by it (swept: points released, expired, tiers reviewed).',

@@ -1,3 +1,4 @@
+import { EngineError } from '../config/errors.js';
 import { assert } from '../domain/assert.js';
 import type { BatchResult } from '../actors/actor.js';
 import { AckTracker } from './ack-tracker.js';
@@ -47,8 +48,30 @@ export interface IngestOptions {
   readonly onAck?: (count: number) => void;
   /** A batch failed: its actor's memory may be ahead of its store. Intake must stop. */
   readonly onFatal: (error: unknown) => void;
+  /**
+   * Whether the stream still holds a message: asked of a sequence held open
+   * for a lost delivery that the server has not redelivered after
+   * `redeliveryCheckMs` (deleted meanwhile: max_age, a purge). Without it such
+   * a sequence is waited for until the engine stops.
+   */
+  readonly streamHas?: (sequence: number) => Promise<boolean>;
+  /** The highest stream sequence the consumer has delivered (its info's delivered.stream_seq): where lost deliveries end. */
+  readonly consumerDelivered?: () => Promise<number>;
+  /** How long to wait for lost deliveries before asking the stream about them (about twice ack_wait). */
+  readonly redeliveryCheckMs?: number;
   readonly now?: () => number;
 }
+
+/**
+ * Most sequences one delivery gap may hold open. The server cannot have more
+ * than max_ack_pending deliveries unacked; a larger stream sequence jump
+ * means messages deleted meanwhile, and waiting on each costs memory and a
+ * stream lookup. Past it the engine stops (crash-only: a start resets the
+ * consumer to its ack floor, which redelivers everything after it).
+ */
+export const REDELIVERY_HOLD_MAX = 1_048_576;
+/** Stream lookups for sequences still awaited, per check. */
+const REDELIVERY_LOOKUPS_MAX = 4_096;
 
 /** Acks one delivery (with ack-all, every delivery before it too). */
 export interface AckHandle {
@@ -65,6 +88,11 @@ export class Ingest {
   private paused = false;
   private readonly held: [actor: number, buffer: ArrayBuffer][] = [];
   private lastPending = 0;
+  private redeliveryTimer: NodeJS.Timeout | undefined;
+  /** The lowest stream sequence the watermark is held at for lost deliveries not yet located. */
+  private gapFrom: number | undefined;
+  private gapEpoch = 0;
+  private closingGap = false;
   private readonly now: () => number;
 
   constructor(private readonly options: IngestOptions) {
@@ -119,8 +147,102 @@ export class Ingest {
     this.batcher.add(actor, sequence, info.timestampNanos / 1e6, encoding, memberToken, data);
   }
 
+  /**
+   * Why the ack watermark stands where it does, for /health: the lowest
+   * sequence not acked, and while deliveries were lost on the way, the
+   * sequence acks are held at and how many lost deliveries are awaited.
+   */
+  describeAcks(): { lowestOpen?: { sequence: number; delivered: boolean; done: boolean }; heldAt?: number; redeliveriesAwaited?: number } {
+    const lowest = this.tracker.lowest;
+    const heldAt = this.tracker.holding;
+    const awaited = this.tracker.awaitedSequences(REDELIVERY_LOOKUPS_MAX).length;
+    return { ...(lowest === undefined ? {} : { lowestOpen: lowest }), ...(heldAt === undefined ? {} : { heldAt }), ...(awaited === 0 ? {} : { redeliveriesAwaited: awaited }) };
+  }
+
+  /**
+   * Deliveries were lost on the way (a gap in the consumer's delivery
+   * sequence: the connection was cut while the server sent them), after
+   * stream sequence `streamSequenceSeen`, the highest delivered before. With
+   * ack-all, acking past them would ack them unread (measured: 10 of 60,000
+   * events lost in 6 cuts before this). So the watermark stops at
+   * `streamSequenceSeen`; the consumer's info then tells the highest stream
+   * sequence delivered so far, and every sequence up to it that did not
+   * arrive is held open until nats-server redelivers it (after ack_wait) and
+   * it is committed. A lost redelivery is of a message tracked or acked
+   * already: nothing to hold. Sequences the stream no longer holds are given
+   * up (streamHas).
+   */
+  deliveriesLost(streamSequenceSeen: number): void {
+    if (this.failed) return;
+    this.tracker.holdAt(streamSequenceSeen);
+    this.gapFrom = this.gapFrom === undefined ? streamSequenceSeen : Math.min(this.gapFrom, streamSequenceSeen);
+    this.gapEpoch += 1;
+    if (!this.closingGap) void this.closeGap();
+  }
+
+  private async closeGap(): Promise<void> {
+    const consumerDelivered = this.options.consumerDelivered;
+    if (consumerDelivered === undefined) return; // held until the engine stops: a start resets the consumer to its ack floor
+    this.closingGap = true;
+    try {
+      for (let attempt = 0; this.gapFrom !== undefined && !this.failed; attempt++) {
+        const epoch = this.gapEpoch;
+        let delivered: number;
+        try {
+          delivered = await consumerDelivered();
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))).unref());
+          continue; // NATS away: ask again
+        }
+        const from = this.gapFrom + 1;
+        if (delivered - from + 1 > REDELIVERY_HOLD_MAX) {
+          this.failed = true;
+          this.stopped = true;
+          this.options.onFatal(
+            new EngineError('ERR_INTAKE_GAP', `deliveries after stream sequence ${from - 1} were lost on the way, up to ${delivered}: more than ${REDELIVERY_HOLD_MAX} to hold open; stopping without acking past them (a start resets the consumer to its ack floor and they are delivered again)`),
+          );
+          return;
+        }
+        this.tracker.expectRedelivery(from, delivered);
+        if (epoch !== this.gapEpoch) continue; // another gap meanwhile: its deliveries may lie past `delivered`
+        this.gapFrom = undefined;
+        this.ack(this.tracker.releaseHold());
+        this.scheduleRedeliveryCheck();
+      }
+    } finally {
+      this.closingGap = false;
+    }
+  }
+
+  private scheduleRedeliveryCheck(): void {
+    if (this.redeliveryTimer !== undefined || this.options.streamHas === undefined) return;
+    this.redeliveryTimer = setTimeout(() => {
+      this.redeliveryTimer = undefined;
+      void this.checkRedeliveries();
+    }, this.options.redeliveryCheckMs ?? 65_000);
+    this.redeliveryTimer.unref();
+  }
+
+  /** Gives up awaited sequences the stream no longer holds; the rest are waited for again. */
+  private async checkRedeliveries(): Promise<void> {
+    const streamHas = this.options.streamHas!;
+    for (const sequence of this.tracker.awaitedSequences(REDELIVERY_LOOKUPS_MAX)) {
+      if (this.failed) return;
+      let held: boolean;
+      try {
+        held = await streamHas(sequence);
+      } catch {
+        break; // NATS away: ask again at the next check
+      }
+      if (!held) this.ack(this.tracker.release(sequence));
+    }
+    if (this.tracker.awaitedSequences(1).length > 0) this.scheduleRedeliveryCheck();
+  }
+
   /** Stops taking messages, sends partial batches, waits for every in-flight batch and its ack. */
   async drain(): Promise<void> {
+    if (this.redeliveryTimer !== undefined) clearTimeout(this.redeliveryTimer);
+    this.redeliveryTimer = undefined;
     this.stopped = true;
     this.batcher.close();
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);

@@ -55,7 +55,14 @@ export type PullEvent =
   | { readonly type: 'oversized_message'; readonly pullBytes: number }
   | { readonly type: 'request_lost'; readonly silentMs: number }
   | { readonly type: 'refused'; readonly code: number; readonly description: string }
-  | { readonly type: 'deliveries_lost'; readonly expected: number; readonly got: number }
+  /**
+   * Delivery sequences `expected`..`got - 1` never arrived. Their stream
+   * sequences are unknown; new deliveries come in stream order, so any of
+   * them that was a first delivery lies after `streamSequenceSeen` (the
+   * highest stream sequence delivered before) and before `streamSequence`
+   * (the one that came). A lost redelivery is of a message already seen.
+   */
+  | { readonly type: 'deliveries_lost'; readonly expected: number; readonly got: number; readonly streamSequenceSeen: number; readonly streamSequence: number }
   | { readonly type: 'error'; readonly error: unknown };
 
 export interface PullIntakeOptions {
@@ -128,6 +135,7 @@ export class PullIntake {
   private requests = 0;
   private lastActivityMs = 0;
   private lastDeliverySequence = 0;
+  private highestStreamSequence = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -260,9 +268,16 @@ export class PullIntake {
     const info = message.reply === undefined ? undefined : parseAckSubject(message.reply);
     if (info !== undefined) {
       if (this.lastDeliverySequence > 0 && info.deliverySequence > this.lastDeliverySequence + 1) {
-        this.options.onEvent?.({ type: 'deliveries_lost', expected: this.lastDeliverySequence + 1, got: info.deliverySequence });
+        this.options.onEvent?.({
+          type: 'deliveries_lost',
+          expected: this.lastDeliverySequence + 1,
+          got: info.deliverySequence,
+          streamSequenceSeen: this.highestStreamSequence,
+          streamSequence: info.streamSequence,
+        });
       }
       if (info.deliverySequence > this.lastDeliverySequence) this.lastDeliverySequence = info.deliverySequence;
+      if (info.streamSequence > this.highestStreamSequence) this.highestStreamSequence = info.streamSequence;
       const reply = message.reply!;
       try {
         this.options.onMessage({
@@ -346,9 +361,9 @@ export function logPullEvents(logger: PullEventLogger, now: () => number = Date.
     last.set(key, { atMs, unlogged: 0 });
     switch (event.type) {
       case 'deliveries_lost':
-        logger.error(
-          { ...alsoSince, expectedDeliverySequence: event.expected, deliverySequence: event.got },
-          'intake: JetStream deliveries were lost on the way (a cut connection); an ack past them acks them unread',
+        logger.warn(
+          { ...alsoSince, expectedDeliverySequence: event.expected, deliverySequence: event.got, streamSequenceSeen: event.streamSequenceSeen, streamSequence: event.streamSequence },
+          'intake: JetStream deliveries were lost on the way (a cut connection); acks are held below them until nats-server delivers them again (after LOYALTY_ACK_WAIT_MS)',
         );
         return;
       case 'oversized_message':

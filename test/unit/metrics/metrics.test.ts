@@ -104,6 +104,7 @@ describe('EngineMetrics.recordBatch', () => {
         'loyalty_ack_pending_messages',
         'loyalty_outcomes_total',
         'loyalty_acks_total',
+        'loyalty_deliveries_lost_total',
         'loyalty_sweep_members_total',
         'loyalty_sweep_chunk_duration_seconds',
         'process_cpu_user_seconds_total',

@@ -222,4 +222,80 @@ describe('AckTracker', () => {
       { numRuns: 300 },
     );
   });
+
+  describe('deliveries lost on the way (holdAt, expectRedelivery, release)', () => {
+    it('holdAt keeps the watermark at the hold even when later sequences are done, and releaseHold acks the prefix', () => {
+      const tracker = new AckTracker<Handle>();
+      trackAll(tracker, [1, 2, 3]);
+      tracker.holdAt(1);
+      expect(tracker.complete(1)).toEqual(handle(1));
+      expect(tracker.complete(2)).toBeUndefined();
+      expect(tracker.complete(3)).toBeUndefined();
+      expect(tracker.holding).toBe(1);
+      expect(tracker.releaseHold()).toEqual(handle(3));
+      expect(tracker.inFlight).toBe(0);
+    });
+
+    it('a placeholder holds the watermark below it until its message is delivered and completed', () => {
+      const tracker = new AckTracker<Handle>();
+      trackAll(tracker, [1, 2]);
+      expect(tracker.expectRedelivery(3, 5)).toBe(3);
+      tracker.track(6, handle(6));
+      for (const sequence of [1, 2, 6]) tracker.complete(sequence);
+      expect(tracker.lowest).toEqual({ sequence: 3, delivered: false, done: false });
+      expect(tracker.awaitedSequences()).toEqual([3, 4, 5]);
+      // The redeliveries come (as new to the tracker) and are committed.
+      expect(tracker.track(4, handle(4, 2))).toBe(true);
+      expect(tracker.track(3, handle(3, 2))).toBe(true);
+      expect(tracker.complete(4)).toBeUndefined();
+      expect(tracker.complete(3)).toEqual(handle(4, 2));
+      expect(tracker.track(5, handle(5, 2))).toBe(true);
+      expect(tracker.complete(5)).toEqual(handle(6));
+      expect(tracker.inFlight).toBe(0);
+    });
+
+    it('expectRedelivery skips sequences already tracked and merges placeholders below tracked ones in order', () => {
+      const tracker = new AckTracker<Handle>();
+      trackAll(tracker, [10, 13, 16]);
+      expect(tracker.expectRedelivery(11, 16)).toBe(4);
+      expect(tracker.awaitedSequences()).toEqual([11, 12, 14, 15]);
+      tracker.complete(10);
+      tracker.complete(13);
+      tracker.complete(16);
+      expect(tracker.lowest).toEqual({ sequence: 11, delivered: false, done: false });
+      expect(tracker.inFlight).toBe(6);
+    });
+
+    it('release gives up a placeholder (the stream no longer holds it); the last real handle before it acks', () => {
+      const tracker = new AckTracker<Handle>();
+      trackAll(tracker, [1]);
+      tracker.expectRedelivery(2, 2);
+      tracker.track(3, handle(3));
+      expect(tracker.complete(1)).toEqual(handle(1));
+      expect(tracker.complete(3)).toBeUndefined();
+      expect(tracker.release(2)).toEqual(handle(3));
+      expect(tracker.release(2)).toBeUndefined();
+      expect(tracker.inFlight).toBe(0);
+    });
+
+    it('never acks past a placeholder, whatever the order of deliveries and completions (property)', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 2, max: 40 }), fc.array(fc.integer({ min: 1, max: 60 }), { maxLength: 80 }), fc.integer({ min: 0, max: 2 ** 31 }), (gapAt, sequences, seed) => {
+          const tracker = new AckTracker<Handle>();
+          const delivered = [...new Set(sequences.filter((sequence) => sequence < gapAt))].sort((a, b) => a - b);
+          trackAll(tracker, delivered);
+          const awaited = tracker.expectRedelivery(gapAt, gapAt + 3);
+          const later = [...new Set(sequences.filter((sequence) => sequence > gapAt + 3))];
+          trackAll(tracker, later);
+          let random = seed;
+          const order = [...delivered, ...later].sort(() => ((random = (random * 1103515245 + 12345) % 2 ** 31) % 3) - 1);
+          for (const sequence of order) {
+            const acked = tracker.complete(sequence);
+            if (acked !== undefined) expect(acked.sequence).toBeLessThan(gapAt);
+          }
+          expect(awaited).toBe(4);
+        }),
+      );
+    });
+  });
 });

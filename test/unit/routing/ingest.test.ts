@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { BatchResult, DeadLetter } from '../../../src/actors/actor.js';
 import { Encoding, readBatch, type BatchRecord } from '../../../src/routing/batch-buffer.js';
-import { Ingest, type ActorRunner, type InboundMessage, type IngestOptions } from '../../../src/routing/ingest.js';
+import { Ingest, REDELIVERY_HOLD_MAX, type ActorRunner, type InboundMessage, type IngestOptions } from '../../../src/routing/ingest.js';
 import { actorOfPartition, partitionOf } from '../../../src/routing/partitioner.js';
 
 const PREFIX = 'loyalty.tx.';
@@ -251,6 +251,101 @@ describe('Ingest', () => {
     expect(first.acks).toBe(0);
     expect(again.acks).toBe(1);
     await ingest.drain();
+  });
+
+  describe('deliveries lost on the way (deliveriesLost)', () => {
+    const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+    it('holds acks at the last sequence seen, holds open what the consumer delivered and did not arrive, acks once it is redelivered', async () => {
+      let askDelivered: (sequence: number) => void = () => undefined;
+      const consumerDelivered = vi.fn(() => new Promise<number>((resolve) => (askDelivered = resolve)));
+      const { ingest, runner } = setup({ consumerDelivered });
+      const one = message(1, 'a');
+      ingest.onMessage(one);
+      // Deliveries of 2 and 3 were lost; 4 came.
+      ingest.deliveriesLost(1);
+      const four = message(4, 'a');
+      ingest.onMessage(four);
+      commitAll(runner.calls[0]!);
+      commitAll(runner.calls[1]!);
+      await settle();
+      expect(one.acks).toBe(1);
+      expect(four.acks).toBe(0);
+      expect(ingest.describeAcks()).toMatchObject({ heldAt: 1 });
+      askDelivered(4);
+      await settle();
+      expect(ingest.describeAcks()).toEqual({ lowestOpen: { sequence: 2, delivered: false, done: false }, redeliveriesAwaited: 2 });
+      expect(four.acks).toBe(0);
+      // nats-server redelivers them after ack_wait.
+      const two = message(2, 'a');
+      const three = message(3, 'a');
+      ingest.onMessage(two);
+      ingest.onMessage(three);
+      commitAll(runner.calls[2]!);
+      await settle();
+      expect(two.acks).toBe(1);
+      commitAll(runner.calls[3]!);
+      await settle();
+      expect(four.acks).toBe(1);
+      expect(ingest.ackPending).toBe(0);
+      await ingest.drain();
+    });
+
+    it('asks the consumer again after a failed lookup, and for a gap that came while it asked', async () => {
+      const answers: ((value: number) => void)[] = [];
+      let fail = true;
+      const consumerDelivered = vi.fn(() => {
+        if (fail) {
+          fail = false;
+          return Promise.reject(new Error('timeout'));
+        }
+        return new Promise<number>((resolve) => answers.push(resolve));
+      });
+      const { ingest, runner } = setup({ consumerDelivered });
+      ingest.onMessage(message(1, 'a'));
+      ingest.deliveriesLost(1);
+      await wait(300); // the failed lookup, then a second one after 250 ms
+      expect(consumerDelivered).toHaveBeenCalledTimes(2);
+      ingest.onMessage(message(3, 'a'));
+      ingest.deliveriesLost(3); // while the second lookup is out: its answer may not cover this gap
+      answers[0]!(3);
+      await settle();
+      expect(consumerDelivered).toHaveBeenCalledTimes(3);
+      expect(ingest.describeAcks()).toMatchObject({ heldAt: 1 });
+      answers[1]!(6);
+      await settle();
+      for (const call of runner.calls) commitAll(call);
+      await settle();
+      // 2, 4, 5 and 6 were delivered by the consumer and never came.
+      expect(ingest.describeAcks()).toEqual({ lowestOpen: { sequence: 2, delivered: false, done: false }, redeliveriesAwaited: 4 });
+      await ingest.drain();
+    });
+
+    it('gives up a held-open sequence the stream no longer holds, and acks past it', async () => {
+      const streamHas = vi.fn(async (sequence: number) => sequence !== 2);
+      const { ingest, runner } = setup({ consumerDelivered: async () => 3, streamHas, redeliveryCheckMs: 5 });
+      ingest.onMessage(message(1, 'a'));
+      ingest.deliveriesLost(1);
+      const three = message(3, 'a');
+      ingest.onMessage(three);
+      for (const call of runner.calls) commitAll(call);
+      await wait(50);
+      expect(streamHas).toHaveBeenCalledWith(2);
+      expect(three.acks).toBe(1);
+      expect(ingest.describeAcks()).toEqual({});
+      await ingest.drain();
+    });
+
+    it('more lost sequences than it holds open: onFatal with ERR_INTAKE_GAP, nothing acked past them', async () => {
+      const { ingest, runner, onFatal } = setup({ consumerDelivered: async () => 1 + REDELIVERY_HOLD_MAX + 1 });
+      ingest.onMessage(message(1, 'a'));
+      ingest.deliveriesLost(1);
+      await settle();
+      expect(onFatal).toHaveBeenCalledTimes(1);
+      expect(onFatal.mock.calls[0]![0]).toMatchObject({ code: 'ERR_INTAKE_GAP' });
+      commitAll(runner.calls[0]!);
+      await ingest.drain();
+    });
   });
 
   it('a failing batch calls onFatal once, stops intake and acks nothing afterwards', async () => {

@@ -225,7 +225,7 @@ describe('PullIntake', () => {
     nc.deliver(nc.lastRequest.reply, 1, 1);
     nc.deliver(nc.lastRequest.reply, 2, 2);
     nc.deliver(nc.lastRequest.reply, 5, 5);
-    expect(events).toEqual([{ type: 'deliveries_lost', expected: 3, got: 5 }]);
+    expect(events).toEqual([{ type: 'deliveries_lost', expected: 3, got: 5, streamSequenceSeen: 2, streamSequence: 5 }]);
   });
 
   it('close() drops every subscription and sends nothing more', async () => {
@@ -288,12 +288,12 @@ describe('logPullEvents', () => {
     );
     log({ type: 'refused', code: 503, description: '' });
     log({ type: 'refused', code: 503, description: '' });
-    log({ type: 'deliveries_lost', expected: 3, got: 5 });
+    log({ type: 'deliveries_lost', expected: 3, got: 5, streamSequenceSeen: 10, streamSequence: 13 });
     nowMs = 60_000;
     log({ type: 'refused', code: 503, description: '' });
     expect(lines.map(([level, fields]) => [level, fields])).toEqual([
       ['warn', { code: 503, description: '' }],
-      ['error', { expectedDeliverySequence: 3, deliverySequence: 5 }],
+      ['warn', { expectedDeliverySequence: 3, deliverySequence: 5, streamSequenceSeen: 10, streamSequence: 13 }],
       ['warn', { sameSinceLastLog: 1, code: 503, description: '' }],
     ]);
   });
