@@ -1,59 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Actor } from '../../../src/actors/actor.js';
-import { parseProgramText } from '../../../src/config/program-file.js';
-import { unlimitedBudgets } from '../../../src/domain/ports.js';
-import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
-import { LmdbStore } from '../../../src/store/lmdb.js';
 import { exportPartition, importPartition, incompleteImports } from '../../../src/store/partition-transfer.js';
-import { subjectsFor } from '../../../src/transport/subjects.js';
+import { actorOptions as options, emptyStore, filledStore, PARTITIONS, partitionView as viewOf, program, purchase } from '../../helpers/partition-stores.js';
 
-const PARTITIONS = 16;
-const program = parseProgramText(readFileSync(new URL('../../../config/programs/retail.yaml', import.meta.url), 'utf8'));
-const options = { actorIndex: 0, actors: 1, ports: { budgets: unlimitedBudgets }, partitions: PARTITIONS, memberCacheMax: 10_000, payloadBytesMax: 65_536, subjects: subjectsFor('loyalty'), bootId: 1 };
 const root = mkdtempSync(join(tmpdir(), 'loyalty-partition-transfer-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-let sequence = 0;
-function purchase(memberId: string, id: string, amountMinor: number, day: number): BatchRecord {
-  sequence += 1;
-  const event = { type: 'purchase', id, memberId, occurredAt: `2026-03-${String(1 + (day % 28)).padStart(2, '0')}T12:00:00Z`, amountMinor, currency: 'EUR' };
-  return { streamSequence: sequence, publishedAtMs: 0, encoding: Encoding.Json, memberId, payload: new TextEncoder().encode(JSON.stringify(event)) };
-}
-
-async function storeWith(name: string, members: number, events: number, seed: number): Promise<{ store: LmdbStore; actor: Actor; ids: Map<string, string[]> }> {
-  const store = new LmdbStore({ dataDir: join(root, name), mapSizeBytes: 256 * 1024 * 1024, partitions: PARTITIONS });
-  await store.ensureMeta(PARTITIONS, 0);
-  const actor = new Actor(store, program, options);
-  const ids = new Map<string, string[]>();
-  const records: BatchRecord[] = [];
-  for (let index = 0; index < events; index++) {
-    const memberId = `${name}-m${(index * 7919 + seed) % members}`;
-    const id = `${name}-e${index}`;
-    ids.set(memberId, [...(ids.get(memberId) ?? []), id]);
-    records.push(purchase(memberId, id, 500 + ((index * 37) % 20_000), index));
-  }
-  for (let offset = 0; offset < records.length; offset += 256) await actor.process(records.slice(offset, offset + 256));
-  return { store, actor, ids };
-}
-
-/** Everything a reader sees of one partition: members, ledgers, idempotency records, the member list, the due index. */
-function viewOf(store: LmdbStore, partition: number, ids: Map<string, string[]>): unknown {
-  const members = [...ids.keys()].filter((memberId) => partitionOf(memberId, PARTITIONS) === partition).sort();
-  return {
-    members: members.map((memberId) => ({
-      state: store.readMember(partition, memberId),
-      ledger: [...store.ledgerOf(partition, memberId)],
-      processed: ids.get(memberId)!.map((id) => store.readProcessed(partition, memberId, id)),
-    })),
-    listed: store.scanMembers(partition, undefined, 100_000).map((state) => state.memberId),
-    due: store.dueMembers(partition, Number.MAX_SAFE_INTEGER, undefined, 100_000),
-  };
-}
+const storeWith = (name: string, members: number, events: number, seed: number) => filledStore(root, name, members, events, seed);
 
 describe('a partition exported from one store and imported into another', () => {
   it('holds every member, ledger row, idempotency record, list and due entry of the partition, and nothing else', async () => {
@@ -99,8 +56,7 @@ describe('a partition exported from one store and imported into another', () => 
     await source.actor.process(members.map((memberId, index) => purchase(memberId, `late-${index}`, 9_999, 5)));
     expect(viewOf(source.store, partition, source.ids)).not.toEqual(before);
     for (let next = exporter.next(); !next.done; next = exporter.next()) frames.push(next.value);
-    const target = new LmdbStore({ dataDir: join(root, 'c-target'), mapSizeBytes: 256 * 1024 * 1024, partitions: PARTITIONS });
-    await target.ensureMeta(PARTITIONS, 0);
+    const target = await emptyStore(root, 'c-target');
     await importPartition(target.root, partition, frames);
     expect(viewOf(target, partition, source.ids)).toEqual(before);
     await source.store.close();
@@ -111,8 +67,7 @@ describe('a partition exported from one store and imported into another', () => 
     const source = await storeWith('d', 100, 600, 4);
     const partition = partitionOf('d-m1', PARTITIONS);
     const frames = [...exportPartition(source.store.root, partition, 2048)];
-    const target = new LmdbStore({ dataDir: join(root, 'd-target'), mapSizeBytes: 256 * 1024 * 1024, partitions: PARTITIONS });
-    await target.ensureMeta(PARTITIONS, 0);
+    const target = await emptyStore(root, 'd-target');
 
     await expect(importPartition(target.root, partition, frames.slice(0, -1))).rejects.toThrow(/ends without its trailer/);
     expect(incompleteImports(target.root)).toEqual([partition]);
@@ -127,8 +82,7 @@ describe('a partition exported from one store and imported into another', () => 
     });
     await expect(importPartition(target.root, partition, altered)).rejects.toThrow(/trailer says/);
     await expect(importPartition(target.root, (partition + 1) % PARTITIONS, frames)).rejects.toThrow(/holds partition/);
-    const otherCount = new LmdbStore({ dataDir: join(root, 'd-other'), mapSizeBytes: 64 * 1024 * 1024, partitions: 8 });
-    await otherCount.ensureMeta(8, 0);
+    const otherCount = await emptyStore(root, 'd-other', 8);
     await expect(importPartition(otherCount.root, partition % 8, [pack({ ...(unpack(frames[0]!) as object), partition: partition % 8 }), ...frames.slice(1)])).rejects.toThrow(/16 partitions, this one has 8/);
     await otherCount.close();
 

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Actor } from '../../src/actors/actor.js';
+import { parseProgramText } from '../../src/config/program-file.js';
+import { unlimitedBudgets } from '../../src/domain/ports.js';
+import { Encoding, type BatchRecord } from '../../src/routing/batch-buffer.js';
+import { partitionOf } from '../../src/routing/partitioner.js';
+import { LmdbStore } from '../../src/store/lmdb.js';
+import { subjectsFor } from '../../src/transport/subjects.js';
+
+/** Stores filled by the actor with the retail program, and what a reader sees of one partition: for the tests that move partitions. */
+export const PARTITIONS = 16;
+export const program = parseProgramText(readFileSync(new URL('../../config/programs/retail.yaml', import.meta.url), 'utf8'));
+export const actorOptions = { actorIndex: 0, actors: 1, ports: { budgets: unlimitedBudgets }, partitions: PARTITIONS, memberCacheMax: 10_000, payloadBytesMax: 65_536, subjects: subjectsFor('loyalty'), bootId: 1 };
+
+let sequence = 0;
+export function purchase(memberId: string, id: string, amountMinor: number, day: number): BatchRecord {
+  sequence += 1;
+  const event = { type: 'purchase', id, memberId, occurredAt: `2026-03-${String(1 + (day % 28)).padStart(2, '0')}T12:00:00Z`, amountMinor, currency: 'EUR' };
+  return { streamSequence: sequence, publishedAtMs: 0, encoding: Encoding.Json, memberId, payload: new TextEncoder().encode(JSON.stringify(event)) };
+}
+
+export interface FilledStore {
+  readonly store: LmdbStore;
+  readonly actor: Actor;
+  /** Event ids by member. */
+  readonly ids: Map<string, string[]>;
+}
+
+/** A store under `root`/`name` with `events` purchases over `members` members named `<name>-m<n>`. */
+export async function filledStore(root: string, name: string, members: number, events: number, seed: number): Promise<FilledStore> {
+  const store = new LmdbStore({ dataDir: join(root, name), mapSizeBytes: 256 * 1024 * 1024, partitions: PARTITIONS });
+  await store.ensureMeta(PARTITIONS, 0);
+  const actor = new Actor(store, program, actorOptions);
+  const ids = new Map<string, string[]>();
+  const records: BatchRecord[] = [];
+  for (let index = 0; index < events; index++) {
+    const memberId = `${name}-m${(index * 7919 + seed) % members}`;
+    const id = `${name}-e${index}`;
+    ids.set(memberId, [...(ids.get(memberId) ?? []), id]);
+    records.push(purchase(memberId, id, 500 + ((index * 37) % 20_000), index));
+  }
+  for (let offset = 0; offset < records.length; offset += 256) await actor.process(records.slice(offset, offset + 256));
+  return { store, actor, ids };
+}
+
+export async function emptyStore(root: string, name: string, partitions = PARTITIONS): Promise<LmdbStore> {
+  const store = new LmdbStore({ dataDir: join(root, name), mapSizeBytes: 256 * 1024 * 1024, partitions });
+  await store.ensureMeta(partitions, 0);
+  return store;
+}
+
+/** Everything a reader sees of one partition: members, ledgers, idempotency records, the member list, the due index. */
+export function partitionView(store: LmdbStore, partition: number, ids: Map<string, string[]>): unknown {
+  const members = [...ids.keys()].filter((memberId) => partitionOf(memberId, PARTITIONS) === partition).sort();
+  return {
+    members: members.map((memberId) => ({
+      state: store.readMember(partition, memberId),
+      ledger: [...store.ledgerOf(partition, memberId)],
+      processed: ids.get(memberId)!.map((id) => store.readProcessed(partition, memberId, id)),
+    })),
+    listed: store.scanMembers(partition, undefined, 100_000).map((state) => state.memberId),
+    due: store.dueMembers(partition, Number.MAX_SAFE_INTEGER, undefined, 100_000),
+  };
+}
