@@ -127,6 +127,10 @@ function build() {
   say(`installed the patched addon in ${(Date.now() - started) / 1000} s: ${join('node_modules', 'lmdb', 'build', 'Release', 'lmdb.node')}`);
 }
 
+if (!existsSync(join(lmdbDir, 'package.json'))) {
+  say(`lmdb is not installed under ${lmdbDir}: run npm ci (or npm install) first`);
+  process.exit(process.argv.includes('--check') ? 1 : 0);
+}
 if (process.argv.includes('--check')) {
   const addon = loadedAddon();
   const patched = markerOk() && addon === join(lmdbDir, 'build', 'Release', 'lmdb.node');
