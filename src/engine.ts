@@ -17,9 +17,11 @@ import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
 import { Ingest, type InboundMessage } from './routing/ingest.js';
+import { assertDiskRoom } from './store/commit-errors.js';
 import { lmdbAddonStatus } from './store/lmdb-addon.js';
 import { LmdbStore } from './store/lmdb.js';
 import type { OutboxKey } from './store/types.js';
+import { AckAllSender } from './transport/ack-all.js';
 import { encodingOf } from './transport/codec.js';
 import { connectNats, NatsWatch } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
@@ -29,19 +31,18 @@ import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { ensureTopology } from './transport/topology.js';
 
-const ACK = new TextEncoder().encode('+ACK');
 /** Outbox entries re-published at once at start (each an actor batch's outcomes). */
 const REPUBLISH_ENTRIES_IN_FLIGHT_MAX = 256;
 
 /** Acks a JetStream delivery by its reply subject alone (what its ack() publishes), holding nothing else. */
 class ReplyAck {
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly sender: AckAllSender,
     private readonly reply: string,
   ) {}
 
   ack(): void {
-    if (this.reply !== '') this.nc.publish(this.reply, ACK);
+    this.sender.ack(this.reply);
   }
 }
 
@@ -101,6 +102,7 @@ export class Engine {
     const jsm = await jetstreamManager(this.nc, { timeout: 60_000 });
     await ensureTopology(jsm, settings);
 
+    assertDiskRoom(settings.dataDir);
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
     const meta = await this.store.ensureMeta(settings.partitions, Date.now());
     logger.info({ partitions: meta.partitions, dataDir: settings.dataDir }, 'store open');
@@ -144,8 +146,11 @@ export class Engine {
     const pullBytes = pullBytesFor(settings.pullBytesMax, nc.info?.max_payload);
     // A dead letter must fit the dead-letter stream as well as the server (dead-letters.ts cuts its body if not).
     const deadLetterBytesMax = (await jsm.streams.info(settings.deadLetterStreamName)).config.max_msg_size;
+    const NAK = new TextEncoder().encode('-NAK');
     // Lookups while acks are held for lost deliveries: a request lost in a reconnect is asked again after 5 s, not 60.
     const lookups = await jetstreamManager(this.nc, { timeout: 5_000 });
+    // Ack-all watermarks the server takes even when redeliveries came in between (src/transport/ack-all.ts).
+    const acks = new AckAllSender(nc);
     this.ingest = new Ingest({
       partitions: settings.partitions,
       subjectPrefixLength: subjects.transactionPrefix.length,
@@ -154,7 +159,7 @@ export class Engine {
       payloadBytesMax: settings.payloadBytesMax,
       runner: this.pool,
       encodingOf: (message) => encodingOf((message as PulledMessage).headers?.get(HEADER_CONTENT_TYPE)),
-      ackHandleOf: (message) => new ReplyAck(nc, (message as PulledMessage).reply),
+      ackHandleOf: (message) => new ReplyAck(acks, (message as PulledMessage).reply),
       deadLetter: async (message, memberToken, reason, encoding) => {
         await publishDeadLetter(js, subjects, settings.streamName, {
           streamSequence: message.info.streamSequence,
@@ -175,7 +180,17 @@ export class Engine {
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
       // A lost delivery not redelivered within about twice ack_wait: deleted from the stream meanwhile?
-      consumerDelivered: async () => (await lookups.consumers.info(settings.streamName, settings.consumerName)).delivered.stream_seq,
+      consumerDelivered: async () => {
+        const { delivered } = await lookups.consumers.info(settings.streamName, settings.consumerName);
+        return { streamSequence: delivered.stream_seq, deliverySequence: delivered.consumer_seq };
+      },
+      requestRedelivery: (sequences, deliverySequence) => {
+        // A NAK on behalf of deliveries that never arrived: nats-server checks only that the delivery
+        // sequence lies between the consumer's ack floor and its last delivery and that the stream
+        // sequence is pending (processNak), then queues it for redelivery now instead of after ack_wait.
+        const at = Date.now() * 1_000_000;
+        for (const sequence of sequences) nc.publish(`$JS.ACK.${settings.streamName}.${settings.consumerName}.1.${sequence}.${deliverySequence}.${at}.0`, NAK);
+      },
       streamHas: async (sequence) => (await lookups.streams.getMessage(settings.streamName, { seq: sequence })) !== null,
       redeliveryCheckMs: 2 * settings.ackWaitMs + 5_000,
     });
@@ -247,9 +262,13 @@ export class Engine {
       consumer: settings.consumerName,
       batchMessages: Math.min(settings.ackPendingMax, 8192),
       batchBytes: pullBytes,
-      onMessage: (message) => ingest.onMessage(message),
+      onMessage: (message) => {
+        acks.seen(message.info.deliverySequence);
+        ingest.onMessage(message);
+      },
       onEvent: (event) => {
         // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
+        if (event.type === 'reconnected') acks.resendLast();
         if (event.type === 'deliveries_lost') {
           this.metrics.deliveriesLost.inc(event.got - event.expected);
           ingest.deliveriesLost(event.streamSequenceSeen);

@@ -39,20 +39,20 @@ export class AckTracker<T> {
    * Acking past them would ack them unread; once nats-server redelivers them
    * (after ack_wait) and they are committed, the watermark moves on. A
    * sequence that will never come (deleted from the stream meanwhile) is
-   * given up with `release`.
+   * given up with `release`. Returns the sequences it now waits for.
    */
-  expectRedelivery(from: number, to: number): number {
+  expectRedelivery(from: number, to: number): number[] {
     assert(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from > 0, 'redelivery range must be positive integers');
     const missing: number[] = [];
     for (let sequence = from; sequence <= to; sequence++) {
       if (!this.indexBySequence.has(sequence)) missing.push(sequence);
     }
-    if (missing.length === 0) return 0;
+    if (missing.length === 0) return missing;
     for (const sequence of missing) this.awaited.add(sequence);
     const last = this.sequences.length > this.head ? this.sequences[this.sequences.length - 1]! : -1;
     if (missing[0]! > last) {
       for (const sequence of missing) this.insert(sequence, undefined);
-      return missing.length;
+      return missing;
     }
     // Merged in one pass: one splice per placeholder would be quadratic.
     const sequences: number[] = [];
@@ -80,7 +80,7 @@ export class AckTracker<T> {
     this.done = done;
     this.head = 0;
     this.reindex(0);
-    return missing.length;
+    return missing;
   }
 
   /**

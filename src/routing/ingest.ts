@@ -55,8 +55,17 @@ export interface IngestOptions {
    * a sequence is waited for until the engine stops.
    */
   readonly streamHas?: (sequence: number) => Promise<boolean>;
-  /** The highest stream sequence the consumer has delivered (its info's delivered.stream_seq): where lost deliveries end. */
-  readonly consumerDelivered?: () => Promise<number>;
+  /**
+   * How far the consumer has delivered (its info's delivered.stream_seq and
+   * delivered.consumer_seq): where lost deliveries end.
+   */
+  readonly consumerDelivered?: () => Promise<{ readonly streamSequence: number; readonly deliverySequence: number }>;
+  /**
+   * Asks the server to deliver these stream sequences again now rather than
+   * after ack_wait (a NAK on their behalf; `deliverySequence` is the
+   * consumer's current one). Optional: without it, they come after ack_wait.
+   */
+  readonly requestRedelivery?: (streamSequences: readonly number[], deliverySequence: number) => void;
   /** How long to wait for lost deliveries before asking the stream about them (about twice ack_wait). */
   readonly redeliveryCheckMs?: number;
   readonly now?: () => number;
@@ -70,6 +79,10 @@ export interface IngestOptions {
  * consumer to its ack floor, which redelivers everything after it).
  */
 export const REDELIVERY_HOLD_MAX = 1_048_576;
+/** How often lost deliveries still awaited are asked for again. */
+const REDELIVERY_NUDGE_MS = 3_000;
+/** Lost deliveries asked for again at once (the rest come after ack_wait). */
+const REDELIVERY_REQUESTS_MAX = 65_536;
 /** Stream lookups for sequences still awaited, per check. */
 const REDELIVERY_LOOKUPS_MAX = 4_096;
 
@@ -89,6 +102,7 @@ export class Ingest {
   private readonly held: [actor: number, buffer: ArrayBuffer][] = [];
   private lastPending = 0;
   private redeliveryTimer: NodeJS.Timeout | undefined;
+  private nudgeTimer: NodeJS.Timeout | undefined;
   /** The lowest stream sequence the watermark is held at for lost deliveries not yet located. */
   private gapFrom: number | undefined;
   private gapEpoch = 0;
@@ -188,8 +202,9 @@ export class Ingest {
       for (let attempt = 0; this.gapFrom !== undefined && !this.failed; attempt++) {
         const epoch = this.gapEpoch;
         let delivered: number;
+        let deliverySequence: number;
         try {
-          delivered = await consumerDelivered();
+          ({ streamSequence: delivered, deliverySequence } = await consumerDelivered());
         } catch {
           await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))).unref());
           continue; // NATS away: ask again
@@ -204,14 +219,36 @@ export class Ingest {
           return;
         }
         this.tracker.expectRedelivery(from, delivered);
+        // All that are awaited, not only this gap's: a redelivery asked for earlier may have been lost in this cut.
+        this.requestAwaited(deliverySequence);
         if (epoch !== this.gapEpoch) continue; // another gap meanwhile: its deliveries may lie past `delivered`
         this.gapFrom = undefined;
         this.ack(this.tracker.releaseHold());
         this.scheduleRedeliveryCheck();
+        this.scheduleNudge();
       }
     } finally {
       this.closingGap = false;
     }
+  }
+
+  private requestAwaited(deliverySequence: number): void {
+    const awaited = this.tracker.awaitedSequences(REDELIVERY_REQUESTS_MAX);
+    if (awaited.length > 0) this.options.requestRedelivery?.(awaited, deliverySequence);
+  }
+
+  /** While lost deliveries are awaited, they are asked for again every few seconds (a NAK can be lost too). */
+  private scheduleNudge(): void {
+    if (this.nudgeTimer !== undefined || this.options.requestRedelivery === undefined || this.options.consumerDelivered === undefined) return;
+    this.nudgeTimer = setTimeout(() => {
+      this.nudgeTimer = undefined;
+      if (this.failed || this.tracker.awaitedSequences(1).length === 0) return;
+      void this.options.consumerDelivered!()
+        .then(({ deliverySequence }) => this.requestAwaited(deliverySequence))
+        .catch(() => undefined) // NATS away: the next nudge asks again
+        .finally(() => this.scheduleNudge());
+    }, REDELIVERY_NUDGE_MS);
+    this.nudgeTimer.unref();
   }
 
   private scheduleRedeliveryCheck(): void {
@@ -242,7 +279,9 @@ export class Ingest {
   /** Stops taking messages, sends partial batches, waits for every in-flight batch and its ack. */
   async drain(): Promise<void> {
     if (this.redeliveryTimer !== undefined) clearTimeout(this.redeliveryTimer);
+    if (this.nudgeTimer !== undefined) clearTimeout(this.nudgeTimer);
     this.redeliveryTimer = undefined;
+    this.nudgeTimer = undefined;
     this.stopped = true;
     this.batcher.close();
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);

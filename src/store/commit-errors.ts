@@ -42,6 +42,25 @@ export function freeBytesOf(path: string): number | undefined {
   }
 }
 
+/**
+ * Refuses to open the store on a disk that is already (nearly) full. Why: a
+ * start there commits a few batches in freed pages and then fails, and
+ * lmdb-js 3.5.6 sometimes dies in that state of a C assertion in its
+ * free-list code instead ("Freelist record not found … Assertion
+ * 'freelist_written_start >= mop_len' failed in mdb_freelist_save()",
+ * SIGABRT; seen in the disk-full fault test under load), which tells the
+ * operator nothing. So the start stops first, with the message that says
+ * what to do.
+ */
+export function assertDiskRoom(dataDir: string, freeBytes: (path: string) => number | undefined = freeBytesOf): void {
+  const free = freeBytes(dataDir);
+  if (free === undefined || free >= DISK_NEARLY_FULL_BYTES) return;
+  throw new EngineError(
+    'ERR_STORE_DISK_FULL',
+    `disk full under ${dataDir}: ${formatBytes(free)} free, the engine needs at least ${formatBytes(DISK_NEARLY_FULL_BYTES)} to start: free space or grow the volume, then start the engine again; nothing was consumed`,
+  );
+}
+
 /** The error lmdb-js's generic "Commit failed" stands for (its `commitError`), or the error itself. */
 export async function lmdbCause(error: unknown): Promise<unknown> {
   const pending = (error as { commitError?: unknown } | null)?.commitError;

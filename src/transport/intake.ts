@@ -63,7 +63,9 @@ export type PullEvent =
    * (the one that came). A lost redelivery is of a message already seen.
    */
   | { readonly type: 'deliveries_lost'; readonly expected: number; readonly got: number; readonly streamSequenceSeen: number; readonly streamSequence: number }
-  | { readonly type: 'error'; readonly error: unknown };
+  | { readonly type: 'error'; readonly error: unknown }
+  /** The connection is back (acks sent just before it went may be lost with it). Not logged here: the connection's watch says so. */
+  | { readonly type: 'reconnected' };
 
 export interface PullIntakeOptions {
   readonly nc: NatsConnection;
@@ -330,7 +332,10 @@ export class PullIntake {
     for await (const status of this.options.nc.status()) {
       if (this.closed) return;
       // Requests may die with the connection: ask again at once on the new one.
-      if (status.type === 'reconnect') this.pull();
+      if (status.type === 'reconnect') {
+        this.pull();
+        this.options.onEvent?.({ type: 'reconnected' });
+      }
     }
   }
 }
@@ -377,6 +382,8 @@ export function logPullEvents(logger: PullEventLogger, now: () => number = Date.
         return;
       case 'error':
         logger.warn({ ...alsoSince, err: event.error }, 'intake: a pull request could not be sent or a delivery was not taken');
+        return;
+      case 'reconnected':
         return;
     }
   };

@@ -74,8 +74,10 @@ export async function startEngineProcess(options: EngineProcessOptions): Promise
     await sleep(50);
   }
   if (!ready) {
+    // The exit code when the engine stopped by itself (a refused start), null when it was still starting.
+    const exitCode = child.exitCode;
     child.kill('SIGKILL');
-    throw new Error(`engine did not become ready:\n${output}`);
+    throw Object.assign(new Error(`engine did not become ready (exit code ${exitCode ?? 'none'}):\n${output}`), { exitCode });
   }
   return {
     child,

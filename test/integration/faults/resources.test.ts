@@ -7,7 +7,7 @@ import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../../src/config/settings.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
-import { MDB_MAP_FULL, storeWriteError } from '../../../src/store/commit-errors.js';
+import { assertDiskRoom, MDB_MAP_FULL, storeWriteError } from '../../../src/store/commit-errors.js';
 import { LmdbStore } from '../../../src/store/lmdb.js';
 import { HEADER_MESSAGE_ID } from '../../../src/transport/subjects.js';
 import { ensureTopology } from '../../../src/transport/topology.js';
@@ -197,15 +197,14 @@ describe('resources running out while the engine consumes', () => {
       restartCode = await Promise.race([restarted.exited, sleep(60_000).then(() => 'still running')]);
       restartOutput = restarted.output();
     } catch (error) {
-      restartCode = 'not ready';
+      restartCode = (error as { exitCode?: number | null }).exitCode ?? 'not ready';
       restartOutput = (error as Error).message;
     }
-    // It stops as the first did (a few batches may fit in freed pages first), never with a failed assertion or a crash.
-    expect(restartOutput).not.toMatch(/ERR_ASSERTION|Uncaught|unhandled|SIGSEGV/i);
-    if (restartCode !== 'not ready') {
-      expect(restartCode, restartOutput).toBe(1);
-      expect(restartOutput).toMatch(/^error ERR_STORE_DISK_FULL: /m);
-    }
+    // It refuses to start (less than 16 MiB free), before the store is opened: never a failed
+    // assertion or a crash (lmdb-js could die of its free-list assertion committing on a full disk).
+    expect(restartOutput).not.toMatch(/ERR_ASSERTION|Assertion|Uncaught|unhandled|SIGSEGV/i);
+    expect(restartCode, restartOutput).toBe(1);
+    expect(restartOutput).toMatch(/^error ERR_STORE_DISK_FULL: disk full under .*the engine needs at least 16\.0 MiB to start/m);
     const floorWhileFull = (await consumerProgress(setup.jsm)).ackFloor;
 
     // Room: the tmpfs grown in place (the files stay).
@@ -349,5 +348,10 @@ describe('resources running out while the engine consumes', () => {
     const io = storeWriteError(Object.assign(new Error('Input/output error'), { code: 5 }), { ...context, freeBytes: () => 10 * 1024 ** 3 });
     expect(io.code).toBe('ERR_STORE_IO');
     expect(io.message).toMatch(/LMDB write failed at \/data\/state: Input\/output error \(code 5\), 10240\.0 MiB free; check the disk/);
+    // A start on a disk with less than 16 MiB free is refused before the store is opened.
+    expect(() => assertDiskRoom('/data', () => 5 * 1024 * 1024)).toThrow(/^disk full under \/data: 5\.0 MiB free, the engine needs at least 16\.0 MiB to start: free space or grow the volume/);
+    expect(() => assertDiskRoom('/data', () => 5 * 1024 * 1024)).toThrow(expect.objectContaining({ code: 'ERR_STORE_DISK_FULL' }));
+    expect(() => assertDiskRoom('/data', () => 16 * 1024 * 1024)).not.toThrow();
+    expect(() => assertDiskRoom('/data', () => undefined)).not.toThrow();
   });
 });

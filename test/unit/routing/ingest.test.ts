@@ -258,8 +258,9 @@ describe('Ingest', () => {
 
     it('holds acks at the last sequence seen, holds open what the consumer delivered and did not arrive, acks once it is redelivered', async () => {
       let askDelivered: (sequence: number) => void = () => undefined;
-      const consumerDelivered = vi.fn(() => new Promise<number>((resolve) => (askDelivered = resolve)));
-      const { ingest, runner } = setup({ consumerDelivered });
+      const consumerDelivered = vi.fn(() => new Promise<{ streamSequence: number; deliverySequence: number }>((resolve) => (askDelivered = (streamSequence) => resolve({ streamSequence, deliverySequence: 9 }))));
+      const requestRedelivery = vi.fn();
+      const { ingest, runner } = setup({ consumerDelivered, requestRedelivery });
       const one = message(1, 'a');
       ingest.onMessage(one);
       // Deliveries of 2 and 3 were lost; 4 came.
@@ -275,6 +276,7 @@ describe('Ingest', () => {
       askDelivered(4);
       await settle();
       expect(ingest.describeAcks()).toEqual({ lowestOpen: { sequence: 2, delivered: false, done: false }, redeliveriesAwaited: 2 });
+      expect(requestRedelivery).toHaveBeenCalledWith([2, 3], 9); // asked for at once, not after ack_wait
       expect(four.acks).toBe(0);
       // nats-server redelivers them after ack_wait.
       const two = message(2, 'a');
@@ -292,14 +294,14 @@ describe('Ingest', () => {
     });
 
     it('asks the consumer again after a failed lookup, and for a gap that came while it asked', async () => {
-      const answers: ((value: number) => void)[] = [];
+      const answers: ((value: { streamSequence: number; deliverySequence: number }) => void)[] = [];
       let fail = true;
       const consumerDelivered = vi.fn(() => {
         if (fail) {
           fail = false;
           return Promise.reject(new Error('timeout'));
         }
-        return new Promise<number>((resolve) => answers.push(resolve));
+        return new Promise<{ streamSequence: number; deliverySequence: number }>((resolve) => answers.push(resolve));
       });
       const { ingest, runner } = setup({ consumerDelivered });
       ingest.onMessage(message(1, 'a'));
@@ -308,11 +310,11 @@ describe('Ingest', () => {
       expect(consumerDelivered).toHaveBeenCalledTimes(2);
       ingest.onMessage(message(3, 'a'));
       ingest.deliveriesLost(3); // while the second lookup is out: its answer may not cover this gap
-      answers[0]!(3);
+      answers[0]!({ streamSequence: 3, deliverySequence: 3 });
       await settle();
       expect(consumerDelivered).toHaveBeenCalledTimes(3);
       expect(ingest.describeAcks()).toMatchObject({ heldAt: 1 });
-      answers[1]!(6);
+      answers[1]!({ streamSequence: 6, deliverySequence: 6 });
       await settle();
       for (const call of runner.calls) commitAll(call);
       await settle();
@@ -323,7 +325,7 @@ describe('Ingest', () => {
 
     it('gives up a held-open sequence the stream no longer holds, and acks past it', async () => {
       const streamHas = vi.fn(async (sequence: number) => sequence !== 2);
-      const { ingest, runner } = setup({ consumerDelivered: async () => 3, streamHas, redeliveryCheckMs: 5 });
+      const { ingest, runner } = setup({ consumerDelivered: async () => ({ streamSequence: 3, deliverySequence: 3 }), streamHas, redeliveryCheckMs: 5 });
       ingest.onMessage(message(1, 'a'));
       ingest.deliveriesLost(1);
       const three = message(3, 'a');
@@ -337,7 +339,7 @@ describe('Ingest', () => {
     });
 
     it('more lost sequences than it holds open: onFatal with ERR_INTAKE_GAP, nothing acked past them', async () => {
-      const { ingest, runner, onFatal } = setup({ consumerDelivered: async () => 1 + REDELIVERY_HOLD_MAX + 1 });
+      const { ingest, runner, onFatal } = setup({ consumerDelivered: async () => ({ streamSequence: 1 + REDELIVERY_HOLD_MAX + 1, deliverySequence: 2 }) });
       ingest.onMessage(message(1, 'a'));
       ingest.deliveriesLost(1);
       await settle();
