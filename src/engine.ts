@@ -21,7 +21,7 @@ import { assertDiskRoom } from './store/commit-errors.js';
 import { lmdbAddonStatus } from './store/lmdb-addon.js';
 import { LmdbStore } from './store/lmdb.js';
 import type { OutboxKey } from './store/types.js';
-import { AckAllSender } from './transport/ack-all.js';
+import { AckAllSender, redeliverNow } from './transport/ack-all.js';
 import { encodingOf } from './transport/codec.js';
 import { connectNats, NatsWatch } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
@@ -146,7 +146,6 @@ export class Engine {
     const pullBytes = pullBytesFor(settings.pullBytesMax, nc.info?.max_payload);
     // A dead letter must fit the dead-letter stream as well as the server (dead-letters.ts cuts its body if not).
     const deadLetterBytesMax = (await jsm.streams.info(settings.deadLetterStreamName)).config.max_msg_size;
-    const NAK = new TextEncoder().encode('-NAK');
     // Lookups while acks are held for lost deliveries: a request lost in a reconnect is asked again after 5 s, not 60.
     const lookups = await jetstreamManager(this.nc, { timeout: 5_000 });
     // Ack-all watermarks the server takes even when redeliveries came in between (src/transport/ack-all.ts).
@@ -179,18 +178,12 @@ export class Engine {
         logger.fatal({ err: error }, gap ? 'too many deliveries lost to hold open; stopping intake without acking past them' : 'a batch failed to commit; stopping intake without acking it');
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
-      // A lost delivery not redelivered within about twice ack_wait: deleted from the stream meanwhile?
       consumerDelivered: async () => {
         const { delivered } = await lookups.consumers.info(settings.streamName, settings.consumerName);
         return { streamSequence: delivered.stream_seq, deliverySequence: delivered.consumer_seq };
       },
-      requestRedelivery: (sequences, deliverySequence) => {
-        // A NAK on behalf of deliveries that never arrived: nats-server checks only that the delivery
-        // sequence lies between the consumer's ack floor and its last delivery and that the stream
-        // sequence is pending (processNak), then queues it for redelivery now instead of after ack_wait.
-        const at = Date.now() * 1_000_000;
-        for (const sequence of sequences) nc.publish(`$JS.ACK.${settings.streamName}.${settings.consumerName}.1.${sequence}.${deliverySequence}.${at}.0`, NAK);
-      },
+      requestRedelivery: (sequences, deliverySequence) => redeliverNow(nc, settings.streamName, settings.consumerName, sequences, deliverySequence),
+      // A lost delivery still not redelivered after about twice ack_wait: deleted from the stream meanwhile?
       streamHas: async (sequence) => (await lookups.streams.getMessage(settings.streamName, { seq: sequence })) !== null,
       redeliveryCheckMs: 2 * settings.ackWaitMs + 5_000,
     });

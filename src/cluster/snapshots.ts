@@ -35,12 +35,17 @@ export interface SnapshotPosition {
   readonly epoch: number;
 }
 
+/** A snapshot as the object store describes it: where it stands, its size and when it was taken. */
 export interface SnapshotInfo extends SnapshotPosition {
   readonly partition: number;
-  readonly records: number;
   readonly bytes: number;
-  readonly sha256: string;
   readonly takenAtMs: number;
+}
+
+/** A snapshot just written or read whole: also its record count and the unit's SHA-256. */
+export interface SnapshotContent extends SnapshotInfo {
+  readonly records: number;
+  readonly sha256: string;
 }
 
 export interface SnapshotStoreOptions {
@@ -63,7 +68,7 @@ export class PartitionSnapshots {
    * open while the object is written) with its position. The caller takes it
    * between commits of the partition, so `position` describes that state.
    */
-  async save(root: RootDatabase, partition: number, position: SnapshotPosition): Promise<SnapshotInfo> {
+  async save(root: RootDatabase, partition: number, position: SnapshotPosition): Promise<SnapshotContent> {
     const frames = exportPartition(root, partition);
     let summary: PartitionUnitSummary | undefined;
     const stream = new ReadableStream<Uint8Array>({
@@ -107,7 +112,7 @@ export class PartitionSnapshots {
    * there is none (a partition never snapshotted: restore from the changelog
    * alone). Rejects when the object or the unit is damaged.
    */
-  async restore(root: RootDatabase, partition: number): Promise<SnapshotInfo | undefined> {
+  async restore(root: RootDatabase, partition: number): Promise<SnapshotContent | undefined> {
     const result = await this.store.get(objectName(partition));
     if (result === null) return undefined;
     const summary = await importPartition(root, partition, framesOf(result.data, partition));
@@ -128,7 +133,7 @@ function infoOf(partition: number, metadata: Record<string, string> | undefined,
     if (!Number.isSafeInteger(value)) throw new EngineError('ERR_STORE_FORMAT', `snapshot of partition ${partition} has no valid ${name} in its metadata`);
     return value;
   };
-  return { partition, changelogSeq: number('changelogSeq'), watermark: number('watermark'), owner: metadata?.owner ?? '', epoch: number('epoch'), records: -1, bytes, sha256: '', takenAtMs: number('takenAtMs') };
+  return { partition, changelogSeq: number('changelogSeq'), watermark: number('watermark'), owner: metadata?.owner ?? '', epoch: number('epoch'), bytes, takenAtMs: number('takenAtMs') };
 }
 
 /** The unit's frames back out of the object's byte stream (4-byte length, then the frame). */

@@ -24,6 +24,11 @@ export class AckTracker<T> {
     return this.sequences.length - this.head;
   }
 
+  /** How many sequences held open by expectRedelivery have not been delivered yet. */
+  get awaitedCount(): number {
+    return this.awaited.size;
+  }
+
   /** Sequences held open by expectRedelivery that have not been delivered yet, lowest first (at most `limit`). */
   awaitedSequences(limit = Number.POSITIVE_INFINITY): number[] {
     const sequences: number[] = [];
@@ -37,7 +42,7 @@ export class AckTracker<T> {
    * Holds the watermark below every sequence from `from` to `to` not tracked
    * yet: deliveries the server made that never arrived (a cut connection).
    * Acking past them would ack them unread; once nats-server redelivers them
-   * (after ack_wait) and they are committed, the watermark moves on. A
+   * and they are committed, the watermark moves on. A
    * sequence that will never come (deleted from the stream meanwhile) is
    * given up with `release`. Returns the sequences it now waits for.
    */

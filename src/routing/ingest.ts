@@ -169,7 +169,7 @@ export class Ingest {
   describeAcks(): { lowestOpen?: { sequence: number; delivered: boolean; done: boolean }; heldAt?: number; redeliveriesAwaited?: number } {
     const lowest = this.tracker.lowest;
     const heldAt = this.tracker.holding;
-    const awaited = this.tracker.awaitedSequences(REDELIVERY_LOOKUPS_MAX).length;
+    const awaited = this.tracker.awaitedCount;
     return { ...(lowest === undefined ? {} : { lowestOpen: lowest }), ...(heldAt === undefined ? {} : { heldAt }), ...(awaited === 0 ? {} : { redeliveriesAwaited: awaited }) };
   }
 
@@ -181,8 +181,8 @@ export class Ingest {
    * events lost in 6 cuts before this). So the watermark stops at
    * `streamSequenceSeen`; the consumer's info then tells the highest stream
    * sequence delivered so far, and every sequence up to it that did not
-   * arrive is held open until nats-server redelivers it (after ack_wait) and
-   * it is committed. A lost redelivery is of a message tracked or acked
+   * arrive is held open until nats-server redelivers it (asked for at once
+   * with requestRedelivery, else after ack_wait) and it is committed. A lost redelivery is of a message tracked or acked
    * already: nothing to hold. Sequences the stream no longer holds are given
    * up (streamHas).
    */
@@ -242,7 +242,7 @@ export class Ingest {
     if (this.nudgeTimer !== undefined || this.options.requestRedelivery === undefined || this.options.consumerDelivered === undefined) return;
     this.nudgeTimer = setTimeout(() => {
       this.nudgeTimer = undefined;
-      if (this.failed || this.tracker.awaitedSequences(1).length === 0) return;
+      if (this.failed || this.tracker.awaitedCount === 0) return;
       void this.options.consumerDelivered!()
         .then(({ deliverySequence }) => this.requestAwaited(deliverySequence))
         .catch(() => undefined) // NATS away: the next nudge asks again
@@ -273,7 +273,7 @@ export class Ingest {
       }
       if (!held) this.ack(this.tracker.release(sequence));
     }
-    if (this.tracker.awaitedSequences(1).length > 0) this.scheduleRedeliveryCheck();
+    if (this.tracker.awaitedCount > 0) this.scheduleRedeliveryCheck();
   }
 
   /** Stops taking messages, sends partial batches, waits for every in-flight batch and its ack. */

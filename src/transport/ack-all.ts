@@ -71,10 +71,26 @@ export class AckAllSender {
   resendLast(): void {
     if (this.lastSubject !== undefined) this.nc.publish(this.lastSubject, ACK);
   }
-
 }
 
 const ACK = new TextEncoder().encode('+ACK');
+const NAK = new TextEncoder().encode('-NAK');
+
+/**
+ * Asks nats-server to deliver these stream sequences again now, not after
+ * ack_wait: a NAK on behalf of deliveries that never arrived (lost in a cut
+ * connection, so there is no ack subject of theirs to answer). nats-server
+ * checks only that the delivery sequence in the subject lies above the
+ * consumer's ack floor and not past its last delivery, and that the stream
+ * sequence is pending (processNak in consumer.go), then queues it for
+ * redelivery; otherwise it ignores the NAK, and ack_wait still applies.
+ * `deliverySequence` is the consumer's last delivery (its info's
+ * delivered.consumer_seq).
+ */
+export function redeliverNow(nc: Pick<NatsConnection, 'publish'>, stream: string, consumer: string, streamSequences: readonly number[], deliverySequence: number): void {
+  const at = Date.now() * 1_000_000;
+  for (const sequence of streamSequences) nc.publish(`$JS.ACK.${stream}.${consumer}.1.${sequence}.${deliverySequence}.${at}.0`, NAK);
+}
 
 /** The ack subject with another delivery sequence (the token after the stream sequence). */
 export function withDeliverySequence(reply: string, deliverySequence: number): string {

@@ -368,7 +368,7 @@ export function logPullEvents(logger: PullEventLogger, now: () => number = Date.
       case 'deliveries_lost':
         logger.warn(
           { ...alsoSince, expectedDeliverySequence: event.expected, deliverySequence: event.got, streamSequenceSeen: event.streamSequenceSeen, streamSequence: event.streamSequence },
-          'intake: JetStream deliveries were lost on the way (a cut connection); acks are held below them until nats-server delivers them again (after LOYALTY_ACK_WAIT_MS)',
+          'intake: JetStream deliveries were lost on the way (a cut connection); acks are held below them, and they are asked for again, until they are delivered and committed',
         );
         return;
       case 'oversized_message':

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AckAllSender, withDeliverySequence } from '../../../src/transport/ack-all.js';
+import { AckAllSender, redeliverNow, withDeliverySequence } from '../../../src/transport/ack-all.js';
 import { parseAckSubject } from '../../../src/transport/intake.js';
 
 const reply = (streamSequence: number, deliverySequence: number, deliveryCount = 1) => `$JS.ACK.LOYALTY_TX.loyalty-engine.${deliveryCount}.${streamSequence}.${deliverySequence}.1700000000000000000.0`;
@@ -65,6 +65,17 @@ describe('AckAllSender', () => {
     acks.ack(reply(7, 7));
     acks.resendLast();
     expect(sent).toEqual([reply(7, 1), reply(7, 1)]);
+  });
+
+  it('asks for lost deliveries again with a NAK on their behalf: their stream sequence, the consumer\'s last delivery', () => {
+    const published: [string, string][] = [];
+    redeliverNow({ publish: (subject: string, data?: string | Uint8Array) => void published.push([subject, new TextDecoder().decode(data as Uint8Array)]) }, 'LOYALTY_TX', 'loyalty-engine', [41, 43], 900);
+    expect(published.map(([, body]) => body)).toEqual(['-NAK', '-NAK']);
+    expect(published.map(([subject]) => parseAckSubject(subject))).toMatchObject([
+      { streamSequence: 41, deliverySequence: 900 },
+      { streamSequence: 43, deliverySequence: 900 },
+    ]);
+    expect(published[0]![0]).toMatch(/^\$JS\.ACK\.LOYALTY_TX\.loyalty-engine\./);
   });
 
   it('rewrites the delivery sequence of both ack subject forms', () => {
