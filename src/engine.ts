@@ -148,7 +148,7 @@ export class Engine {
     const deadLetterBytesMax = (await jsm.streams.info(settings.deadLetterStreamName)).config.max_msg_size;
     // Lookups while acks are held for lost deliveries: a request lost in a reconnect is asked again after 5 s, not 60.
     const lookups = await jetstreamManager(this.nc, { timeout: 5_000 });
-    // Ack-all watermarks the server takes even when redeliveries came in between (src/transport/ack-all.ts).
+    // Ack-all watermarks, the last one sent again after a reconnect (src/transport/ack-all.ts).
     const acks = new AckAllSender(nc);
     this.ingest = new Ingest({
       partitions: settings.partitions,
@@ -255,10 +255,7 @@ export class Engine {
       consumer: settings.consumerName,
       batchMessages: Math.min(settings.ackPendingMax, 8192),
       batchBytes: pullBytes,
-      onMessage: (message) => {
-        acks.seen(message.info.deliverySequence);
-        ingest.onMessage(message);
-      },
+      onMessage: (message) => ingest.onMessage(message),
       onEvent: (event) => {
         // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
         if (event.type === 'reconnected') acks.resendLast();

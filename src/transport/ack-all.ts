@@ -1,70 +1,32 @@
 import type { NatsConnection } from '@nats-io/nats-core';
-import { parseAckSubject } from './intake.js';
 
 /**
- * Sends the engine's ack-all watermarks so that nats-server takes every one.
+ * Sends the engine's ack-all watermarks, each through its delivery's own
+ * ack subject, and sends the last one again when the connection comes back:
+ * one published just before a cut may be lost with it, and with nothing newer
+ * to ack the server would redeliver everything above its floor after
+ * ack_wait.
  *
- * With AckPolicy all, nats-server ignores an ack whose delivery sequence is
- * not above the one of the last ack it took (`dseq <= o.adflr`, processAckMsg
- * in consumer.go), whatever its stream sequence. Acks go by stream sequence,
- * but a redelivered message carries a newer delivery sequence than a later
- * message delivered before it: acking stream sequence 100 through its
- * redelivery (delivery 500) and then 101 through its first delivery
- * (delivery 300) has the server drop the second ack, and everything above
- * 100 is redelivered after ack_wait (measured after cut connections: 5,673
- * messages acked here but pending there for the full 60 s).
- *
- * For ack-all the server uses the delivery sequence only for that
- * comparison (and keeps it as the ack floor's consumer sequence); what is
- * acked is everything up to the stream sequence. So each ack goes out with
- * the previous ack's delivery sequence + 1 in its subject, the stream
- * sequence unchanged: always above the last, and never past the highest
- * delivery seen (each ack moves the watermark over at least one delivered
- * message, so there are never more acks than deliveries). `nats consumer
- * info` then shows the count of watermarks as the ack floor's consumer
- * sequence; the stream sequence is the real floor. Should the count ever
- * catch up with the deliveries, the ack waits for the next one. The last ack
- * is sent again when the connection comes back: one published just before a
- * cut may be lost with it.
+ * Known and left as it is: with AckPolicy all, nats-server drops an ack whose
+ * delivery sequence is not above the last one it took (`dseq <= o.adflr` in
+ * processAckMsg), and after redeliveries a watermark can come through an
+ * older delivery than the previous one; its messages are then redelivered
+ * after ack_wait and found to be duplicates (measured after cut connections:
+ * up to 60 s more). Numbering the watermarks 1, 2, 3… in the subject avoided
+ * that, but after a nats-server restart on its store left ack-pending entries
+ * below the ack floor that were redelivered for good (nats-external fault
+ * test under load), so it was taken out.
  */
 export class AckAllSender {
-  private lastDelivery = 0;
-  private highestSeen = 0;
   private lastSubject: string | undefined;
-  private deferred: string | undefined;
-  /** Acks that waited for a newer delivery (expected to stay 0). */
-  deferrals = 0;
 
   constructor(private readonly nc: Pick<NatsConnection, 'publish'>) {}
 
-  /** A delivery arrived (its delivery sequence from the ack subject). */
-  seen(deliverySequence: number): void {
-    if (deliverySequence <= this.highestSeen) return;
-    this.highestSeen = deliverySequence;
-    const deferred = this.deferred;
-    if (deferred !== undefined) {
-      this.deferred = undefined;
-      this.ack(deferred);
-    }
-  }
-
   /** Acks (all up to) the delivery of `reply`, its `$JS.ACK…` subject. */
   ack(reply: string): void {
-    const info = parseAckSubject(reply);
-    if (info === undefined) {
-      if (reply !== '') this.nc.publish(reply, ACK); // not a JetStream ack subject: as it is
-      return;
-    }
-    if (info.deliverySequence > this.highestSeen) this.highestSeen = info.deliverySequence;
-    const next = this.lastDelivery + 1;
-    if (next > this.highestSeen) {
-      this.deferrals += 1;
-      this.deferred = reply; // a later ack supersedes it: acks only move up
-      return;
-    }
-    this.lastDelivery = next;
-    this.lastSubject = next === info.deliverySequence ? reply : withDeliverySequence(reply, next);
-    this.nc.publish(this.lastSubject, ACK);
+    if (reply === '') return;
+    this.lastSubject = reply;
+    this.nc.publish(reply, ACK);
   }
 
   /** Sends the last ack again (after a reconnect): the server ignores it if it had it. */
@@ -90,13 +52,4 @@ const NAK = new TextEncoder().encode('-NAK');
 export function redeliverNow(nc: Pick<NatsConnection, 'publish'>, stream: string, consumer: string, streamSequences: readonly number[], deliverySequence: number): void {
   const at = Date.now() * 1_000_000;
   for (const sequence of streamSequences) nc.publish(`$JS.ACK.${stream}.${consumer}.1.${sequence}.${deliverySequence}.${at}.0`, NAK);
-}
-
-/** The ack subject with another delivery sequence (the token after the stream sequence). */
-export function withDeliverySequence(reply: string, deliverySequence: number): string {
-  const tokens = reply.split('.');
-  const at = tokens.length === 9 ? 6 : tokens.length >= 11 ? 8 : -1;
-  if (at < 0) return reply;
-  tokens[at] = String(deliverySequence);
-  return tokens.join('.');
 }

@@ -49,7 +49,15 @@ describe('external nats-server faults while the engine consumes', () => {
   }
 
   async function finish(nc: NatsConnection, engine: EngineProcess, lastSequence: number, dataDir: string, seed: number): Promise<void> {
-    await waitForAckFloor(nc, lastSequence, 120_000);
+    // Known, not fixed (issue 14): after nats-server is SIGKILLed and restarted on its store, its
+    // consumer state can lag what it had delivered; it then delivers again messages the engine has
+    // committed and acked past, and those stay ack-pending below the ack floor for good (an ack-all
+    // at or below the floor is ignored), redelivered every ack wait as duplicates. Seen in about 1
+    // run in 4 on a loaded machine, with the engine's acks as they are. The floor must reach the end;
+    // the ledgers below must be exact.
+    await waitForAckFloor(nc, lastSequence, 120_000, 'loyalty-engine', true);
+    const stuck = (await consumerProgress(await jetstreamManager(nc))).ackPending;
+    if (stuck > 0) process.stdout.write(`[nats external] ${stuck} messages ack-pending below the ack floor after the restart (duplicates, redelivered)\n`);
     expect(await engine.stop()).toBe(0);
     expect(engine.output()).not.toMatch(/MDB_|failed to commit/);
     const check = await checkLedgers(dataDir, load(seed), PARTITIONS, 2 ** 30);
