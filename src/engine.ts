@@ -29,7 +29,8 @@ import { logPullEvents, pullBytesFor, PullIntake, type PulledMessage } from './t
 import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
 import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
-import { ensureTopology } from './transport/topology.js';
+import { BelowFloorWatch, type ConsumerStanding } from './transport/below-floor.js';
+import { ensureTopology, resetConsumerToAckFloor } from './transport/topology.js';
 
 /** Outbox entries re-published at once at start (each an actor batch's outcomes). */
 const REPUBLISH_ENTRIES_IN_FLIGHT_MAX = 256;
@@ -73,6 +74,10 @@ export class Engine {
   programs: EngineProgramManager | undefined;
   private consuming = false;
   private stopping: Promise<void> | undefined;
+  /** Starts (again) the pull intake on the consumer; set once everything it feeds exists. */
+  private startIntake: (() => PullIntake) | undefined;
+  private belowFloor: BelowFloorWatch | undefined;
+  private resetting: Promise<void> | undefined;
   readonly metrics = new EngineMetrics();
   natsUrl = '';
   /** Resolves with an error when the engine fails and must stop (a failed commit). */
@@ -248,24 +253,39 @@ export class Engine {
 
     const ingest = this.ingest;
     const logPullEvent = logPullEvents(logger);
-    // Pulls bounded by count and by bytes (src/transport/intake.ts: why not consumer.consume()).
-    this.intake = new PullIntake({
-      nc,
-      stream: settings.streamName,
-      consumer: settings.consumerName,
-      batchMessages: Math.min(settings.ackPendingMax, 8192),
-      batchBytes: pullBytes,
-      onMessage: (message) => ingest.onMessage(message),
-      onEvent: (event) => {
-        // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
-        if (event.type === 'reconnected') acks.resendLast();
-        if (event.type === 'deliveries_lost') {
-          this.metrics.deliveriesLost.inc(event.got - event.expected);
-          ingest.deliveriesLost(event.streamSequenceSeen);
-        }
-        logPullEvent(event);
+    // Ack-pending entries below the ack floor (a restarted nats-server): only a new consumer clears them (src/transport/below-floor.ts).
+    this.belowFloor = new BelowFloorWatch({
+      lookup: async (): Promise<ConsumerStanding> => {
+        const info = await lookups.consumers.info(settings.streamName, settings.consumerName);
+        return { ackFloor: info.ack_floor.stream_seq, delivered: info.delivered.stream_seq, ackPending: info.num_ack_pending };
       },
-    }).start();
+      onFound: (standing, belowFloor) => this.recreateConsumer(jsm, acks, { ...standing, belowFloor }),
+    });
+    const belowFloor = this.belowFloor;
+    // Pulls bounded by count and by bytes (src/transport/intake.ts: why not consumer.consume()).
+    this.startIntake = () =>
+      new PullIntake({
+        nc,
+        stream: settings.streamName,
+        consumer: settings.consumerName,
+        batchMessages: Math.min(settings.ackPendingMax, 8192),
+        batchBytes: pullBytes,
+        onMessage: (message) => {
+          // A message acked past already: a duplicate, or one the server holds pending below its floor.
+          if (message.info.streamSequence <= ingest.ackedThrough) belowFloor.sighted();
+          ingest.onMessage(message);
+        },
+        onEvent: (event) => {
+          // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
+          if (event.type === 'reconnected') acks.resendLast();
+          if (event.type === 'deliveries_lost') {
+            this.metrics.deliveriesLost.inc(event.got - event.expected);
+            ingest.deliveriesLost(event.streamSequenceSeen);
+          }
+          logPullEvent(event);
+        },
+      }).start();
+    this.intake = this.startIntake();
     this.consuming = true;
     logger.info({ http: `http://${settings.httpHost}:${this.httpPort}`, stream: settings.streamName }, 'engine ready');
   }
@@ -283,6 +303,9 @@ export class Engine {
     const { logger } = this.options;
     this.consuming = false;
     this.natsWatch?.stop();
+    this.belowFloor?.close();
+    // A consumer being recreated: let it finish (it gives up once it sees the stop).
+    if (this.resetting !== undefined) await this.resetting;
     // HTTP and the NATS services first: no new requests while intake drains.
     if (this.api !== undefined) await this.api.stop();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
@@ -295,6 +318,48 @@ export class Engine {
     if (this.nc !== undefined) await this.nc.drain().catch(() => undefined);
     if (this.supervisor !== undefined) await this.supervisor.stop();
     logger.info('engine stopped');
+  }
+
+  /**
+   * Recreates the consumer at its ack floor while the engine runs: what a
+   * start does, for entries nats-server holds pending below the floor
+   * (src/transport/below-floor.ts). Intake stops, every batch in flight is
+   * committed and acked, the deliveries are forgotten, the consumer is
+   * recreated after the floor, and intake starts again; what was not acked
+   * is delivered again and found to be a duplicate where committed.
+   */
+  private recreateConsumer(jsm: Awaited<ReturnType<typeof jetstreamManager>>, acks: AckAllSender, found: ConsumerStanding & { belowFloor: number }): void {
+    if (this.resetting !== undefined || this.stopping !== undefined) return;
+    const { settings, logger } = this.options;
+    this.resetting = (async () => {
+      const startedMs = Date.now();
+      logger.warn({ ...found }, 'consumer: ack-pending entries below its ack floor (left by a restarted nats-server; no ack clears them, they would be redelivered every ack wait); recreating it at the floor');
+      this.consuming = false;
+      await this.intake?.close();
+      await this.ingest!.restartDeliveries();
+      acks.forget();
+      for (let attempt = 0; this.stopping === undefined; attempt++) {
+        try {
+          // The last acks reach the server before it is asked for its floor (not waited for while NATS is away).
+          await Promise.race([this.nc!.flush(), new Promise((_, reject) => setTimeout(() => reject(new Error('flush timed out')), 5_000).unref())]);
+          const floor = await resetConsumerToAckFloor(jsm, settings, this.ingest!.ackedThrough);
+          this.metrics.consumerResets.inc();
+          logger.warn({ ackFloor: floor, tookMs: Date.now() - startedMs }, 'consumer recreated at its ack floor; intake resumes');
+          break;
+        } catch (error) {
+          logger.warn({ err: error, attempt }, 'consumer: could not recreate it yet (NATS away?); trying again');
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))));
+        }
+      }
+      if (this.stopping !== undefined) return;
+      this.intake = this.startIntake!();
+      this.consuming = true;
+    })()
+      .catch((error: unknown) => {
+        logger.fatal({ err: error }, 'consumer: recreating it failed');
+        this.fail(error instanceof Error ? error : new Error(String(error)));
+      })
+      .finally(() => (this.resetting = undefined));
   }
 
   private async startEmbeddedNats(): Promise<string> {

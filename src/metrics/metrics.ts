@@ -111,6 +111,12 @@ export class EngineMetrics {
     registers: [this.registry],
   });
 
+  readonly consumerResets = new Counter({
+    name: 'loyalty_consumer_resets_total',
+    help: 'Times the running engine recreated its JetStream consumer at its ack floor: it held ack-pending entries below that floor (after a nats-server restart), which no ack can clear.',
+    registers: [this.registry],
+  });
+
   readonly sweepMembers = new Counter({
     name: 'loyalty_sweep_members_total',
     help: 'Members looked at by the scheduled sweep (scanned) and changed by it (swept: points released, expired, tiers reviewed).',

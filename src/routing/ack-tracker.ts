@@ -19,6 +19,12 @@ export class AckTracker<T> {
   private readonly awaited = new Set<number>();
   /** While set, the watermark does not pass this sequence (see holdAt). */
   private cap: number | undefined;
+  private passed = 0;
+
+  /** The highest sequence the watermark has passed (0 before the first): every sequence at or below it was committed or given up. */
+  get ackedThrough(): number {
+    return this.passed;
+  }
 
   get inFlight(): number {
     return this.sequences.length - this.head;
@@ -164,6 +170,7 @@ export class AckTracker<T> {
     while (this.head < this.sequences.length && this.done[this.head] && (this.cap === undefined || this.sequences[this.head]! <= this.cap)) {
       // A released placeholder has no handle: the last real one before it acks as far.
       acked = this.handles[this.head] ?? acked;
+      if (this.sequences[this.head]! > this.passed) this.passed = this.sequences[this.head]!;
       this.indexBySequence.delete(this.sequences[this.head]!);
       this.head += 1;
       this.doneCount -= 1;

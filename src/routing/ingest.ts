@@ -92,7 +92,11 @@ export interface AckHandle {
 }
 
 export class Ingest {
-  private readonly tracker = new AckTracker<AckHandle>();
+  private tracker = new AckTracker<AckHandle>();
+  /** ackedThrough of the trackers forgotten by restartDeliveries. */
+  private ackedBefore = 0;
+  /** Bumped by restartDeliveries: a gap being closed for the old consumer is dropped. */
+  private deliveryEpoch = 0;
   private readonly batcher: Batcher;
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
@@ -125,6 +129,15 @@ export class Ingest {
 
   get ackPending(): number {
     return this.tracker.inFlight;
+  }
+
+  /**
+   * The highest stream sequence acked so far: everything at or below it is
+   * committed (or dead-lettered, or given up as deleted). The consumer's ack
+   * floor can never be above it; a delivery at or below it is a duplicate.
+   */
+  get ackedThrough(): number {
+    return Math.max(this.ackedBefore, this.tracker.ackedThrough);
   }
 
   /** The consumer's pending count as of the last delivered message (its lag). */
@@ -198,6 +211,7 @@ export class Ingest {
     const consumerDelivered = this.options.consumerDelivered;
     if (consumerDelivered === undefined) return; // held until the engine stops: a start resets the consumer to its ack floor
     this.closingGap = true;
+    const deliveryEpoch = this.deliveryEpoch;
     try {
       for (let attempt = 0; this.gapFrom !== undefined && !this.failed; attempt++) {
         const epoch = this.gapEpoch;
@@ -209,6 +223,7 @@ export class Ingest {
           await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))).unref());
           continue; // NATS away: ask again
         }
+        if (deliveryEpoch !== this.deliveryEpoch || this.gapFrom === undefined) return; // the consumer was recreated meanwhile
         const from = this.gapFrom + 1;
         if (delivered - from + 1 > REDELIVERY_HOLD_MAX) {
           this.failed = true;
@@ -274,6 +289,30 @@ export class Ingest {
       if (!held) this.ack(this.tracker.release(sequence));
     }
     if (this.tracker.awaitedCount > 0) this.scheduleRedeliveryCheck();
+  }
+
+  /**
+   * For a consumer about to be recreated at its ack floor, with intake
+   * stopped: sends partial batches, waits for every batch in flight and its
+   * ack, then forgets every delivery. What is left unacked then (committed
+   * behind a lost delivery, or lost on the way) lies above the floor, so the
+   * new consumer delivers it again; and the old deliveries' ack subjects must
+   * not be used once it exists (it has the same name, and its delivery
+   * sequences start again at 1: an old one would push its ack floor up and
+   * make it ignore its own acks).
+   */
+  async restartDeliveries(): Promise<void> {
+    this.batcher.flushAll();
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.ackedBefore = this.ackedThrough;
+    this.tracker = new AckTracker<AckHandle>();
+    this.deliveryEpoch += 1;
+    this.gapFrom = undefined;
+    this.gapEpoch += 1;
+    if (this.redeliveryTimer !== undefined) clearTimeout(this.redeliveryTimer);
+    if (this.nudgeTimer !== undefined) clearTimeout(this.nudgeTimer);
+    this.redeliveryTimer = undefined;
+    this.nudgeTimer = undefined;
   }
 
   /** Stops taking messages, sends partial batches, waits for every in-flight batch and its ack. */

@@ -29,6 +29,11 @@ export class AckAllSender {
     this.nc.publish(reply, ACK);
   }
 
+  /** Before the consumer is recreated: its old deliveries' subjects must not be sent again. */
+  forget(): void {
+    this.lastSubject = undefined;
+  }
+
   /** Sends the last ack again (after a reconnect): the server ignores it if it had it. */
   resendLast(): void {
     if (this.lastSubject !== undefined) this.nc.publish(this.lastSubject, ACK);

@@ -42,9 +42,14 @@ export async function ensureTopology(jsm: JetStreamManager, settings: Settings):
  * out of order. Starting over from the floor redelivers them first, in stream
  * order; the processed-id records make the ones already committed no-ops.
  * One engine instance owns the consumer.
+ *
+ * `floorIfMissing`: where to start when there is no consumer (0: the whole
+ * stream). A running engine that recreates its consumer passes its own acked
+ * watermark, so that a reset cut short between the delete and the add does
+ * not redeliver the whole stream.
  */
-export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: Settings): Promise<number> {
-  let ackFloor = 0;
+export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: Settings, floorIfMissing = 0): Promise<number> {
+  let ackFloor = floorIfMissing;
   try {
     const info = await jsm.consumers.info(settings.streamName, settings.consumerName);
     // A consumer recreated at sequence S reports an ack floor of 0 until its

@@ -111,20 +111,14 @@ export async function consumerProgress(jsm: JetStreamManager, stream = 'LOYALTY_
   return { ackFloor, pending: info.num_pending, ackPending: info.num_ack_pending };
 }
 
-/** Waits until the engine has acked everything up to `lastSequence`. */
-/**
- * Waits until the consumer's ack floor is at `lastSequence` with nothing
- * pending. `ackPendingAllowed`: pending entries below the floor that are
- * tolerated (see nats-external.test.ts: after a nats-server restart they can
- * stay, redelivered as duplicates).
- */
-export async function waitForAckFloor(nc: NatsConnection, lastSequence: number, timeoutMs: number, consumer = 'loyalty-engine', ackPendingAllowed = false): Promise<void> {
+/** Waits until the engine has acked everything up to `lastSequence`, with nothing left pending. */
+export async function waitForAckFloor(nc: NatsConnection, lastSequence: number, timeoutMs: number, consumer = 'loyalty-engine'): Promise<void> {
   const jsm = await jetstreamManager(nc);
   const deadline = Date.now() + timeoutMs;
   let progress: ConsumerProgress | undefined;
   while (Date.now() < deadline) {
     progress = await consumerProgress(jsm, 'LOYALTY_TX', consumer).catch(() => undefined);
-    if (progress !== undefined && progress.ackFloor >= lastSequence && (ackPendingAllowed || progress.ackPending === 0)) return;
+    if (progress !== undefined && progress.ackFloor >= lastSequence && progress.ackPending === 0) return;
     await sleep(100);
   }
   const info = await jsm.consumers.info('LOYALTY_TX', consumer).catch(() => undefined);

@@ -406,6 +406,62 @@ describe('Ingest', () => {
     expect(late.acks).toBe(0);
   });
 
+  describe('restartDeliveries (the consumer recreated at its ack floor)', () => {
+    it('ackedThrough is the highest sequence acked; a gap of deliveries kept open is forgotten, and the old handles are never used again', async () => {
+      const consumerDelivered = vi.fn(async () => ({ streamSequence: 5, deliverySequence: 5 }));
+      const { ingest, runner } = setup({ batchSizeMax: 10, consumerDelivered, requestRedelivery: vi.fn() });
+      expect(ingest.ackedThrough).toBe(0);
+      const one = message(1, 'a');
+      ingest.onMessage(one);
+      ingest.deliveriesLost(1); // 2 and 3 never came
+      const four = message(4, 'a');
+      const five = message(5, 'b');
+      ingest.onMessage(four);
+      ingest.onMessage(five);
+      // Partial batch still in the batcher: restartDeliveries sends it and waits for it.
+      let restarted = false;
+      const restarting = ingest.restartDeliveries().then(() => (restarted = true));
+      expect(runner.calls).toHaveLength(1);
+      await settle();
+      expect(restarted).toBe(false);
+      commitAll(runner.calls[0]!);
+      await restarting;
+      // 1 acked; 4 and 5 committed but held behind the awaited 2 and 3.
+      expect([one.acks, four.acks, five.acks]).toEqual([1, 0, 0]);
+      expect(ingest.ackedThrough).toBe(1);
+      expect(ingest.ackPending).toBe(0);
+      expect(ingest.describeAcks()).toEqual({});
+      // The new consumer delivers from the floor: 2..5 again, each acked through its new delivery only.
+      const again = [2, 3, 4, 5].map((sequence) => message(sequence, 'a', '{}', { name: `new #${sequence}` }));
+      again.forEach((inbound) => ingest.onMessage(inbound));
+      const draining = ingest.drain();
+      expect(runner.calls[1]!.records.map((record) => record.streamSequence)).toEqual([2, 3, 4, 5]);
+      commitAll(runner.calls[1]!);
+      await draining;
+      expect(again.map((inbound) => inbound.acks)).toEqual([0, 0, 0, 1]);
+      expect([four.acks, five.acks]).toEqual([0, 0]);
+      expect(ingest.ackedThrough).toBe(5);
+    });
+
+    it('a duplicate below the acked watermark is still tracked and acked (it only tells the engine to look at the consumer)', async () => {
+      const { ingest, runner } = setup();
+      const messages = [1, 2, 3].map((sequence) => message(sequence, 'a'));
+      for (const inbound of messages) {
+        ingest.onMessage(inbound);
+        commitAll(runner.calls.at(-1)!);
+        await settle();
+      }
+      expect(ingest.ackedThrough).toBe(3);
+      const duplicate = message(2, 'a', '{}', { name: 'again #2' });
+      ingest.onMessage(duplicate);
+      commitAll(runner.calls.at(-1)!);
+      await settle();
+      expect(duplicate.acks).toBe(1);
+      expect(ingest.ackedThrough).toBe(3);
+      expect(ingest.ackPending).toBe(0);
+    });
+  });
+
   it('a redelivery arriving after intake stopped holds the watermark below it (it is never acked unprocessed)', async () => {
     const { ingest, runner } = setup({ batchSizeMax: 10 });
     const high = message(5, 'a');
