@@ -116,6 +116,12 @@ class BatchChanges implements KpiTarget {
   readonly months = new Map<number, number>();
   readonly idKeys: string[] = [];
   readonly dueIndexMarks: { partition: number; programDigest: number }[] = [];
+  /** The highest committed input sequence per partition (BatchWrite.watermarks). */
+  readonly watermarks = new Map<number, number>();
+
+  committedInput(partition: number, streamSequence: number): void {
+    if (streamSequence > (this.watermarks.get(partition) ?? 0)) this.watermarks.set(partition, streamSequence);
+  }
 
   day(dayKey: number): DayCounters {
     let counters = this.days.get(dayKey);
@@ -280,6 +286,7 @@ export class Actor {
       if (firstOutcome !== undefined) {
         // A redelivery or a producer re-sending: publish the first outcome again, change nothing.
         count(counts, event.type, 'duplicate');
+        changes.committedInput(partition, record.streamSequence);
         for (const message of packr.unpack(firstOutcome) as OutcomeMessage[]) changes.outcomes.push(message);
         changes.encodedOutcomes.push(firstOutcome);
         continue;
@@ -301,6 +308,7 @@ export class Actor {
       }
       const rejected = decision.outcomes.some((outcome) => outcome.kind === 'rejected');
       count(counts, event.type, rejected ? 'rejected' : 'applied');
+      changes.committedInput(partition, record.streamSequence);
       const messages = this.record(changes, batch, partition, current, decision, occurredAtMs);
       const encoded = packr.pack(messages);
       changes.encodedOutcomes.push(encoded);
@@ -469,6 +477,7 @@ export class Actor {
       members: Array.from(changes.members.values(), (entry) => ({ ...entry, dueMs: nextDueMs(entry.state, this.program) })),
       ledger: changes.ledger,
       ...(changes.dueIndexMarks.length > 0 ? { dueIndexMarks: changes.dueIndexMarks } : {}),
+      ...(changes.watermarks.size > 0 ? { watermarks: Array.from(changes.watermarks, ([partition, sequence]) => ({ partition, sequence })) } : {}),
       processed: changes.processed,
       ...(changes.budgetUsage.size > 0
         ? { budgets: { actor: this.options.actorIndex, usage: [...changes.budgetUsage].map(([id, [points, uses]]) => [id, points, uses] as const) } }

@@ -160,7 +160,12 @@ export class PartitionChangelog {
     }
   }
 
-  /** Drops the records before `keepFromSeq` (a snapshot holds them now). */
+  /**
+   * Drops the records before `keepFromSeq` (a snapshot holds them now).
+   * `keepFromSeq` must not pass the partition's last record: with none left,
+   * the subject's last sequence reads 0 and the owner's next append
+   * (conditioned on its own last sequence) is refused as fenced.
+   */
   async compact(keepFromSeq: number): Promise<void> {
     await this.jsm.streams.purge(this.stream, { filter: this.subject, seq: keepFromSeq });
   }

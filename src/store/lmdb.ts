@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type DatabaseOptions, type RootDatabase } from 'lmdb';
+import { asBinary, open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
 import type { LedgerPage, LedgerQuery, MemberReads } from '../api/context.js';
 import { assert } from '../domain/assert.js';
 import type { LedgerEntry, MemberState } from '../domain/state.js';
@@ -11,6 +11,7 @@ import { partitionOf } from '../routing/partitioner.js';
 import { lmdbCause, storeWriteError } from './commit-errors.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
 import { coreKeys, decodeCore, joinMember, memberRecords, type ItemKind, type MemberCore, type StoredCore, type StoredItem } from './member-records.js';
+import { BatchChangeRecorder, TREE_DUE, TREE_INDEX, TREE_MEMBERS, type ChangeRecorder, type PartitionChanges, type ValueEncoder } from './partition-changes.js';
 import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
 
 /**
@@ -71,6 +72,12 @@ const LEDGER = 1;
 const PROCESSED = 2;
 const ITEM = 3;
 
+/** Where a commit sends a partition's record writes: straight to LMDB, or (with a change recorder) into the batch's changes first. */
+interface RecordSink {
+  put(partition: number, tree: number, key: Key[], value: unknown): void;
+  remove(partition: number, tree: number, key: Key[]): void;
+}
+
 export interface LmdbStoreOptions {
   readonly dataDir: string;
   readonly mapSizeBytes: number;
@@ -98,6 +105,10 @@ export class LmdbStore implements ActorStore, MemberReads {
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
   private readonly budgets: Database<{ points: number; uses: number }, [string, number]>;
   private partitions: number | undefined;
+  /** The partition trees by their number in partition-changes.ts (PARTITION_TREES), for the record sinks. */
+  private readonly partitionTrees: readonly Database<unknown, Key[]>[];
+  /** Cluster mode's hook (setChangeRecorder); undefined in single-instance mode, where commit records nothing. */
+  private changeRecorder: ChangeRecorder | undefined;
   /** The environment's directory and map size, for the messages of failed writes. */
   private readonly path: string;
   private readonly mapSizeBytes: number;
@@ -122,6 +133,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     this.outbox = this.root.openDB({ name: 'outbox', encoding: 'binary' });
     this.kpis = this.root.openDB({ name: 'kpis', encoding: 'msgpack' });
     this.budgets = this.root.openDB({ name: 'budgets', encoding: 'msgpack' });
+    this.partitionTrees = [this.records, this.index, this.due] as unknown as Database<unknown, Key[]>[];
     // The data directory's own partition count wins: member records are found by it.
     this.partitions = (this.meta.get('meta') as StoreMeta | undefined)?.partitions ?? options.partitions;
   }
@@ -240,6 +252,19 @@ export class LmdbStore implements ActorStore, MemberReads {
   }
 
   /**
+   * Cluster mode: every commit hands `recorder` each partition's share of the
+   * batch (partition-changes.ts) before anything of it is written, and writes
+   * those very bytes after. When the recorder returns a promise (the append
+   * to the partition's changelog, the commit point), the commit waits for it
+   * and writes nothing if it rejects: a batch the changelog refused (a fenced
+   * owner) is not committed here either. Undefined turns recording off.
+   */
+  setChangeRecorder(recorder: ChangeRecorder | undefined): void {
+    if (recorder !== undefined) this.requirePartitions();
+    this.changeRecorder = recorder;
+  }
+
+  /**
    * Plain asynchronous puts, all issued in one synchronous run: lmdb-js
    * commits the writes of one event turn as one transaction, and applies them
    * on its own write thread, so the actor's thread never holds LMDB's single
@@ -257,29 +282,48 @@ export class LmdbStore implements ActorStore, MemberReads {
       last = promise;
       transactions.push(promise);
     };
+    const recorder = this.changeRecorder;
+    const recorded = recorder === undefined ? undefined : new BatchChangeRecorder(this.valueEncoders(), this.requirePartitions(), STORE_FORMAT_VERSION);
+    const sink: RecordSink = recorded ?? {
+      put: (_partition, tree, key, value) => track(this.partitionTrees[tree]!.put(key, value)),
+      remove: (_partition, tree, key) => track(this.partitionTrees[tree]!.remove(key)),
+    };
     for (const { partition, state, created, base, dueMs } of write.members) {
       assert(dueMs === null || Number.isFinite(dueMs), 'a due time is a finite number or null');
       const changes = memberRecords(state, base, dueMs);
-      for (const [kind, key, item] of changes.puts) track(this.records.put([partition, state.memberId, ITEM, kind, key], item));
-      for (const [kind, key] of changes.removes) track(this.records.remove([partition, state.memberId, ITEM, kind, key]));
-      track(this.records.put([partition, state.memberId, STATE], changes.core));
-      if (created) track(this.index.put([partition, state.memberId], 1));
+      for (const [kind, key, item] of changes.puts) sink.put(partition, TREE_MEMBERS, [partition, state.memberId, ITEM, kind, key], item);
+      for (const [kind, key] of changes.removes) sink.remove(partition, TREE_MEMBERS, [partition, state.memberId, ITEM, kind, key]);
+      sink.put(partition, TREE_MEMBERS, [partition, state.memberId, STATE], changes.core);
+      if (created) sink.put(partition, TREE_INDEX, [partition, state.memberId], 1);
       // The key this member holds in the due index: known from the base's read or write, else from its core.
       const indexed = base === undefined ? null : this.dueKeyOf(partition, base);
       if (indexed !== dueMs) {
-        if (indexed !== null) track(this.due.remove([partition, indexed, state.memberId]));
-        if (dueMs !== null) track(this.due.put([partition, dueMs, state.memberId], 1));
+        if (indexed !== null) sink.remove(partition, TREE_DUE, [partition, indexed, state.memberId]);
+        if (dueMs !== null) sink.put(partition, TREE_DUE, [partition, dueMs, state.memberId], 1);
       }
       this.indexedDue.set(state, dueMs);
     }
-    for (const { partition, programDigest } of write.dueIndexMarks ?? []) track(this.meta.put(`due:${partition}`, programDigest));
+    if (recorded === undefined) {
+      for (const { partition, programDigest } of write.dueIndexMarks ?? []) track(this.meta.put(`due:${partition}`, programDigest));
+    }
     for (const { partition, entries } of write.ledger) {
       const first = entries[0];
       assert(first !== undefined, 'a ledger record holds at least one entry');
-      track(this.records.put([partition, first.memberId, LEDGER, first.seq], encodeLedger(entries)));
+      sink.put(partition, TREE_MEMBERS, [partition, first.memberId, LEDGER, first.seq], encodeLedger(entries));
     }
     for (const { partition, memberId, eventId, outcomes } of write.processed) {
-      track(this.records.put([partition, memberId, PROCESSED, eventId], outcomes));
+      sink.put(partition, TREE_MEMBERS, [partition, memberId, PROCESSED, eventId], outcomes);
+    }
+    if (recorder !== undefined && recorded !== undefined) {
+      for (const { partition, programDigest } of write.dueIndexMarks ?? []) recorded.dueMark(partition, programDigest);
+      for (const { partition, sequence } of write.watermarks ?? []) recorded.watermark(partition, sequence);
+      const changes = recorded.changes();
+      if (changes.length > 0) {
+        // Nothing is written before this: the changelog append (cluster mode's commit point) comes first.
+        const appended = recorder(changes);
+        if (appended !== undefined) await appended;
+        this.writeChanges(changes, track);
+      }
     }
     if (write.kpis !== undefined) this.addKpis(write.kpis, track);
     if (write.budgets !== undefined) {
@@ -298,6 +342,29 @@ export class LmdbStore implements ActorStore, MemberReads {
     // Each one awaited (and so handled) even when an earlier one failed.
     const settled = await Promise.allSettled(transactions.map((transaction) => this.written(transaction)));
     for (const result of settled) if (result.status === 'rejected') throw result.reason;
+  }
+
+  /** The values' encoders of the partition trees: the ones their puts would use, so recorded bytes are the stored bytes. */
+  private valueEncoders(): readonly ValueEncoder[] {
+    this.encoders ??= this.partitionTrees.map((tree) => {
+      const encoder = (tree as unknown as { encoder?: ValueEncoder }).encoder;
+      assert(encoder !== undefined, 'a msgpack tree has its encoder');
+      return encoder;
+    });
+    return this.encoders;
+  }
+
+  private encoders: readonly ValueEncoder[] | undefined;
+
+  /** Writes recorded changes as they are (asBinary: no encoding again). */
+  private writeChanges(changes: readonly PartitionChanges[], track: (write: Promise<unknown>) => void): void {
+    for (const { partition, writes, dueMark } of changes) {
+      for (const [tree, key, value] of writes) {
+        const database = this.partitionTrees[tree]!;
+        track(value === null ? database.remove(key) : database.put(key, asBinary(value)));
+      }
+      if (dueMark !== null) track(this.meta.put(`due:${partition}`, dueMark));
+    }
   }
 
   /**

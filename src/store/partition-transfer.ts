@@ -4,6 +4,7 @@ import { pack, unpack } from 'msgpackr';
 import { EngineError } from '../config/errors.js';
 import { assert } from '../domain/assert.js';
 import { STORE_FORMAT_VERSION } from './lmdb.js';
+import { PARTITION_TREES } from './partition-changes.js';
 import type { StoreMeta } from './types.js';
 
 /**
@@ -40,7 +41,7 @@ export const PARTITION_UNIT_VERSION = 1;
 /** Largest frame the export writes: well under nats-server's default max_payload (1 MiB) once framed. */
 export const PARTITION_FRAME_BYTES_MAX = 512 * 1024;
 
-const TREES = ['members', 'index', 'due'] as const;
+const TREES = PARTITION_TREES;
 type Tree = (typeof TREES)[number];
 
 interface HeaderFrame {
@@ -231,10 +232,17 @@ export async function importPartition(root: RootDatabase, partition: number, fra
   return { partition, records, valueBytes, frames: frameCount, sha256 };
 }
 
-/** Partitions whose last import did not finish: not to be served until imported again. */
+/**
+ * Partitions whose last import, or restore (snapshot + changelog tail,
+ * src/cluster/restore.ts, marked `restore:<p>`), did not finish: not to be
+ * served until imported or restored again.
+ */
 export function incompleteImports(root: RootDatabase): number[] {
   const meta = metaOf(root);
-  const partitions: number[] = [];
-  for (const key of meta.getKeys({ start: 'import:', end: 'import;' })) partitions.push(Number(String(key).slice('import:'.length)));
-  return partitions.sort((a, b) => a - b);
+  const partitions = new Set<number>();
+  for (const prefix of ['import:', 'restore:']) {
+    // ';' sorts right after ':': the range is every key with the prefix.
+    for (const key of meta.getKeys({ start: prefix, end: `${prefix.slice(0, -1)};` })) partitions.add(Number(String(key).slice(prefix.length)));
+  }
+  return [...partitions].sort((a, b) => a - b);
 }

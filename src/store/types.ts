@@ -38,6 +38,13 @@ export interface BatchWrite {
    * (every member re-indexed under it): a sweep that walked the whole partition.
    */
   readonly dueIndexMarks?: readonly { readonly partition: number; readonly programDigest: number }[];
+  /**
+   * The highest input stream sequence of each partition whose events this
+   * batch commits (applied, rejected or duplicate; not dead letters): where
+   * the partition's consumer resumes when another instance takes it over.
+   * Only a change recorder reads it (cluster mode's changelog records).
+   */
+  readonly watermarks?: readonly { readonly partition: number; readonly sequence: number }[];
   /** Outcomes to publish after the commit; removed once published. */
   readonly outbox?: { readonly key: OutboxKey; readonly messages: Uint8Array };
   /** Outbox entries the outcome stream has acknowledged since the last commit: removed in this one. */

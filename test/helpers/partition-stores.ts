@@ -1,11 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RootDatabase } from 'lmdb';
+import { unpack } from 'msgpackr';
+import { DEFAULT_GENERATOR_OPTIONS, EventGenerator } from '../../bench/generator/events.js';
+import { programModelOf } from '../../bench/generator/program-model.js';
+import { encodeEvent } from '../../bench/generator/spool.js';
 import { Actor } from '../../src/actors/actor.js';
 import { parseProgramText } from '../../src/config/program-file.js';
 import { unlimitedBudgets } from '../../src/domain/ports.js';
 import { Encoding, type BatchRecord } from '../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../src/routing/partitioner.js';
 import { LmdbStore } from '../../src/store/lmdb.js';
+import { exportPartition, type PartitionUnitSummary } from '../../src/store/partition-transfer.js';
 import { subjectsFor } from '../../src/transport/subjects.js';
 
 /** Stores filled by the actor with the retail program, and what a reader sees of one partition: for the tests that move partitions. */
@@ -62,4 +68,44 @@ export function partitionView(store: LmdbStore, partition: number, ids: Map<stri
     listed: store.scanMembers(partition, undefined, 100_000).map((state) => state.memberId),
     due: store.dueMembers(partition, Number.MAX_SAFE_INTEGER, undefined, 100_000),
   };
+}
+
+/**
+ * Generated retail traffic (purchases, returns of earlier orders, redemptions,
+ * activities; from 2026-09-28 to 2026-12-01), numbered as one input stream
+ * from sequence 1; `keep` picks the events kept (e.g. one partition's), the
+ * others still take their sequence, as on a stream shared by partitions.
+ */
+export function generatedRecords(options: { runId: string; members: number; count: number; keep?: (memberId: string) => boolean }): BatchRecord[] {
+  const generator = new EventGenerator({ ...DEFAULT_GENERATOR_OPTIONS, runId: options.runId, members: options.members, count: options.count, program: programModelOf(program) });
+  const records: BatchRecord[] = [];
+  for (let index = 0; index < options.count; index++) {
+    const { event } = generator.next();
+    if (options.keep !== undefined && !options.keep(event.memberId)) continue;
+    records.push({ streamSequence: index + 1, publishedAtMs: 0, encoding: Encoding.Msgpack, memberId: event.memberId, payload: encodeEvent(event, 'msgpack') });
+  }
+  return records;
+}
+
+export interface ExportedPartition {
+  /** The unit's header without its export time. */
+  readonly header: Record<string, unknown>;
+  /** Every entry frame and the trailer, joined: equal exactly when the partition's stored keys and bytes are. */
+  readonly body: Buffer;
+  readonly summary: PartitionUnitSummary;
+}
+
+/** One partition's unit as exportPartition gives it, for byte-for-byte comparisons. */
+export function exportedPartition(root: RootDatabase, partition: number): ExportedPartition {
+  const frames: Uint8Array[] = [];
+  const exporter = exportPartition(root, partition);
+  let next = exporter.next();
+  for (; !next.done; next = exporter.next()) frames.push(next.value);
+  const { exportedAtMs: _exportedAtMs, ...header } = unpack(frames[0]!) as Record<string, unknown>;
+  return { header, body: Buffer.concat(frames.slice(1)), summary: next.value };
+}
+
+/** True when two partitions' units are byte-identical (Buffer.equals: a deep equal of megabytes is slow). */
+export function sameBytes(actual: ExportedPartition, expected: ExportedPartition): boolean {
+  return JSON.stringify(actual.header) === JSON.stringify(expected.header) && actual.body.equals(expected.body) && actual.summary.sha256 === expected.summary.sha256;
 }
