@@ -10,8 +10,33 @@
 // commit fails with MDB_BAD_TXN "reserved freelist had a data entry with
 // zero-size" whenever that stack slot happens to hold 0. The first commit after
 // an open (free-list start 0, so id 1) is where the engine met it after kill -9.
-// The fix checks the return code first. It is a patch on lmdb-js's release, so
-// it is applied to exactly the version it was written for and refused otherwise.
+// The fix checks the return code first.
+//
+// Second fix (PATCH2): the first start after a disk-full stop could die of
+// SIGABRT, "Freelist record not found … Assertion 'freelist_written_start >=
+// mop_len' failed in mdb_freelist_save()". lmdb-js keeps its free list in
+// memory between commits (me_pghead) and saves it into free-DB records whose
+// ids are the range [me_freelist_start, me_freelist_end) of the records it
+// merged; after the first save a commit rewrites only the entries it changed
+// (me_freelist_written_start..end) and expects the others' records to be there
+// from the last save. In mdb_page_alloc, looking for older records and finding
+// none ("reached the very start, mark it as 1"), it moves me_freelist_start to
+// 1 without merging anything and without widening that written range, so the
+// save then lays the list out from id 1 (and in other entry sizes), reserves
+// only the changed entries' records, deletes the old ones above, and the fill
+// loop meets an id never written: NOTFOUND, assertion. The first start after a
+// full disk sets it up: the last commits on the full disk used up the free
+// list, so no record lies below the one the new process merges first, and the
+// outbox re-published at start is removed in commits made while the range read
+// over the outbox holds its snapshot (no newer record can be merged; the range
+// stays put until an allocation finds no fit). The fix marks the whole list as
+// written whenever the range moves without a merge, as lmdb-js already does
+// after a merge: the next save rewrites all of it. Measured with
+// scripts/lmdb-diskfull-loop.ts (--replay on a kept environment: every start
+// aborted before, none after; page accounting clean).
+//
+// Both are patches on lmdb-js's release, so they are applied to exactly the
+// version they were written for and refused otherwise (all or none).
 //
 // Run on every `npm install` (postinstall) and idempotent: a build whose marker
 // names this lmdb version and this patch is kept. Without a C++ toolchain or
@@ -31,7 +56,7 @@ const lmdbDir = join(root, 'node_modules', 'lmdb');
 const PATCHED_VERSION = '3.5.6';
 const MARKER = 'loyalty-patch.json';
 
-/** The one source change: the return code is checked before the record's size. */
+/** The first source change: the return code is checked before the record's size. */
 const PATCH = {
   file: 'dependencies/lmdb/libraries/liblmdb/mdb.c',
   from: `		rc = mdb_cursor_get(&mc, &key, &data, MDB_SET_KEY);
@@ -49,7 +74,140 @@ const PATCH = {
 			sprintf(last_error, "reserved freelist had a data entry with zero-size, last id %u\\n", id);`,
 };
 
-const patchId = createHash('sha256').update(PATCH.from).update(PATCH.to).digest('hex').slice(0, 16);
+/**
+ * The second change, in mdb_page_alloc: when the free-list record range moves without a record
+ * merged (forward to the oldest snapshot, or back to id 1 once no older record is found), the
+ * whole in-memory list is marked as written, so that mdb_freelist_save writes all of it again.
+ */
+const PATCH2 = {
+  file: 'dependencies/lmdb/libraries/liblmdb/mdb.c',
+  from: `			if (last >= oldest || rc == MDB_NOTFOUND) {
+				env->me_freelist_end = oldest;
+				// no more newer transactions, go to the beginning of the range and look for older txns
+				// unless we are forbidden to use reverse iteration:
+				if (env->me_freelist_no_reverse_iteration) break;
+				op = MDB_SET_RANGE;
+				if (env->me_freelist_start <= 1) break; // should be no zero entry, break out
+				last = env->me_freelist_start - 1;
+				key.mv_data = &last; // start at the start of the freelist and read older transactions free pages
+				key.mv_size = sizeof(last);
+				mdb_cursor_init(&m2, txn, FREE_DBI, NULL);
+				rc = mdb_cursor_get(&m2, &key, NULL, op);
+				op = MDB_PREV;
+				if (rc) {
+					if (rc == MDB_NOTFOUND) {
+						rc = mdb_cursor_last(&m2, &key, NULL);
+						if (rc) {
+							if (rc == MDB_NOTFOUND) break;
+							else goto fail;
+						}
+					} else goto fail;
+				}
+				mdb_cassert(&m2, key.mv_size > 0);
+				last = *(txnid_t*)key.mv_data;
+				if (!last) {
+					fprintf(stderr, "Invalid null txn id\\n");
+					rc = MDB_NOTFOUND;
+					goto fail;
+				}
+			} else
+				env->me_freelist_end = last + 1;
+		} else {
+			if (rc == MDB_NOTFOUND) {
+				// reached the very start, mark it as 1
+				env->me_freelist_start = 1;
+				break;
+			}
+		}
+		if (op == MDB_PREV) {
+			// move to previous entry until we are before the last start time.
+			// note that occasionally this might take multiple iterations if we are in the middle of a
+			// rebalance and a node being moved
+			while (last >= env->me_freelist_start) {
+				// go to previous entry, through prev iteration
+				rc = mdb_cursor_get(&m2, &key, NULL, MDB_PREV);
+				if (rc) {
+					if (rc == MDB_NOTFOUND) {
+						// reached the very start, mark it as 1
+						env->me_freelist_start = 1;
+						break;
+					}`,
+  to: `			if (last >= oldest || rc == MDB_NOTFOUND) {
+				/* loyalty-engine: the range of free-list record ids, [me_freelist_start, me_freelist_end),
+				 * moves here (and below, at "reached the very start") without a record merged into
+				 * me_pghead. The next mdb_freelist_save lays the list out from the range's start, in
+				 * entries sized by its width: other record ids or sizes than the last save wrote. So all of
+				 * the list must be written again, as after a merge, not only the entries changed since the
+				 * last save: with only those reserved, the fill loop met a record id never written and
+				 * aborted ("Freelist record not found", freelist_written_start >= mop_len). */
+				if (env->me_freelist_end != oldest) {
+					env->me_freelist_written_end = 0x7fffffff;
+					env->me_freelist_written_start = 1;
+				}
+				env->me_freelist_end = oldest;
+				// no more newer transactions, go to the beginning of the range and look for older txns
+				// unless we are forbidden to use reverse iteration:
+				if (env->me_freelist_no_reverse_iteration) break;
+				op = MDB_SET_RANGE;
+				if (env->me_freelist_start <= 1) break; // should be no zero entry, break out
+				last = env->me_freelist_start - 1;
+				key.mv_data = &last; // start at the start of the freelist and read older transactions free pages
+				key.mv_size = sizeof(last);
+				mdb_cursor_init(&m2, txn, FREE_DBI, NULL);
+				rc = mdb_cursor_get(&m2, &key, NULL, op);
+				op = MDB_PREV;
+				if (rc) {
+					if (rc == MDB_NOTFOUND) {
+						rc = mdb_cursor_last(&m2, &key, NULL);
+						if (rc) {
+							if (rc == MDB_NOTFOUND) break;
+							else goto fail;
+						}
+					} else goto fail;
+				}
+				mdb_cassert(&m2, key.mv_size > 0);
+				last = *(txnid_t*)key.mv_data;
+				if (!last) {
+					fprintf(stderr, "Invalid null txn id\\n");
+					rc = MDB_NOTFOUND;
+					goto fail;
+				}
+			} else
+				env->me_freelist_end = last + 1;
+		} else {
+			if (rc == MDB_NOTFOUND) {
+				// reached the very start, mark it as 1
+				if (env->me_freelist_start != 1) { /* loyalty-engine: the range moves, see above */
+					env->me_freelist_written_end = 0x7fffffff;
+					env->me_freelist_written_start = 1;
+				}
+				env->me_freelist_start = 1;
+				break;
+			}
+		}
+		if (op == MDB_PREV) {
+			// move to previous entry until we are before the last start time.
+			// note that occasionally this might take multiple iterations if we are in the middle of a
+			// rebalance and a node being moved
+			while (last >= env->me_freelist_start) {
+				// go to previous entry, through prev iteration
+				rc = mdb_cursor_get(&m2, &key, NULL, MDB_PREV);
+				if (rc) {
+					if (rc == MDB_NOTFOUND) {
+						// reached the very start, mark it as 1
+						if (env->me_freelist_start != 1) { /* loyalty-engine: the range moves, see above */
+							env->me_freelist_written_end = 0x7fffffff;
+							env->me_freelist_written_start = 1;
+						}
+						env->me_freelist_start = 1;
+						break;
+					}`,
+};
+
+const PATCHES = [PATCH, PATCH2];
+const patchHash = createHash('sha256');
+for (const patch of PATCHES) patchHash.update(patch.from).update(patch.to);
+const patchId = patchHash.digest('hex').slice(0, 16);
 const say = (text) => process.stdout.write(`lmdb-native: ${text}\n`);
 
 function lmdbVersion() {
@@ -98,14 +256,17 @@ function build() {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   for (const part of ['binding.gyp', 'src', 'dependencies']) cpSync(join(lmdbDir, part), join(work, part), { recursive: true });
-  const file = join(work, PATCH.file);
-  const source = readFileSync(file, 'utf8');
-  if (!source.includes(PATCH.from)) {
-    rmSync(work, { recursive: true, force: true });
-    return say(`the patched lines are not in lmdb ${version}'s ${PATCH.file}; using its prebuilt binary`);
+  for (const patch of PATCHES) {
+    const file = join(work, patch.file);
+    const source = readFileSync(file, 'utf8');
+    // Exactly once, or refused (no patch at all is applied then: the work directory goes).
+    if (source.split(patch.from).length !== 2) {
+      rmSync(work, { recursive: true, force: true });
+      return say(`the patched lines (patch ${PATCHES.indexOf(patch) + 1}) are not in lmdb ${version}'s ${patch.file} exactly once; using its prebuilt binary`);
+    }
+    writeFileSync(file, source.replace(patch.from, () => patch.to));
   }
-  writeFileSync(file, source.replace(PATCH.from, PATCH.to));
-  say(`building lmdb ${version} with the free-list fix (about a minute on 2 cores)`);
+  say(`building lmdb ${version} with the free-list fixes (about a minute on 2 cores)`);
   const started = Date.now();
   const run = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, `--jobs=${Math.min(4, availableParallelism())}`], {
     cwd: work,
