@@ -55,6 +55,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const lmdbDir = join(root, 'node_modules', 'lmdb');
 const PATCHED_VERSION = '3.5.6';
 const MARKER = 'loyalty-patch.json';
+/** Named in the marker so that the engine (src/store/lmdb-addon.ts) can tell a build with both fixes from an older one. */
+const FIXES = ['freelist-rc-before-size', 'freelist-range-rewrite'];
 
 /** The first source change: the return code is checked before the record's size. */
 const PATCH = {
@@ -224,7 +226,7 @@ function markerOk() {
   const marker = join(lmdbDir, 'build', 'Release', MARKER);
   if (!existsSync(marker) || !existsSync(join(lmdbDir, 'build', 'Release', 'lmdb.node'))) return false;
   const m = JSON.parse(readFileSync(marker, 'utf8'));
-  return m.version === lmdbVersion() && m.patch === patchId && m.node === process.versions.modules;
+  return m.version === lmdbVersion() && m.patch === patchId && m.node === process.versions.modules && FIXES.every((fix) => (m.fixes ?? []).includes(fix));
 }
 
 function nodeDir() {
@@ -283,7 +285,7 @@ function build() {
   const target = join(lmdbDir, 'build', 'Release');
   mkdirSync(target, { recursive: true });
   cpSync(built, join(target, 'lmdb.node'));
-  writeFileSync(join(target, MARKER), JSON.stringify({ version, patch: patchId, node: process.versions.modules, builtAt: new Date().toISOString() }) + '\n');
+  writeFileSync(join(target, MARKER), JSON.stringify({ version, patch: patchId, fixes: FIXES, node: process.versions.modules, builtAt: new Date().toISOString() }) + '\n');
   rmSync(work, { recursive: true, force: true });
   say(`installed the patched addon in ${(Date.now() - started) / 1000} s: ${join('node_modules', 'lmdb', 'build', 'Release', 'lmdb.node')}`);
 }

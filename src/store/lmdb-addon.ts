@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 
 /**
  * Which native LMDB addon this process loads: lmdb-js's prebuilt binary, or the
- * build of scripts/lmdb-native.mjs with the free-list fix (issue 14,
+ * build of scripts/lmdb-native.mjs with the two free-list fixes (issue 14,
  * docs/operations.md "Crash recovery"). Read from the marker the build writes
  * beside the addon, so the engine can say at start which one it runs on.
  */
@@ -13,6 +13,9 @@ export interface LmdbAddonStatus {
   readonly patched: boolean;
   readonly version: string;
 }
+
+/** The fixes scripts/lmdb-native.mjs names in its marker (its FIXES): both free-list defects of lmdb-js 3.5.6. */
+export const LMDB_FIXES: readonly string[] = ['freelist-rc-before-size', 'freelist-range-rewrite'];
 
 export function lmdbAddonStatus(): LmdbAddonStatus {
   const require = createRequire(import.meta.url);
@@ -26,9 +29,11 @@ export function lmdbAddonStatus(): LmdbAddonStatus {
   const built = join(lmdbDir, 'build', 'Release');
   const markerFile = join(built, 'loyalty-patch.json');
   let patched = false;
+  // A build of an older scripts/lmdb-native.mjs (one fix only) does not name both: reported as not patched.
   if (path === join(built, 'lmdb.node') && existsSync(markerFile)) {
-    const marker = JSON.parse(readFileSync(markerFile, 'utf8')) as { version?: string; node?: string };
-    patched = marker.version === version && marker.node === process.versions.modules;
+    const marker = JSON.parse(readFileSync(markerFile, 'utf8')) as { version?: string; node?: string; fixes?: unknown };
+    const fixes = Array.isArray(marker.fixes) ? marker.fixes : [];
+    patched = marker.version === version && marker.node === process.versions.modules && LMDB_FIXES.every((fix) => fixes.includes(fix));
   }
   return { path, patched, version };
 }
