@@ -54,6 +54,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { RootDatabase } from 'lmdb';
+import { prng } from '../test/helpers/kill-loop.js';
 
 /** LMDB_MODULE: another build of lmdb-js (a directory holding its package). */
 const LMDB_DIR = process.env.LMDB_MODULE;
@@ -84,16 +85,6 @@ interface ChildConfig {
   readonly open?: Record<string, unknown>;
 }
 
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function openOptions(config: ChildConfig): Promise<Record<string, unknown>> {
   if (config.options === 'store') {

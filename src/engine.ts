@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
@@ -328,7 +328,7 @@ export class Engine {
    * recreated after the floor, and intake starts again; what was not acked
    * is delivered again and found to be a duplicate where committed.
    */
-  private recreateConsumer(jsm: Awaited<ReturnType<typeof jetstreamManager>>, acks: AckAllSender, found: ConsumerStanding & { belowFloor: number }): void {
+  private recreateConsumer(jsm: JetStreamManager, acks: AckAllSender, found: ConsumerStanding & { belowFloor: number }): void {
     if (this.resetting !== undefined || this.stopping !== undefined) return;
     const { settings, logger } = this.options;
     this.resetting = (async () => {

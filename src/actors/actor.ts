@@ -116,11 +116,16 @@ class BatchChanges implements KpiTarget {
   readonly months = new Map<number, number>();
   readonly idKeys: string[] = [];
   readonly dueIndexMarks: { partition: number; programDigest: number }[] = [];
-  /** The highest committed input sequence per partition (BatchWrite.watermarks). */
-  readonly watermarks = new Map<number, number>();
+  /** The highest committed input sequence per partition (BatchWrite.watermarks); undefined when the store records no changes. */
+  readonly watermarks: Map<number, number> | undefined;
+
+  constructor(recordingChanges = false) {
+    this.watermarks = recordingChanges ? new Map() : undefined;
+  }
 
   committedInput(partition: number, streamSequence: number): void {
-    if (streamSequence > (this.watermarks.get(partition) ?? 0)) this.watermarks.set(partition, streamSequence);
+    const watermarks = this.watermarks;
+    if (watermarks !== undefined && streamSequence > (watermarks.get(partition) ?? 0)) watermarks.set(partition, streamSequence);
   }
 
   day(dayKey: number): DayCounters {
@@ -243,7 +248,7 @@ export class Actor {
     const committedSequences: number[] = [];
     const publishedAtMs: number[] = [];
     const deadLetters: DeadLetter[] = [];
-    const changes = new BatchChanges();
+    const changes = new BatchChanges(this.store.recordingChanges === true);
 
     for (const record of records) {
       const invalid = (kind: DeadLetterKind, reason: string, type = 'unknown') => {
@@ -348,7 +353,7 @@ export class Actor {
     if (this.failure !== undefined) throw this.failure;
     assert(limit > 0, 'sweep limit must be positive');
     const batch = ++this.batchNumber;
-    const changes = new BatchChanges();
+    const changes = new BatchChanges(this.store.recordingChanges === true);
     for (const partition of this.pendingMarks.splice(0)) changes.dueIndexMarks.push({ partition, programDigest: this.programDigest });
     const tally = { scanned: 0, swept: 0 };
     const dueFinished = this.sweepDue(changes, batch, nowMs, limit, tally);
@@ -477,7 +482,7 @@ export class Actor {
       members: Array.from(changes.members.values(), (entry) => ({ ...entry, dueMs: nextDueMs(entry.state, this.program) })),
       ledger: changes.ledger,
       ...(changes.dueIndexMarks.length > 0 ? { dueIndexMarks: changes.dueIndexMarks } : {}),
-      ...(changes.watermarks.size > 0 ? { watermarks: Array.from(changes.watermarks, ([partition, sequence]) => ({ partition, sequence })) } : {}),
+      ...(changes.watermarks !== undefined && changes.watermarks.size > 0 ? { watermarks: Array.from(changes.watermarks, ([partition, sequence]) => ({ partition, sequence })) } : {}),
       processed: changes.processed,
       ...(changes.budgetUsage.size > 0
         ? { budgets: { actor: this.options.actorIndex, usage: [...changes.budgetUsage].map(([id, [points, uses]]) => [id, points, uses] as const) } }

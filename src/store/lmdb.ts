@@ -259,6 +259,10 @@ export class LmdbStore implements ActorStore, MemberReads {
    * and writes nothing if it rejects: a batch the changelog refused (a fenced
    * owner) is not committed here either. Undefined turns recording off.
    */
+  get recordingChanges(): boolean {
+    return this.changeRecorder !== undefined;
+  }
+
   setChangeRecorder(recorder: ChangeRecorder | undefined): void {
     if (recorder !== undefined) this.requirePartitions();
     this.changeRecorder = recorder;

@@ -78,6 +78,8 @@ export interface KpiWrite {
 }
 
 export interface ActorStore {
+  /** True while a change recorder is set (cluster mode): only then does a batch need its watermarks (BatchWrite.watermarks). */
+  readonly recordingChanges?: boolean;
   readMember(partition: number, memberId: string): MemberState | undefined;
   /** Members of a partition after a member id (exclusive), in key order: the sweep's cursor. */
   scanMembers(partition: number, afterMemberId: string | undefined, limit: number): MemberState[];

@@ -60,8 +60,6 @@ export class BelowFloorWatch {
   private closed = false;
   private readonly intervalMs: number;
   private readonly now: () => number;
-  /** Lookups made (for tests and /health). */
-  checks = 0;
 
   constructor(private readonly options: BelowFloorWatchOptions) {
     this.intervalMs = options.intervalMs ?? BELOW_FLOOR_CHECK_INTERVAL_MS;
@@ -96,7 +94,6 @@ export class BelowFloorWatch {
     this.wanted = false;
     this.checking = true;
     this.lastCheckMs = this.now();
-    this.checks += 1;
     try {
       const standing = await this.options.lookup();
       const below = pendingBelowFloor(standing);

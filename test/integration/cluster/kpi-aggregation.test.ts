@@ -23,6 +23,7 @@ import { addKpis, DAY_MS, emptyDay, mergeDay, monthKeyOf, weekKeyOf, type DayCou
 import { buildProgramReport, buildReport, type ReportProgramInfo, type ReportSource } from '../../../src/reports/report.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
 import { sleep } from '../../helpers/engine-process.js';
+import { prng } from '../../helpers/kill-loop.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../../helpers/nats-server.js';
 
 /**
@@ -78,18 +79,6 @@ function aggregator(prefix: string, expected: KpiAggregatorOptions['expected'], 
 
 // ---- counters as an instance's store holds them ----
 
-/** mulberry32: the same counters on every run. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /** A busy program's day: two currencies, four tiers, five promotions, two paid plans, three causes, six badges. */
 function someDay(next: () => number): DayCounters {
   const int = (max: number) => Math.floor(next() * max);
@@ -139,7 +128,7 @@ function someDay(next: () => number): DayCounters {
 
 /** An instance's counters over days [firstDay, lastDay], with the week and month active members of those days. */
 function instanceSource(seed: number, firstDay: number, lastDay: number): ReportSource {
-  const next = random(seed);
+  const next = prng(seed);
   const days = new Map<number, DayCounters>();
   const weeks = new Map<number, number>();
   const months = new Map<number, number>();
@@ -291,7 +280,7 @@ describe('KPI counters aggregated across instances', () => {
     // Live sets over 6 weeks from Monday 3 March 2025: c joins on a Thursday, b leaves on a Wednesday.
     const start = Date.UTC(2025, 2, 3);
     const liveOn = (dayIndex: number) => (dayIndex < 10 ? ['engine-a', 'engine-b'] : dayIndex < 23 ? ['engine-a', 'engine-b', 'engine-c'] : ['engine-a', 'engine-c']);
-    const next = random(42);
+    const next = prng(42);
     const members = Array.from({ length: 80 }, (_, index) => `m-${index}`);
     let moved = 0;
     /** The truth of active members: distinct member ids per week and month. */
