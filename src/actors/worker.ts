@@ -150,6 +150,8 @@ class OutcomePublisher {
           if (this.closed) return;
           this.retries += 1;
           this.trouble?.failed(error, this.unconfirmed, this.retries);
+          // The bound may have been reached before the first refusal came back (slow PubAcks under load): say it holds now.
+          if (this.waiters.length > 0) this.trouble?.holding(this.unconfirmed);
           setTimeout(() => attempt(Math.min(delayMs * 2, RETRY_DELAY_MS_MAX)), delayMs);
         },
       );
