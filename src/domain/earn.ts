@@ -13,7 +13,7 @@ import type { OrderCurrency, OrderLine, OrderRecord } from './state.js';
 import { addTierMeasure, bucketKeyFor } from './tier-measure.js';
 import { tierOf, upgradeIfQualified } from './tiers.js';
 import { DAY_MS, dayStartMs } from './time.js';
-import { appendToList, writeCurrency, writeList, type EntryDetails, type Mutable, type Work } from './work.js';
+import { appendToList, dropListHead, hasOrderId, writeCurrency, writeList, type EntryDetails, type Mutable, type Work } from './work.js';
 
 /**
  * Purchase earn: base points on the amount paid, tier multiplier, earn rules
@@ -209,7 +209,7 @@ export function applyPurchase(work: Work, event: PurchaseEvent): Rejection | nul
     return rejection('CURRENCY_NOT_ACCEPTED', `the program accepts ${program.program.currency}, not ${event.currency}`);
   }
   const orderId = event.orderId ?? event.id;
-  if (program.returns !== null && hasOrder(work.state.orders, orderId)) {
+  if (program.returns !== null && hasOrderId(work.state.orders, orderId)) {
     return rejection('DUPLICATE_ORDER', `order ${orderId} was already recorded for this member`);
   }
   const basket = buildBasket(program, event);
@@ -237,11 +237,6 @@ export function applyPurchase(work: Work, event: PurchaseEvent): Rejection | nul
   for (const currencyId of work.touched) checkMilestones(work, currencyId);
   upgradeIfQualified(work);
   return null;
-}
-
-function hasOrder(orders: readonly OrderRecord[], orderId: string): boolean {
-  for (let index = 0; index < orders.length; index++) if (orders[index]!.orderId === orderId) return true;
-  return false;
 }
 
 function creditComponent(
@@ -322,5 +317,5 @@ function recordOrder(
     orders.splice(index, 0, order);
   }
   // Bounded state: beyond the maximum, the oldest orders can no longer be returned.
-  if (orders.length > returns.ordersMax) orders.splice(0, orders.length - returns.ordersMax);
+  if (orders.length > returns.ordersMax) dropListHead(work, 'orders', orders.length - returns.ordersMax);
 }

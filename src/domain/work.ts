@@ -10,6 +10,7 @@ import type {
   LedgerKind,
   Lot,
   MemberState,
+  OrderRecord,
   Outcome,
   PendingLot,
 } from './state.js';
@@ -138,7 +139,47 @@ export function writeList<K extends ListKey>(work: Work, key: K): Writable<K> {
     (work.state as Record<string, unknown>)[key] = (work.original[key] as readonly unknown[]).slice();
     work.copied |= COPY_BIT[key];
   }
+  // The caller may change the list in any way: its order-id set (if any) cannot follow.
+  if (key === 'orders') orderIdsOf.delete(work.state.orders);
   return work.state[key] as unknown as Writable<K>;
+}
+
+/**
+ * Order-id sets of long order lists, so that a purchase's duplicate check
+ * costs one lookup instead of a walk over up to `returns.ordersMax` orders
+ * (string compares of ids that share long prefixes). A set belongs to one
+ * array and holds exactly its order ids: it is built on the first lookup and
+ * moved to the array derived from it by appendToList and dropListHead, which
+ * keep it exact; writeList, after which the caller may change the list in any
+ * way, drops it. The input array of a work loses its set when it moves (the
+ * next lookup on it builds it again): nothing is ever shared by two arrays.
+ */
+const orderIdsOf = new WeakMap<readonly OrderRecord[], Set<string>>();
+/** Below this many orders a walk is cheaper than a set. */
+const ORDER_IDS_MIN = 16;
+
+/** Whether `orders` holds an order with this id. */
+export function hasOrderId(orders: readonly OrderRecord[], orderId: string): boolean {
+  if (orders.length < ORDER_IDS_MIN) {
+    for (let index = 0; index < orders.length; index++) if (orders[index]!.orderId === orderId) return true;
+    return false;
+  }
+  let ids = orderIdsOf.get(orders);
+  if (ids === undefined) {
+    ids = new Set<string>();
+    for (let index = 0; index < orders.length; index++) ids.add(orders[index]!.orderId);
+    orderIdsOf.set(orders, ids);
+  }
+  return ids.has(orderId);
+}
+
+/** Moves the order-id set of `from` (if it has one) to `to`, its derived copy. */
+function moveOrderIds(from: readonly OrderRecord[], to: readonly OrderRecord[]): Set<string> | undefined {
+  const ids = orderIdsOf.get(from);
+  if (ids === undefined) return undefined;
+  orderIdsOf.delete(from);
+  orderIdsOf.set(to, ids);
+  return ids;
 }
 
 /**
@@ -153,8 +194,10 @@ export function appendToList<K extends ListKey>(work: Work, key: K, item: Writab
     // concat of a one-item array appends the item itself, whatever it is.
     (work.state as Record<string, unknown>)[key] = (work.original[key] as readonly unknown[]).concat([item]);
     work.copied |= COPY_BIT[key];
+    if (key === 'orders') moveOrderIds(work.original.orders, work.state.orders)?.add((item as OrderRecord).orderId);
   } else {
     (work.state[key] as unknown as unknown[]).push(item);
+    if (key === 'orders') orderIdsOf.get(work.state.orders)?.add((item as OrderRecord).orderId);
   }
   return work.state[key] as unknown as Writable<K>;
 }
@@ -163,12 +206,21 @@ export function appendToList<K extends ListKey>(work: Work, key: K, item: Writab
 export function dropListHead<K extends ListKey>(work: Work, key: K, count: number): Writable<K> {
   work.changed = true;
   if ((work.copied & COPY_BIT[key]) === 0) {
-    (work.state as Record<string, unknown>)[key] = (work.original[key] as readonly unknown[]).slice(count);
+    const before = work.original[key] as readonly unknown[];
+    (work.state as Record<string, unknown>)[key] = before.slice(count);
     work.copied |= COPY_BIT[key];
+    if (key === 'orders') forgetOrderIds(moveOrderIds(work.original.orders, work.state.orders), before as readonly OrderRecord[], count);
   } else {
-    (work.state[key] as unknown as unknown[]).splice(0, count);
+    const removed = (work.state[key] as unknown as unknown[]).splice(0, count);
+    if (key === 'orders') forgetOrderIds(orderIdsOf.get(work.state.orders), removed as OrderRecord[], removed.length);
   }
   return work.state[key] as unknown as Writable<K>;
+}
+
+/** Takes the ids of the first `count` orders out of a set (ids are unique in a list: a purchase with a known order id is refused). */
+function forgetOrderIds(ids: Set<string> | undefined, dropped: readonly OrderRecord[], count: number): void {
+  if (ids === undefined) return;
+  for (let index = 0; index < count; index++) ids.delete(dropped[index]!.orderId);
 }
 
 export function writeRecord<K extends RecordKey>(work: Work, key: K): WritableRecord<K> {
