@@ -3,7 +3,7 @@ import { applyPaidDue } from './paid-membership.js';
 import { pruneEndedPromotionUsage } from './promotions.js';
 import type { MemberState, VoucherRecord } from './state.js';
 import { applyTierReviews } from './tiers.js';
-import { dropListHead, writeList, type Work } from './work.js';
+import { dropListHead, listCopied, writeList, type Work } from './work.js';
 
 /**
  * Everything that becomes due with time, applied in a fixed order at `atMs`:
@@ -61,7 +61,7 @@ function pruneClosed(work: Work, atMs: number): void {
     while (closed < redemptions.length && redemptions[closed]!.cancelUntilMs <= atMs) closed += 1;
     dropListHead(work, 'redemptions', closed);
   }
-  if (anyVoucherExpired(state.vouchers, atMs)) {
+  if (anyVoucherExpired(state.vouchers, atMs, !listCopied(work, 'vouchers'))) {
     const current = state.vouchers;
     const kept: VoucherRecord[] = [];
     for (let index = 0; index < current.length; index++) if (current[index]!.expiresAtMs > atMs) kept.push(current[index]!);
@@ -73,7 +73,23 @@ function pruneClosed(work: Work, atMs: number): void {
   pruneEndedPromotionUsage(work, atMs);
 }
 
-function anyVoucherExpired(vouchers: readonly VoucherRecord[], atMs: number): boolean {
-  for (let index = 0; index < vouchers.length; index++) if (vouchers[index]!.expiresAtMs <= atMs) return true;
-  return false;
+/**
+ * The earliest expiry of a voucher list no work can change any more (one of
+ * a state's, not a work's own copy): members keep up to `vouchersMax` (500)
+ * vouchers, and every event would otherwise walk them all.
+ */
+const earliestVoucherExpiry = new WeakMap<readonly VoucherRecord[], number>();
+
+function anyVoucherExpired(vouchers: readonly VoucherRecord[], atMs: number, settled: boolean): boolean {
+  if (!settled || vouchers.length < 8) {
+    for (let index = 0; index < vouchers.length; index++) if (vouchers[index]!.expiresAtMs <= atMs) return true;
+    return false;
+  }
+  let earliest = earliestVoucherExpiry.get(vouchers);
+  if (earliest === undefined) {
+    earliest = Infinity;
+    for (let index = 0; index < vouchers.length; index++) earliest = Math.min(earliest, vouchers[index]!.expiresAtMs);
+    earliestVoucherExpiry.set(vouchers, earliest);
+  }
+  return earliest <= atMs;
 }

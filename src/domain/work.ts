@@ -69,6 +69,11 @@ const COPY_BIT: Readonly<Record<ListKey | RecordKey, number>> = {
   attributes: 512,
 };
 
+/** Whether this work holds its own (writable) copy of a list: until the work ends, that copy may still change. */
+export function listCopied(work: Work, key: ListKey): boolean {
+  return (work.copied & COPY_BIT[key]) !== 0;
+}
+
 /** Marks a part as already private to this work (it was replaced wholesale). */
 export function markCopied(work: Work, key: ListKey | RecordKey): void {
   work.copied |= COPY_BIT[key];
