@@ -242,7 +242,7 @@ export type EventValidation =
  * results.
  */
 export function validateEvent(value: unknown): EventValidation {
-  return validatePurchaseFast(value) ?? validateEventBySchema(value);
+  return validatePurchaseFast(value) ?? validateOtherFast(value) ?? validateEventBySchema(value);
 }
 
 /** validateEvent through the zod schema alone: the reference the fast path is tested against. */
@@ -283,6 +283,13 @@ export const PURCHASE_FAST_FIELDS: ReadonlySet<string> = new Set([
   'items',
 ]);
 export const LINE_ITEM_FAST_FIELDS: ReadonlySet<string> = new Set(['sku', 'category', 'quantity', 'unitPriceMinor']);
+const BASE_FAST_FIELDS = ['id', 'memberId', 'occurredAt', 'channel', 'partner', 'type'] as const;
+export const RETURN_FAST_FIELDS: ReadonlySet<string> = new Set([...BASE_FAST_FIELDS, 'orderId', 'lines', 'amountMinor', 'currency']);
+export const RETURN_LINE_FAST_FIELDS: ReadonlySet<string> = new Set(['sku', 'quantity']);
+export const REDEMPTION_FAST_FIELDS: ReadonlySet<string> = new Set([...BASE_FAST_FIELDS, 'rewardId', 'points', 'currency', 'orderId']);
+export const ACTIVITY_FAST_FIELDS: ReadonlySet<string> = new Set([...BASE_FAST_FIELDS, 'activity', 'customType']);
+const ACTIVITY_KINDS: ReadonlySet<unknown> = new Set(['review', 'referral', 'profile_completed', 'newsletter_signup', 'custom']);
+const POINTS_CURRENCY_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 function isText(value: unknown, lengthMax: number): value is string {
   return typeof value === 'string' && value.length >= 1 && value.length <= lengthMax;
@@ -310,20 +317,12 @@ function isPlainWithKeys(value: unknown, keys: ReadonlySet<string>): value is Re
  */
 export function validatePurchaseFast(value: unknown): EventValidation | null {
   if (OCCURRED_AT_PATTERN === null || !isPlainWithKeys(value, PURCHASE_FAST_FIELDS) || value.type !== 'purchase') return null;
-  const id = value.id;
-  const memberId = value.memberId;
-  const occurredAt = value.occurredAt;
-  const channel = value.channel;
-  const partner = value.partner;
+  const base = baseFast(value);
+  if (base === null) return null;
   const orderId = value.orderId;
   const amountMinor = value.amountMinor;
   const currency = value.currency;
   const items = value.items;
-  if (!isText(id, EVENT_ID_LENGTH_MAX)) return null;
-  if (!isText(memberId, MEMBER_ID_LENGTH_MAX) || !MEMBER_ID_PATTERN.test(memberId)) return null;
-  if (typeof occurredAt !== 'string' || !OCCURRED_AT_PATTERN.test(occurredAt)) return null;
-  if (channel !== undefined && !isText(channel, 64)) return null;
-  if (partner !== undefined && !isText(partner, 64)) return null;
   if (orderId !== undefined && !isText(orderId, EVENT_ID_LENGTH_MAX)) return null;
   if (!isInteger(amountMinor, 0, Number.MAX_SAFE_INTEGER)) return null;
   if (typeof currency !== 'string' || !CURRENCY_CODE_PATTERN.test(currency)) return null;
@@ -332,18 +331,125 @@ export function validatePurchaseFast(value: unknown): EventValidation | null {
     lines = lineItemsFast(items);
     if (lines === undefined) return null;
   }
-  const occurredAtMs = isoDateTimeMs(occurredAt);
-  if (!Number.isFinite(occurredAtMs)) return null;
-  // Fields in the schema's order: eventBase, then the purchase's own.
-  const event: Record<string, unknown> = { id, memberId, occurredAt };
-  if (channel !== undefined) event.channel = channel;
-  if (partner !== undefined) event.partner = partner;
-  event.type = 'purchase';
+  const event = base.event;
   if (orderId !== undefined) event.orderId = orderId;
   event.amountMinor = amountMinor;
   event.currency = currency;
   if (lines !== undefined) event.items = lines;
-  return { ok: true, event: event as PurchaseEvent, occurredAtMs };
+  return { ok: true, event: event as PurchaseEvent, occurredAtMs: base.occurredAtMs };
+}
+
+/**
+ * The fields every event has, checked by hand: a fresh event object with
+ * them in the schema's order (eventBase, then `type`), for the caller to add
+ * its type's own fields to; null when the schema must decide.
+ */
+function baseFast(value: Record<string, unknown>): { event: Record<string, unknown>; occurredAtMs: number } | null {
+  const id = value.id;
+  const memberId = value.memberId;
+  const occurredAt = value.occurredAt;
+  const channel = value.channel;
+  const partner = value.partner;
+  if (!isText(id, EVENT_ID_LENGTH_MAX)) return null;
+  if (!isText(memberId, MEMBER_ID_LENGTH_MAX) || !MEMBER_ID_PATTERN.test(memberId)) return null;
+  if (OCCURRED_AT_PATTERN === null || typeof occurredAt !== 'string' || !OCCURRED_AT_PATTERN.test(occurredAt)) return null;
+  if (channel !== undefined && !isText(channel, 64)) return null;
+  if (partner !== undefined && !isText(partner, 64)) return null;
+  const occurredAtMs = isoDateTimeMs(occurredAt);
+  if (!Number.isFinite(occurredAtMs)) return null;
+  const event: Record<string, unknown> = { id, memberId, occurredAt };
+  if (channel !== undefined) event.channel = channel;
+  if (partner !== undefined) event.partner = partner;
+  event.type = value.type;
+  return { event, occurredAtMs };
+}
+
+/**
+ * Returns, redemptions and activities (the rest of a retail mix, one event
+ * in ten) checked by hand like purchases: exactly the schema's result, or
+ * null when the schema must decide (any other type, and every refusal).
+ */
+export function validateOtherFast(value: unknown): EventValidation | null {
+  if (typeof value !== 'object' || value === null) return null;
+  switch ((value as { type?: unknown }).type) {
+    case 'return':
+      return validateReturnFast(value);
+    case 'redemption':
+      return validateRedemptionFast(value);
+    case 'activity':
+      return validateActivityFast(value);
+    default:
+      return null;
+  }
+}
+
+function validateReturnFast(value: unknown): EventValidation | null {
+  if (!isPlainWithKeys(value, RETURN_FAST_FIELDS)) return null;
+  const base = baseFast(value);
+  if (base === null) return null;
+  const orderId = value.orderId;
+  const lines = value.lines;
+  const amountMinor = value.amountMinor;
+  const currency = value.currency;
+  if (!isText(orderId, EVENT_ID_LENGTH_MAX)) return null;
+  // The schema's refinement: lines or amountMinor, exactly one of them.
+  if ((lines === undefined) === (amountMinor === undefined)) return null;
+  let returned: { sku: string; quantity: number }[] | undefined;
+  if (lines !== undefined) {
+    if (!Array.isArray(lines) || lines.length < 1 || lines.length > LINE_ITEMS_MAX) return null;
+    returned = new Array<{ sku: string; quantity: number }>(lines.length);
+    for (let index = 0; index < lines.length; index++) {
+      const line: unknown = lines[index];
+      if (!isPlainWithKeys(line, RETURN_LINE_FAST_FIELDS)) return null;
+      const sku = line.sku;
+      const quantity = line.quantity;
+      if (!isText(sku, 64) || !isInteger(quantity, 1, 100_000)) return null;
+      returned[index] = { sku, quantity };
+    }
+  }
+  if (amountMinor !== undefined && !isInteger(amountMinor, 1, Number.MAX_SAFE_INTEGER)) return null;
+  if (currency !== undefined && (typeof currency !== 'string' || !CURRENCY_CODE_PATTERN.test(currency))) return null;
+  const event = base.event;
+  event.orderId = orderId;
+  if (returned !== undefined) event.lines = returned;
+  if (amountMinor !== undefined) event.amountMinor = amountMinor;
+  if (currency !== undefined) event.currency = currency;
+  return { ok: true, event: event as ReturnEvent, occurredAtMs: base.occurredAtMs };
+}
+
+function validateRedemptionFast(value: unknown): EventValidation | null {
+  if (!isPlainWithKeys(value, REDEMPTION_FAST_FIELDS)) return null;
+  const base = baseFast(value);
+  if (base === null) return null;
+  const rewardId = value.rewardId;
+  const points = value.points;
+  const currency = value.currency;
+  const orderId = value.orderId;
+  if (!isText(rewardId, 64) || !isInteger(points, 1, 1_000_000_000)) return null;
+  if (typeof currency !== 'string' || !POINTS_CURRENCY_ID_PATTERN.test(currency)) return null;
+  if (orderId !== undefined && !isText(orderId, EVENT_ID_LENGTH_MAX)) return null;
+  const event = base.event;
+  event.rewardId = rewardId;
+  event.points = points;
+  event.currency = currency;
+  if (orderId !== undefined) event.orderId = orderId;
+  return { ok: true, event: event as RedemptionEvent, occurredAtMs: base.occurredAtMs };
+}
+
+function validateActivityFast(value: unknown): EventValidation | null {
+  if (!isPlainWithKeys(value, ACTIVITY_FAST_FIELDS)) return null;
+  const base = baseFast(value);
+  if (base === null) return null;
+  const activity = value.activity;
+  const customType = value.customType;
+  if (!ACTIVITY_KINDS.has(activity)) return null;
+  if (customType !== undefined && !isText(customType, 64)) return null;
+  // The schema's refinement: customType for "custom" and only there.
+  if ((activity === 'custom') !== (customType !== undefined)) return null;
+  const event = base.event;
+  event.activity = activity;
+  if (customType !== undefined) event.customType = customType;
+  return { ok: true, event: event as ActivityEvent, occurredAtMs: base.occurredAtMs };
 }
 
 /**

@@ -12,6 +12,17 @@ import {
   validatePurchaseFast,
   type EventValidation,
 } from '../../../src/domain/index.js';
+import {
+  activityEventSchema,
+  ACTIVITY_FAST_FIELDS,
+  redemptionEventSchema,
+  REDEMPTION_FAST_FIELDS,
+  returnEventSchema,
+  returnLineSchema,
+  RETURN_FAST_FIELDS,
+  RETURN_LINE_FAST_FIELDS,
+  validateOtherFast,
+} from '../../../src/domain/events.js';
 
 /**
  * validateEvent takes a hand-written fast path for purchases and falls back
@@ -260,6 +271,129 @@ describe('validateEvent: the purchase fast path', () => {
     ];
     for (const value of cases) {
       expect(validatePurchaseFast(value)).toBeNull();
+      expectSame(validateEvent(value), validateEventBySchema(value));
+    }
+  });
+});
+
+/** A field that is mostly `value`, sometimes absent. */
+const mostly = (value: fc.Arbitrary<unknown>, absentWeight = 1) =>
+  fc.oneof({ weight: 40, arbitrary: value }, { weight: absentWeight, arbitrary: fc.constant<unknown>(ABSENT) });
+const shuffled = (fields: fc.Arbitrary<Record<string, unknown>>) =>
+  fields.chain((record) => fc.shuffledSubarray(Object.keys(record), { minLength: Object.keys(record).length }).map((order) => build(record, order)));
+const baseFields = (type: string) => ({
+  id: mostly(text(128)),
+  memberId: mostly(memberIds),
+  type: fc.oneof({ weight: 40, arbitrary: fc.constant<unknown>(type) }, { weight: 1, arbitrary: fc.constantFrom<unknown>('purchase', type.toUpperCase(), undefined, ABSENT) }),
+  occurredAt: mostly(datetimes),
+  channel: fc.oneof({ weight: 2, arbitrary: text(64) }, { weight: 1, arbitrary: fc.constant<unknown>(ABSENT) }),
+  partner: fc.oneof({ weight: 1, arbitrary: text(64) }, { weight: 3, arbitrary: fc.constant<unknown>(ABSENT) }),
+  extra: fc.oneof({ weight: 60, arbitrary: fc.constant<unknown>(ABSENT) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(1, undefined, 'x') }),
+});
+
+const returnLine = shuffled(
+  fc.record({
+    sku: mostly(text(64)),
+    quantity: mostly(integers(1, 100_000)),
+    extra: fc.oneof({ weight: 60, arbitrary: fc.constant<unknown>(ABSENT) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(1, undefined) }),
+  }),
+);
+const returnLike = shuffled(
+  fc.record({
+    ...baseFields('return'),
+    orderId: mostly(text(128)),
+    lines: fc.oneof(
+      { weight: 10, arbitrary: fc.array(returnLine, { maxLength: 4 }) },
+      { weight: 1, arbitrary: fc.constantFrom<unknown>(null, {}, [undefined], new Array(2)) },
+      { weight: 10, arbitrary: fc.constant<unknown>(ABSENT) },
+    ),
+    amountMinor: fc.oneof({ weight: 10, arbitrary: integers(1, Number.MAX_SAFE_INTEGER) }, { weight: 10, arbitrary: fc.constant<unknown>(ABSENT) }),
+    currency: fc.oneof({ weight: 3, arbitrary: currencies }, { weight: 3, arbitrary: fc.constant<unknown>(ABSENT) }),
+  }),
+);
+const redemptionLike = shuffled(
+  fc.record({
+    ...baseFields('redemption'),
+    rewardId: mostly(text(64)),
+    points: mostly(integers(1, 1_000_000_000)),
+    currency: mostly(fc.oneof({ weight: 30, arbitrary: fc.constantFrom<unknown>('points', 'miles', 'p-1') }, { weight: 2, arbitrary: fc.constantFrom<unknown>('Points', '-x', 'a'.repeat(65), '', 5, null) })),
+    orderId: fc.oneof({ weight: 1, arbitrary: text(128) }, { weight: 2, arbitrary: fc.constant<unknown>(ABSENT) }),
+  }),
+);
+const activityLike = shuffled(
+  fc.record({
+    ...baseFields('activity'),
+    activity: mostly(fc.oneof({ weight: 30, arbitrary: fc.constantFrom<unknown>('review', 'referral', 'profile_completed', 'newsletter_signup', 'custom') }, { weight: 2, arbitrary: fc.constantFrom<unknown>('Review', 'other', '', 1, null) })),
+    customType: fc.oneof({ weight: 1, arbitrary: text(64) }, { weight: 2, arbitrary: fc.constant<unknown>(ABSENT) }),
+  }),
+);
+
+describe('validateEvent: the return, redemption and activity fast paths', () => {
+  for (const [name, arbitrary] of [
+    ['return', returnLike],
+    ['redemption', redemptionLike],
+    ['activity', activityLike],
+  ] as const) {
+    it(`${name}: accepts only what the schema accepts, with the very same result, and validateEvent answers as the schema does`, () => {
+      let fast = 0;
+      fc.assert(
+        fc.property(arbitrary, (value) => {
+          const expected = validateEventBySchema(value);
+          const quick = validateOtherFast(value);
+          if (quick !== null) {
+            fast += 1;
+            expect(expected.ok).toBe(true);
+            expectSame(quick, expected);
+          }
+          expectSame(validateEvent(value), expected);
+        }),
+        { numRuns: 4_000 },
+      );
+      // The mix must exercise both paths.
+      expect(fast).toBeGreaterThan(300);
+      expect(fast).toBeLessThan(3_800);
+    });
+  }
+
+  it('takes the bench generator\'s valid events of these types, and gives what the schema gives', () => {
+    const events: unknown[] = [
+      { id: 'r1', memberId: 'm1', occurredAt: '2026-11-23T10:00:00.000Z', type: 'return', orderId: 'o1', lines: [{ sku: 'A-1', quantity: 1 }] },
+      { id: 'r2', memberId: 'm1', occurredAt: '2026-11-23T10:00:00.000Z', type: 'return', orderId: 'o1', amountMinor: 500, currency: 'EUR' },
+      { id: 'd1', memberId: 'm1', occurredAt: '2026-11-23T10:00:00.000Z', channel: 'app', type: 'redemption', rewardId: 'coffee', points: 500, currency: 'points' },
+      { id: 'a1', memberId: 'm1', occurredAt: '2026-11-23T10:00:00.000Z', type: 'activity', activity: 'review' },
+      { id: 'a2', memberId: 'm1', occurredAt: '2026-11-23T10:00:00.000Z', type: 'activity', activity: 'custom', customType: 'quiz' },
+    ];
+    for (const event of events) {
+      for (const value of [JSON.parse(JSON.stringify(event)) as unknown, unpack(pack(event)) as unknown]) {
+        const quick = validateOtherFast(value);
+        expect(quick).not.toBeNull();
+        expectSame(quick!, validateEventBySchema(value));
+      }
+    }
+  });
+
+  it('knows exactly the fields of the return, return line, redemption and activity schemas', () => {
+    expect([...RETURN_FAST_FIELDS]).toEqual(Object.keys(returnEventSchema.shape));
+    expect([...RETURN_LINE_FAST_FIELDS]).toEqual(Object.keys(returnLineSchema.shape));
+    expect([...REDEMPTION_FAST_FIELDS]).toEqual(Object.keys(redemptionEventSchema.shape));
+    expect([...ACTIVITY_FAST_FIELDS]).toEqual(Object.keys(activityEventSchema.shape));
+  });
+
+  it('steps aside for the refinements, other types and undefined fields', () => {
+    const base = { id: 'e1', memberId: 'm1', occurredAt: '2026-11-23T10:00:00Z' };
+    const cases: unknown[] = [
+      { ...base, type: 'return', orderId: 'o1' },
+      { ...base, type: 'return', orderId: 'o1', amountMinor: 5, lines: [{ sku: 'A', quantity: 1 }] },
+      { ...base, type: 'return', orderId: 'o1', lines: [] },
+      { ...base, type: 'return', orderId: 'o1', amountMinor: 0 },
+      { ...base, type: 'activity', activity: 'custom' },
+      { ...base, type: 'activity', activity: 'review', customType: 'x' },
+      { ...base, type: 'redemption', rewardId: 'r', points: 1, currency: 'points', orderId: undefined },
+      { ...base, type: 'adjustment' },
+      { ...base, type: 'purchase', amountMinor: 1, currency: 'EUR' },
+    ];
+    for (const value of cases) {
+      expect(validateOtherFast(value)).toBeNull();
       expectSame(validateEvent(value), validateEventBySchema(value));
     }
   });
