@@ -76,20 +76,31 @@ function pruneClosed(work: Work, atMs: number): void {
 /**
  * The earliest expiry of a voucher list no work can change any more (one of
  * a state's, not a work's own copy): members keep up to `vouchersMax` (500)
- * vouchers, and every event would otherwise walk them all.
+ * vouchers, and every event (and every member write's due time) would
+ * otherwise walk them all.
  */
 const earliestVoucherExpiry = new WeakMap<readonly VoucherRecord[], number>();
+/** Below this many vouchers a walk is cheaper than the cache. */
+const VOUCHER_CACHE_MIN = 8;
 
 function anyVoucherExpired(vouchers: readonly VoucherRecord[], atMs: number, settled: boolean): boolean {
-  if (!settled || vouchers.length < 8) {
+  if (!settled || vouchers.length < VOUCHER_CACHE_MIN) {
     for (let index = 0; index < vouchers.length; index++) if (vouchers[index]!.expiresAtMs <= atMs) return true;
     return false;
   }
-  let earliest = earliestVoucherExpiry.get(vouchers);
+  return settledEarliestVoucherExpiryMs(vouchers) <= atMs;
+}
+
+/**
+ * The earliest expiry of a settled voucher list (a decided state's: never a
+ * work's copy in progress, which may still change); Infinity when empty.
+ */
+export function settledEarliestVoucherExpiryMs(vouchers: readonly VoucherRecord[]): number {
+  let earliest = vouchers.length < VOUCHER_CACHE_MIN ? undefined : earliestVoucherExpiry.get(vouchers);
   if (earliest === undefined) {
     earliest = Infinity;
     for (let index = 0; index < vouchers.length; index++) earliest = Math.min(earliest, vouchers[index]!.expiresAtMs);
-    earliestVoucherExpiry.set(vouchers, earliest);
+    if (vouchers.length >= VOUCHER_CACHE_MIN) earliestVoucherExpiry.set(vouchers, earliest);
   }
-  return earliest <= atMs;
+  return earliest;
 }

@@ -32,10 +32,10 @@ export function engagementOf(state: MemberState): Engagement {
 
 export function recordEngagement(work: Work, event: LoyaltyEvent): void {
   const before = work.state.engagement;
+  // The copy is made on the first change (no closure for it: this runs for every event).
   let next: Mutable<Engagement> | null = null;
-  const edit = (): Mutable<Engagement> => (next ??= { ...(before ?? NO_ENGAGEMENT) });
   if (event.type === 'purchase') {
-    const engagement = edit();
+    const engagement = (next = { ...(before ?? NO_ENGAGEMENT) });
     engagement.orders += 1;
     engagement.revenueMinor += event.amountMinor;
     if (redeemedFor(work.state, event.orderId ?? event.id)) {
@@ -44,15 +44,19 @@ export function recordEngagement(work: Work, event: LoyaltyEvent): void {
     }
     engagement.lastOrderMs = Math.max(engagement.lastOrderMs, work.atMs);
   } else if (event.type === 'return') {
-    const engagement = edit();
+    const engagement = (next = { ...(before ?? NO_ENGAGEMENT) });
     engagement.returns += 1;
     engagement.returnedMinor += returnedMinor(work, event.orderId);
   } else if (event.type === 'donation') {
-    edit().donations += 1;
+    next = { ...(before ?? NO_ENGAGEMENT) };
+    next.donations += 1;
   }
   const days = work.program.program.reports?.inactiveAfterDays;
   const inactiveAtMs = days !== undefined && work.state.status === 'active' ? work.state.lastActivityMs + days * DAY_MS : null;
-  if ((before?.inactiveAtMs ?? null) !== inactiveAtMs) edit().inactiveAtMs = inactiveAtMs;
+  if ((before?.inactiveAtMs ?? null) !== inactiveAtMs) {
+    next ??= { ...(before ?? NO_ENGAGEMENT) };
+    next.inactiveAtMs = inactiveAtMs;
+  }
   if (next !== null) {
     work.changed = true;
     work.state.engagement = next;

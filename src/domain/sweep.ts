@@ -1,6 +1,6 @@
 import { compiledOf, type CompiledProgram } from './compiled.js';
 import { digestDueMs, sendDigest } from './digest.js';
-import { applyDue } from './due.js';
+import { applyDue, settledEarliestVoucherExpiryMs } from './due.js';
 import { inactivityDeadlineMs, notifyExpiring } from './expiry.js';
 import { notifyRenewalDue, paidDueMs } from './paid-membership.js';
 import type { Program } from './program.js';
@@ -39,33 +39,36 @@ export function sweepEventId(memberId: string, nowMs: number): string {
 export function nextDueMs(state: MemberState, program: Program | CompiledProgram): number | null {
   const compiled = compiledOf(program);
   let next = Number.POSITIVE_INFINITY;
-  const consider = (atMs: number | null | undefined) => {
-    if (atMs !== null && atMs !== undefined && atMs < next) next = atMs;
-  };
   for (const currencyId in state.currencies) {
     const currency = readCurrency(state, currencyId);
-    consider(currency.pendingLots[0]?.releaseAtMs);
-    consider(currency.lots[0]?.expiresAtMs);
-    if (currency.lots.length > 0) consider(inactivityDeadlineMs(compiled, currencyId, state.lastActivityMs));
+    next = earlier(next, currency.pendingLots[0]?.releaseAtMs);
+    next = earlier(next, currency.lots[0]?.expiresAtMs);
+    if (currency.lots.length > 0) next = earlier(next, inactivityDeadlineMs(compiled, currencyId, state.lastActivityMs));
     const horizonMs = compiled.currencyById.get(currencyId)?.expiringSoonMs ?? null;
     if (horizonMs !== null) {
       const deadline = inactivityDeadlineMs(compiled, currencyId, state.lastActivityMs);
       const nextExpiry = deadline ?? currency.lots.find((lot) => lot.expiresAtMs !== null && lot.expiresAtMs > currency.noticeThroughMs)?.expiresAtMs;
       if (nextExpiry !== null && nextExpiry !== undefined && nextExpiry > currency.noticeThroughMs && currency.spendable > 0) {
-        consider(nextExpiry - horizonMs);
+        next = earlier(next, nextExpiry - horizonMs);
       }
     }
   }
   // A period end is due even for an idle member: it moves the review date (one write per period).
-  consider(state.tierReviewAtMs);
-  consider(state.tierGrace?.untilMs);
-  consider(state.orders[0]?.closesAtMs);
-  consider(state.redemptions[0]?.cancelUntilMs);
-  for (const voucher of state.vouchers) consider(voucher.expiresAtMs);
+  next = earlier(next, state.tierReviewAtMs);
+  next = earlier(next, state.tierGrace?.untilMs);
+  next = earlier(next, state.orders[0]?.closesAtMs);
+  next = earlier(next, state.redemptions[0]?.cancelUntilMs);
+  // A decided state's list: its earliest expiry is cached for long lists.
+  next = earlier(next, settledEarliestVoucherExpiryMs(state.vouchers));
   for (const promotionId in state.promotionUsage) {
-    consider(compiled.promotions.find((promotion) => promotion.id === promotionId)?.endsAtMs ?? 0);
+    next = earlier(next, compiled.promotions.find((promotion) => promotion.id === promotionId)?.endsAtMs ?? 0);
   }
-  if (state.paid !== undefined) consider(paidDueMs(compiled, state));
-  consider(digestDueMs(compiled, state));
+  if (state.paid !== undefined) next = earlier(next, paidDueMs(compiled, state));
+  next = earlier(next, digestDueMs(compiled, state));
   return next === Number.POSITIVE_INFINITY ? null : next;
+}
+
+/** The earlier of a running minimum and a time that may be absent (a plain function: nextDueMs runs for every member write). */
+function earlier(next: number, atMs: number | null | undefined): number {
+  return atMs !== null && atMs !== undefined && atMs < next ? atMs : next;
 }
