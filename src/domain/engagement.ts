@@ -35,7 +35,7 @@ export function recordEngagement(work: Work, event: LoyaltyEvent): void {
   // The copy is made on the first change (no closure for it: this runs for every event).
   let next: Mutable<Engagement> | null = null;
   if (event.type === 'purchase') {
-    const engagement = (next = { ...(before ?? NO_ENGAGEMENT) });
+    const engagement = (next = editable(before));
     engagement.orders += 1;
     engagement.revenueMinor += event.amountMinor;
     if (redeemedFor(work.state, event.orderId ?? event.id)) {
@@ -44,17 +44,17 @@ export function recordEngagement(work: Work, event: LoyaltyEvent): void {
     }
     engagement.lastOrderMs = Math.max(engagement.lastOrderMs, work.atMs);
   } else if (event.type === 'return') {
-    const engagement = (next = { ...(before ?? NO_ENGAGEMENT) });
+    const engagement = (next = editable(before));
     engagement.returns += 1;
     engagement.returnedMinor += returnedMinor(work, event.orderId);
   } else if (event.type === 'donation') {
-    next = { ...(before ?? NO_ENGAGEMENT) };
+    next = editable(before);
     next.donations += 1;
   }
   const days = work.program.program.reports?.inactiveAfterDays;
   const inactiveAtMs = days !== undefined && work.state.status === 'active' ? work.state.lastActivityMs + days * DAY_MS : null;
   if ((before?.inactiveAtMs ?? null) !== inactiveAtMs) {
-    next ??= { ...(before ?? NO_ENGAGEMENT) };
+    next ??= editable(before);
     next.inactiveAtMs = inactiveAtMs;
   }
   if (next !== null) {
@@ -63,6 +63,11 @@ export function recordEngagement(work: Work, event: LoyaltyEvent): void {
   }
   evaluateBadges(work, event);
   scheduleDigest(work);
+}
+
+/** A member's engagement copied for writing (the state's own is never changed). */
+function editable(before: Engagement | undefined): Mutable<Engagement> {
+  return { ...(before ?? NO_ENGAGEMENT) };
 }
 
 /** Whether one of the member's kept redemptions paid for this order (a redemption event with its orderId). */

@@ -47,7 +47,8 @@ const eventBase = {
 const CURRENCY_CODE_PATTERN = /^[A-Z]{3}$/;
 const currencyCodeSchema = z.string().regex(CURRENCY_CODE_PATTERN, 'currency must be an ISO 4217 code such as EUR');
 /** A points currency id from the program (points, miles, ...). */
-const pointsCurrencyIdSchema = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'a points currency id such as points or miles');
+const POINTS_CURRENCY_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const pointsCurrencyIdSchema = z.string().regex(POINTS_CURRENCY_ID_PATTERN, 'a points currency id such as points or miles');
 const pointsSchema = z.number().int().min(1).max(1_000_000_000);
 const referenceSchema = z.string().min(1).max(EVENT_ID_LENGTH_MAX);
 const labelSchema = z.string().min(1).max(64);
@@ -110,11 +111,13 @@ export const redemptionCancelEventSchema = z
   })
   .strict();
 
+const activityKindSchema = z.enum(['review', 'referral', 'profile_completed', 'newsletter_signup', 'custom']);
+
 export const activityEventSchema = z
   .object({
     ...eventBase,
     type: z.literal('activity'),
-    activity: z.enum(['review', 'referral', 'profile_completed', 'newsletter_signup', 'custom']),
+    activity: activityKindSchema,
     customType: labelSchema.optional(),
   })
   .strict()
@@ -288,8 +291,8 @@ export const RETURN_FAST_FIELDS: ReadonlySet<string> = new Set([...BASE_FAST_FIE
 export const RETURN_LINE_FAST_FIELDS: ReadonlySet<string> = new Set(['sku', 'quantity']);
 export const REDEMPTION_FAST_FIELDS: ReadonlySet<string> = new Set([...BASE_FAST_FIELDS, 'rewardId', 'points', 'currency', 'orderId']);
 export const ACTIVITY_FAST_FIELDS: ReadonlySet<string> = new Set([...BASE_FAST_FIELDS, 'activity', 'customType']);
-const ACTIVITY_KINDS: ReadonlySet<unknown> = new Set(['review', 'referral', 'profile_completed', 'newsletter_signup', 'custom']);
-const POINTS_CURRENCY_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+// The schema's own enum: the fast path cannot drift from it.
+const ACTIVITY_KINDS: ReadonlySet<unknown> = new Set(activityKindSchema.options);
 
 function isText(value: unknown, lengthMax: number): value is string {
   return typeof value === 'string' && value.length >= 1 && value.length <= lengthMax;
@@ -316,7 +319,7 @@ function isPlainWithKeys(value: unknown, keys: ReadonlySet<string>): value is Re
  * schema must decide. It never refuses anything itself.
  */
 export function validatePurchaseFast(value: unknown): EventValidation | null {
-  if (OCCURRED_AT_PATTERN === null || !isPlainWithKeys(value, PURCHASE_FAST_FIELDS) || value.type !== 'purchase') return null;
+  if (!isPlainWithKeys(value, PURCHASE_FAST_FIELDS) || value.type !== 'purchase') return null;
   const base = baseFast(value);
   if (base === null) return null;
   const orderId = value.orderId;
