@@ -178,6 +178,7 @@ export class Engine {
       },
       onBatch: (actor, result, nowMs) => this.metrics.recordBatch(actor, result, nowMs),
       onAck: (count) => this.metrics.acks.inc(count),
+      onRedeliverySkipped: () => this.metrics.redeliveriesSkipped.inc(),
       onFatal: (error) => {
         const gap = (error as { code?: unknown } | undefined)?.code === 'ERR_INTAKE_GAP';
         logger.fatal({ err: error }, gap ? 'too many deliveries lost to hold open; stopping intake without acking past them' : 'a batch failed to commit; stopping intake without acking it');

@@ -111,6 +111,12 @@ export class EngineMetrics {
     registers: [this.registry],
   });
 
+  readonly redeliveriesSkipped = new Counter({
+    name: 'loyalty_redeliveries_skipped_total',
+    help: 'JetStream redeliveries of messages still in flight in this engine (ack_wait passed before their commit), left out: the first copy is applied and its commit acks both. Many mean ack_wait is short for the load.',
+    registers: [this.registry],
+  });
+
   readonly consumerResets = new Counter({
     name: 'loyalty_consumer_resets_total',
     help: 'Times the running engine recreated its JetStream consumer at its ack floor: it held ack-pending entries below that floor (after a nats-server restart), which no ack can clear.',

@@ -46,6 +46,8 @@ export interface IngestOptions {
   readonly deadLetter: (message: InboundMessage, memberToken: string, reason: string, encoding: Encoding) => Promise<void>;
   readonly onBatch: (actor: number, result: BatchResult, nowMs: number) => void;
   readonly onAck?: (count: number) => void;
+  /** A redelivery of a message still in flight, left out (its first copy's commit acks it). */
+  readonly onRedeliverySkipped?: () => void;
   /** A batch failed: its actor's memory may be ahead of its store. Intake must stop. */
   readonly onFatal: (error: unknown) => void;
   /**
@@ -159,7 +161,13 @@ export class Ingest {
       return;
     }
     this.lastPending = info.pending;
-    this.tracker.track(sequence, this.ackHandleOf(message));
+    if (!this.tracker.track(sequence, this.ackHandleOf(message))) {
+      // Redelivered (ack_wait passed) while its first copy is still in a batch or waits for the watermark: that copy's
+      // commit acks it. Applying the copy again would change nothing (its processed record) yet cost a lookup and a
+      // republish of its outcomes; under a long hold with a short ack_wait, such copies piled up faster than they drained.
+      this.options.onRedeliverySkipped?.();
+      return;
+    }
     const memberToken = message.subject.substring(this.options.subjectPrefixLength);
     const encoding = this.options.encodingOf(message);
     const data = message.data;
