@@ -20,7 +20,16 @@ import { connectTest, startTestNatsServer } from '../../helpers/nats-server.js';
 const PARTITIONS = 16;
 const CUTS = 6;
 
-/** Forwards TCP both ways; `cut()` drops what is in flight and closes every connection. */
+/**
+ * How long the proxy holds what the server sends before passing it on: the
+ * wire's latency. A cut drops what is held, so it loses deliveries whenever
+ * the server sent any in the last moment. Without it the engine drained the
+ * socket within a millisecond and a CI run's 30 cuts on a loaded machine once
+ * lost nothing (the test then shows nothing and fails).
+ */
+const WIRE_DELAY_MS = 15;
+
+/** Forwards TCP both ways (server to engine after WIRE_DELAY_MS); `cut()` drops what is in flight and closes every connection. */
 class CuttingProxy {
   private readonly pairs = new Set<[Socket, Socket]>();
   cutCount = 0;
@@ -39,7 +48,12 @@ class CuttingProxy {
         upstream.destroy();
       };
       client.on('data', (chunk) => upstream.write(chunk));
-      upstream.on('data', (chunk) => client.write(chunk));
+      // In order: each chunk waits its delay behind the ones before it; a cut (destroy) drops the rest.
+      upstream.on('data', (chunk) => {
+        setTimeout(() => {
+          if (!client.destroyed) client.write(chunk);
+        }, WIRE_DELAY_MS);
+      });
       client.on('error', close).on('close', close);
       upstream.on('error', close).on('close', close);
     });
