@@ -75,9 +75,13 @@ const settingsObject = z
      * Members kept in each actor's memory; the rest are read from LMDB on
      * demand. A cached member costs about 9 KB of heap with the retail
      * program (measured at 10 million members), so the default keeps both
-     * actors' caches near 360 MB however many members there are.
+     * actors' caches near 180 MB however many members there are. Why 10,000
+     * and not 20,000: at 10 million members the engine's private memory was
+     * 1,023–1,073 MiB with 20,000 (over the 1 GiB budget) and 841–858 MiB
+     * with 10,000, at the same rate within the machine's noise; with 5,000
+     * at 100,000 members neither rate nor CPU per event moved (bench, 7 Dec).
      */
-    memberCacheMax: integer(1_000, 50_000_000).default(20_000),
+    memberCacheMax: integer(1_000, 50_000_000).default(10_000),
     /**
      * Each actor thread's V8 old-generation limit. V8 otherwise sizes it from
      * the machine's memory and lets garbage pile up far beyond the live cache;

@@ -53,7 +53,7 @@ describe('loadSettings', () => {
       ackWaitMs: 60_000,
       pullBytesMax: 16 * 1024 * 1024,
       payloadBytesMax: 65_536,
-      memberCacheMax: 20_000,
+      memberCacheMax: 10_000,
       lmdbMapSizeBytes: 64 * 1024 ** 3,
       httpHost: '127.0.0.1',
       httpPort: 8080,
