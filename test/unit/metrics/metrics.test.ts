@@ -105,6 +105,7 @@ describe('EngineMetrics.recordBatch', () => {
         'loyalty_outcomes_total',
         'loyalty_acks_total',
         'loyalty_deliveries_lost_total',
+        'loyalty_redeliveries_skipped_total',
         'loyalty_sweep_members_total',
         'loyalty_sweep_chunk_duration_seconds',
         'process_cpu_user_seconds_total',
