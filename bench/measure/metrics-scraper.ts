@@ -17,6 +17,9 @@ export const DEFAULT_WATCHED_METRICS = [
   'loyalty_events_total',
   'loyalty_actor_heap_used_bytes',
   'loyalty_actor_cached_members',
+  // The batches' mean size (sum ÷ count): under backlog they should fill to LOYALTY_BATCH_SIZE_MAX.
+  'loyalty_batch_size_events_sum',
+  'loyalty_batch_size_events_count',
 ] as const;
 
 export interface MetricsSample {

@@ -104,6 +104,9 @@ export function renderTable(result: BenchResult, resultFile: string | null, html
       `RssAnon / VmRSS; V8 heap max: main ${formatBytes(engine.usage.engineHeapUsedBytesMax ?? Number.NaN)}, actors ${formatBytes(engine.usage.actorHeapUsedBytesMax ?? Number.NaN)}; ` +
         `cached members max ${formatCount(engine.usage.cachedMembersMax ?? Number.NaN)}`,
     ]);
+    if (engine.usage.batchEventsMean !== null && engine.usage.batchEventsMean !== undefined) {
+      rows.push(['Actor batch mean', `${engine.usage.batchEventsMean} events`, 'loyalty_batch_size_events sum ÷ count over the run (the most is LOYALTY_BATCH_SIZE_MAX)']);
+    }
     rows.push(['nats-server CPU mean', `${engine.usage.natsServer.cpuPercentMean.toFixed(0)} %`, `RSS max ${formatBytes(engine.usage.natsServer.rssBytesMax)}`]);
     rows.push(['Bench client CPU mean', `${engine.usage.benchClient.cpuPercentMean.toFixed(0)} %`, 'publisher + outcome subscriber']);
     if (engine.usage.otherProcessesCpuPercentMean !== null) {

@@ -145,6 +145,8 @@ export interface EngineRunResult {
     engineHeapUsedBytesMax: number | null;
     actorHeapUsedBytesMax: number | null;
     cachedMembersMax: number | null;
+    /** Events per actor batch over the run (loyalty_batch_size_events sum ÷ count at the end; warm-up included). */
+    batchEventsMean: number | null;
     natsServer: ProcessUsageSummary;
     benchClient: { cpuSeconds: number; cpuPercentMean: number };
     /** CPU used by everything else on the machine during the run, in % of one core: near 0 on a quiet machine. */
@@ -420,6 +422,10 @@ export async function runEngineScenario(options: EngineRunOptions): Promise<Engi
         engineHeapUsedBytesMax: heapMax,
         actorHeapUsedBytesMax: maxOf((point) => point.actorHeapUsedBytes),
         cachedMembersMax: maxOf((point) => point.cachedMembers),
+        batchEventsMean:
+          (lastMetrics.loyalty_batch_size_events_count ?? 0) > 0
+            ? Math.round((lastMetrics.loyalty_batch_size_events_sum! / lastMetrics.loyalty_batch_size_events_count!) * 10) / 10
+            : null,
         natsServer: natsSummary,
         benchClient: { cpuSeconds: Math.round(cpuSeconds * 100) / 100, cpuPercentMean: Math.round((cpuSeconds / wallSeconds) * 1000) / 10 },
         otherProcessesCpuPercentMean:

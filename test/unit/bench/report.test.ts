@@ -53,7 +53,7 @@ function result(): BenchResult {
     latencyMs: { count: 40_000, min: 1, mean: 50, max: 400, percentiles: { p50: 25, p90: 50, p99: 120, 'p99.9': 300 } },
     latencyFromScheduleMs: { count: 40_000, min: 1, mean: 60, max: 500, percentiles: { p50: 30, p90: 60, p99: 150, 'p99.9': 400 } },
     lag: { streamPendingMax: 20_000, ackPendingMax: 2_000, metricsPendingMax: 20_000 },
-    usage: { engine: usage, engineCpuMicrosPerEvent: 240, engineThreads: [{ role: 'main', seconds: 1, systemSeconds: 0.1 }, { role: 'thread +9', seconds: 4, systemSeconds: 0.2 }], engineHeapUsedBytesMax: 80e6, actorHeapUsedBytesMax: 300e6, cachedMembersMax: 20_000, natsServer: usage, benchClient: { cpuSeconds: 1, cpuPercentMean: 10 }, otherProcessesCpuPercentMean: 1 },
+    usage: { engine: usage, engineCpuMicrosPerEvent: 240, engineThreads: [{ role: 'main', seconds: 1, systemSeconds: 0.1 }, { role: 'thread +9', seconds: 4, systemSeconds: 0.2 }], engineHeapUsedBytesMax: 80e6, actorHeapUsedBytesMax: 300e6, cachedMembersMax: 20_000, batchEventsMean: 812.5, natsServer: usage, benchClient: { cpuSeconds: 1, cpuPercentMean: 10 }, otherProcessesCpuPercentMean: 1 },
     metrics: { maxima: {}, last: {}, errors: [] },
     shutdown: { code: 0, signal: null, stopMs: 100, killed: false, dataDirBytes: 1e6 },
     engineLogFile: null,
@@ -224,6 +224,7 @@ describe('HTML report', () => {
     const text = renderTable(result(), '/tmp/r.json', '/tmp/r.html');
     expect(text).toContain('Engine capacity');
     expect(text).toContain('PostgreSQL ledger');
+    expect(text).toMatch(/Actor batch mean +812\.5 events/);
     expect(text).toContain('HTML report: /tmp/r.html');
   });
 });
