@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadSettings } from '../../../src/config/settings.js';
 import { EngineMetrics } from '../../../src/metrics/metrics.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -84,6 +85,18 @@ describe('Prometheus alert rules', () => {
       expect(names.length, rule.alert).toBeGreaterThan(0);
       for (const name of names) expect(exported.has(name), `${rule.alert}: ${name}`).toBe(true);
     }
+  });
+
+  it('assumes the settings\' defaults it says it assumes (the cache-thrash threshold is LOYALTY_MEMBER_CACHE_MAX)', () => {
+    const rules = read('config/prometheus/rules.yml');
+    const defaults = loadSettings({});
+    expect(Number(/LOYALTY_MEMBER_CACHE_MAX (\d+)/.exec(rules)![1])).toBe(defaults.memberCacheMax);
+    expect(Number(/LOYALTY_ACK_PENDING_MAX\s+#?\s*(\d+)/.exec(rules)![1])).toBe(defaults.ackPendingMax);
+    expect(Number(/LOYALTY_ACTOR_BATCHES_IN_FLIGHT_MAX (\d+)/.exec(rules)![1])).toBe(defaults.actorBatchesInFlightMax);
+    const thrash = all.find((rule) => rule.alert === 'LoyaltyCacheThrash')!;
+    expect(Number(/loyalty_actor_cached_members\) >= (\d+)/.exec(thrash.expr)![1])).toBe(defaults.memberCacheMax);
+    const ackPending = all.find((rule) => /loyalty_ack_pending_messages > 0\.9 \*/.test(rule.expr))!;
+    expect(Number(/0\.9 \* (\d+)/.exec(ackPending.expr)![1])).toBe(defaults.ackPendingMax);
   });
 
   it('covers every metric docs/operations.md says to alert on', () => {
