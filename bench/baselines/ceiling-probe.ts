@@ -7,6 +7,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType } fr
 import { headers } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { startBenchNatsServer } from '../harness/nats-server.js';
+import { ProcessSampler } from '../measure/process-sampler.js';
 
 const events = Number(process.argv[2] ?? 200_000);
 const modes = (process.argv[3] ?? 'none,per-outcome,per-event,per-batch').split(',');
@@ -49,6 +50,8 @@ for (const mode of modes) {
   await jsm.consumers.add('TX', { durable_name: `c${passNo}`, ack_policy: AckPolicy.All, deliver_policy: DeliverPolicy.All, max_ack_pending: 50_000, ack_wait: 60_000_000_000 });
   const consumer = await js.consumers.get('TX', `c${passNo}`);
   const cpu0 = process.cpuUsage();
+  const serverSampler = new ProcessSampler(server.pid);
+  serverSampler.start();
   const started = performance.now();
   const messages = await consumer.consume({ max_messages: 10_000 });
   let consumed = 0;
@@ -105,9 +108,10 @@ for (const mode of modes) {
   await nc.flush();
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const serverMicros = Math.round(((serverSampler.stop().cpuSecondsTotal * 1e6) / events) * 10) / 10;
   await messages.close();
   const out = (await jsm.streams.info('OUT')).state.messages;
-  console.log(`${mode.padEnd(12)} ${Math.round(events / seconds).toString().padStart(7)} events/s  client CPU ${Math.round((cpu.user + cpu.system) / events * 10) / 10} µs/event  outcome stream now ${out}`);
+  console.log(`${mode.padEnd(12)} ${Math.round(events / seconds).toString().padStart(7)} events/s  client CPU ${Math.round((cpu.user + cpu.system) / events * 10) / 10} µs/event  nats-server CPU ${serverMicros} µs/event  outcome stream now ${out}`);
 }
 inbox.unsubscribe();
 await nc.close();
