@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'node:zlib';
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { pack, unpack } from 'msgpackr';
 import { EngineError } from '../config/errors.js';
@@ -44,12 +45,22 @@ export const TREE_MEMBERS = 0;
 export const TREE_INDEX = 1;
 export const TREE_DUE = 2;
 
+/** A record whose body is msgpack as it is. */
 export const PARTITION_CHANGES_VERSION = 1;
+/**
+ * A record whose body is msgpack compressed with brotli (quality 1): written
+ * only when the plain record would not fit in one message, so a batch whose
+ * share of a hot partition is large still commits (measured 3.2× smaller on
+ * the retail traffic's records, 0.3 ms per 58 KB; docs/cluster.md).
+ */
+export const PARTITION_CHANGES_VERSION_COMPRESSED = 2;
+/** Largest body a compressed record may expand to, so a damaged or hostile record cannot exhaust memory. */
+export const PARTITION_CHANGES_BODY_BYTES_MAX = 16 * 1024 * 1024;
 /**
  * Largest encoded record: one JetStream message under nats-server's default
  * max_payload (1 MiB) with room for the changelog's headers. A batch whose
- * share of one partition is larger cannot be appended (cluster mode must
- * bound the events of a partition per batch: docs/cluster.md).
+ * share of one partition is larger even compressed cannot be appended
+ * (cluster mode must bound the events of a partition per batch: docs/cluster.md).
  */
 export const PARTITION_CHANGES_BYTES_MAX = 1024 * 1024 - 8 * 1024;
 const DIGEST_BYTES = 32;
@@ -159,7 +170,8 @@ interface Body {
  * both, so a record cut short, altered or of another version is refused
  * before anything of it is applied. `previousSeq`: the changelog sequence the
  * record is appended after (the appender's expected last subject sequence).
- * Refuses (ERR_CHANGELOG_RECORD_TOO_LARGE) a record over `bytesMax`.
+ * A body too large for `bytesMax` as it is goes compressed (version 2);
+ * refuses (ERR_CHANGELOG_RECORD_TOO_LARGE) one over `bytesMax` even so.
  */
 export function encodePartitionChanges(changes: PartitionChanges, previousSeq: number, bytesMax = PARTITION_CHANGES_BYTES_MAX): Uint8Array {
   assert(Number.isSafeInteger(previousSeq) && previousSeq >= 0, 'the previous changelog sequence is a non-negative integer');
@@ -172,17 +184,25 @@ export function encodePartitionChanges(changes: PartitionChanges, previousSeq: n
     dueMark: changes.dueMark,
     writes: changes.writes,
   } satisfies Body);
-  const length = 1 + body.length + DIGEST_BYTES;
-  if (length > bytesMax) {
-    throw new EngineError(
-      'ERR_CHANGELOG_RECORD_TOO_LARGE',
-      `partition ${changes.partition}: one batch's changes take ${length} bytes (${changes.writes.length} writes), more than a changelog record holds (${bytesMax}): lower LOYALTY_BATCH_SIZE_MAX`,
-    );
+  let version = PARTITION_CHANGES_VERSION;
+  let stored: Uint8Array = body;
+  if (1 + body.length + DIGEST_BYTES > bytesMax) {
+    // Too large as it is: compressed, if that makes it fit (the body bound keeps the decoder's expansion bounded too).
+    const compressed = body.length <= PARTITION_CHANGES_BODY_BYTES_MAX ? brotliCompressSync(body, { params: { [zlib.BROTLI_PARAM_QUALITY]: 1, [zlib.BROTLI_PARAM_SIZE_HINT]: body.length } }) : undefined;
+    if (compressed === undefined || 1 + compressed.length + DIGEST_BYTES > bytesMax) {
+      throw new EngineError(
+        'ERR_CHANGELOG_RECORD_TOO_LARGE',
+        `partition ${changes.partition}: one batch's changes take ${1 + body.length + DIGEST_BYTES} bytes (${changes.writes.length} writes)${compressed === undefined ? '' : `, ${1 + compressed.length + DIGEST_BYTES} compressed`}, more than a changelog record holds (${bytesMax}): lower LOYALTY_BATCH_SIZE_MAX`,
+      );
+    }
+    version = PARTITION_CHANGES_VERSION_COMPRESSED;
+    stored = compressed;
   }
+  const length = 1 + stored.length + DIGEST_BYTES;
   const record = new Uint8Array(length);
-  record[0] = PARTITION_CHANGES_VERSION;
-  record.set(body, 1);
-  record.set(createHash('sha256').update(record.subarray(0, 1 + body.length)).digest(), 1 + body.length);
+  record[0] = version;
+  record.set(stored, 1);
+  record.set(createHash('sha256').update(record.subarray(0, 1 + stored.length)).digest(), 1 + stored.length);
   return record;
 }
 
@@ -198,19 +218,31 @@ function isKeyPart(part: unknown): boolean {
  * A record back, checked whole before it is returned: its version, digest,
  * store format, partition count and partition, and every write inside the
  * partition's ranges. Refuses (ERR_CHANGELOG_RECORD) anything else. The
- * values are views of `bytes`: keep `bytes` unchanged until they are applied.
+ * values of a plain record are views of `bytes`: keep `bytes` unchanged until
+ * they are applied (a compressed record's are views of its expanded body).
  */
 export function decodePartitionChanges(bytes: Uint8Array, expected: { readonly partition: number; readonly partitions: number; readonly storeFormat: number }, bytesMax = PARTITION_CHANGES_BYTES_MAX): DecodedPartitionChanges {
   const { partition } = expected;
   if (bytes.length > bytesMax) throw refused(partition, `${bytes.length} bytes, more than a record holds (${bytesMax})`);
   if (bytes.length < 1 + 1 + DIGEST_BYTES) throw refused(partition, `${bytes.length} bytes, too short for a record (cut short?)`);
-  if (bytes[0] !== PARTITION_CHANGES_VERSION) throw refused(partition, `record version ${bytes[0]}, this engine reads ${PARTITION_CHANGES_VERSION}`);
+  const version = bytes[0];
+  if (version !== PARTITION_CHANGES_VERSION && version !== PARTITION_CHANGES_VERSION_COMPRESSED) {
+    throw refused(partition, `record version ${version}, this engine reads ${PARTITION_CHANGES_VERSION} and ${PARTITION_CHANGES_VERSION_COMPRESSED}`);
+  }
   const end = bytes.length - DIGEST_BYTES;
   const digest = createHash('sha256').update(bytes.subarray(0, end)).digest();
   if (!digest.equals(bytes.subarray(end))) throw refused(partition, 'its SHA-256 does not match (altered or cut short)');
+  let plain = bytes.subarray(1, end);
+  if (version === PARTITION_CHANGES_VERSION_COMPRESSED) {
+    try {
+      plain = brotliDecompressSync(plain, { maxOutputLength: PARTITION_CHANGES_BODY_BYTES_MAX });
+    } catch (error) {
+      throw refused(partition, `its compressed body does not expand within ${PARTITION_CHANGES_BODY_BYTES_MAX} bytes: ${(error as Error).message}`);
+    }
+  }
   let body: Body;
   try {
-    body = unpack(bytes.subarray(1, end)) as Body;
+    body = unpack(plain) as Body;
   } catch (error) {
     throw refused(partition, `its body does not decode: ${(error as Error).message}`);
   }

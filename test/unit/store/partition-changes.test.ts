@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { brotliCompressSync } from 'node:zlib';
 import type { Database, Key } from 'lmdb';
 import { unpack } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,7 +14,9 @@ import {
   applyPartitionChanges,
   decodePartitionChanges,
   encodePartitionChanges,
+  PARTITION_CHANGES_BODY_BYTES_MAX,
   PARTITION_CHANGES_VERSION,
+  PARTITION_CHANGES_VERSION_COMPRESSED,
   storeIdentity,
   TREE_DUE,
   TREE_MEMBERS,
@@ -176,8 +180,11 @@ describe('a partition rebuilt from the recorded changes of its batches', () => {
     expect(() => decodePartitionChanges(bytes.subarray(0, bytes.length - 10), expected)).toThrow(/SHA-256 does not match/);
     expect(() => decodePartitionChanges(bytes.subarray(0, 20), expected)).toThrow(/too short/);
     const otherVersion = Uint8Array.from(bytes);
-    otherVersion[0] = PARTITION_CHANGES_VERSION + 1;
-    expect(() => decodePartitionChanges(otherVersion, expected)).toThrow(/record version 2, this engine reads 1/);
+    otherVersion[0] = PARTITION_CHANGES_VERSION_COMPRESSED + 1;
+    expect(() => decodePartitionChanges(otherVersion, expected)).toThrow(/record version 3, this engine reads 1 and 2/);
+    const relabelled = Uint8Array.from(bytes);
+    relabelled[0] = PARTITION_CHANGES_VERSION_COMPRESSED; // a plain body claimed compressed: its digest no longer matches
+    expect(() => decodePartitionChanges(relabelled, expected)).toThrow(/SHA-256 does not match/);
     expect(() => decodePartitionChanges(bytes, { ...expected, partition: (partition + 1) % PARTITIONS })).toThrow(/holds partition/);
     expect(() => decodePartitionChanges(bytes, { ...expected, partitions: 8 })).toThrow(/16 partitions, this one has 8/);
     expect(() => decodePartitionChanges(bytes, { ...expected, storeFormat: identity.storeFormat + 1 })).toThrow(/store format/);
@@ -188,6 +195,47 @@ describe('a partition rebuilt from the recorded changes of its batches', () => {
     // Bounded: the encoder refuses a record over its bound, the decoder too.
     expect(() => encodePartitionChanges(decoded, 0, 64)).toThrow(expect.objectContaining({ code: 'ERR_CHANGELOG_RECORD_TOO_LARGE' }));
     expect(() => decodePartitionChanges(bytes, expected, 64)).toThrow(/more than a record holds/);
+    await owner.store.close();
+  });
+
+  it('compresses a record only when it does not fit as it is, and reads it back to the same bytes; a body that expands past its bound is refused', async () => {
+    const owner = await recording('compressed', traffic('compressed').slice(0, 4));
+    const identity = storeIdentity(owner.store.root);
+    // The partition with the largest record of the first batches: a real mix of cores, ledger rows, orders and outcomes.
+    const [partition, bytes] = [...owner.records].map(([p, records]) => [p, records[0]!] as const).sort((a, b) => b[1].length - a[1].length)[0]!;
+    const expected = { partition, ...identity };
+    expect(bytes[0]).toBe(PARTITION_CHANGES_VERSION);
+    const decoded = decodePartitionChanges(bytes, expected);
+    // Fits as it is: written as it is (no compression cost on the common path).
+    expect(encodePartitionChanges(decoded, decoded.previousSeq, bytes.length)).toEqual(bytes);
+    // One byte too large: compressed, smaller, and back to the same writes byte for byte.
+    const compressed = encodePartitionChanges(decoded, decoded.previousSeq, bytes.length - 1);
+    expect(compressed[0]).toBe(PARTITION_CHANGES_VERSION_COMPRESSED);
+    expect(compressed.length).toBeLessThan(bytes.length / 2);
+    const back = decodePartitionChanges(compressed, expected, bytes.length - 1);
+    expect({ ...back, writes: back.writes.length }).toEqual({ ...decoded, writes: decoded.writes.length });
+    for (let index = 0; index < decoded.writes.length; index++) {
+      const [tree, key, value] = decoded.writes[index]!;
+      const [treeBack, keyBack, valueBack] = back.writes[index]!;
+      expect([treeBack, keyBack]).toEqual([tree, key]);
+      expect(value === null ? valueBack === null : valueBack !== null && Buffer.from(value).equals(Buffer.from(valueBack))).toBe(true);
+    }
+    // A compressed record is applied like a plain one: the same partition view.
+    const plainTarget = await emptyStore(root, 'compressed-plain');
+    const compressedTarget = await emptyStore(root, 'compressed-brotli');
+    await applyPartitionChanges(plainTarget.root, partition, decoded);
+    await applyPartitionChanges(compressedTarget.root, partition, back);
+    expect(sameBytes(exportedPartition(compressedTarget.root, partition), exportedPartition(plainTarget.root, partition))).toBe(true);
+    expect(exportedPartition(compressedTarget.root, partition).body.length).toBeGreaterThan(0);
+    // A compressed body that expands past PARTITION_CHANGES_BODY_BYTES_MAX (a bomb, well digested): refused before it is read.
+    const bomb = brotliCompressSync(new Uint8Array(PARTITION_CHANGES_BODY_BYTES_MAX + 1024));
+    const record = new Uint8Array(1 + bomb.length + 32);
+    record[0] = PARTITION_CHANGES_VERSION_COMPRESSED;
+    record.set(bomb, 1);
+    record.set(createHash('sha256').update(record.subarray(0, 1 + bomb.length)).digest(), 1 + bomb.length);
+    expect(() => decodePartitionChanges(record, expected)).toThrow(expect.objectContaining({ code: 'ERR_CHANGELOG_RECORD', message: expect.stringMatching(/does not expand within/) }));
+    await plainTarget.close();
+    await compressedTarget.close();
     await owner.store.close();
   });
 
