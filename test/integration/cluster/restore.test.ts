@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Actor, ActorFailedError } from '../../../src/actors/actor.js';
 import { ensureChangelogStream, PartitionChangelog, PartitionFencedError } from '../../../src/cluster/changelog.js';
 import { changelogRecorder, restorePartition, takeSnapshot } from '../../../src/cluster/restore.js';
+import { SnapshotSchedule } from '../../../src/cluster/snapshot-schedule.js';
 import { PartitionSnapshots } from '../../../src/cluster/snapshots.js';
 import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
@@ -39,7 +40,7 @@ beforeAll(async () => {
   nc = await connectTest(server.url);
   js = jetstream(nc);
   jsm = await jetstreamManager(nc);
-  for (const prefix of ['t1', 't2', 't3']) await ensureChangelogStream(jsm, { stream: `${STREAM}_${prefix.toUpperCase()}`, subjectPrefix: prefix, replicas: 1 });
+  for (const prefix of ['t1', 't2', 't3', 't4']) await ensureChangelogStream(jsm, { stream: `${STREAM}_${prefix.toUpperCase()}`, subjectPrefix: prefix, replicas: 1 });
 });
 
 afterAll(async () => {
@@ -168,6 +169,63 @@ describe('a partition restored from its snapshot and changelog tail', () => {
 
     for (const store of [owner, target.store, fromTail, again]) await store.close();
   }, 120_000);
+
+  it('with snapshots taken by the schedule as the owner commits (compacting), every partition restores byte for byte at the owner\'s watermark', async () => {
+    const snapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T4', replicas: 1 });
+    const owner = await emptyStore(root, 'scheduled');
+    const partitions = Array.from({ length: PARTITIONS }, (_, each) => each);
+    const changelogs = await fencedChangelogs('t4', partitions, 'engine-a', 1);
+    const recording = changelogRecorder(changelogs);
+    owner.setChangeRecorder(recording.recorder);
+    const actor = new Actor(owner, program, actorOptions);
+    const errors: unknown[] = [];
+    const schedule = new SnapshotSchedule({
+      recordsMin: 6,
+      bytesMin: 4 * 1024 * 1024,
+      intervalMsMin: 0,
+      retryMs: 100,
+      take: async (partition, position) => {
+        await takeSnapshot({ snapshots, root: owner.root, partition, position, compact: changelogs.get(partition)! });
+      },
+      onError: (_partition, error) => errors.push(error),
+    });
+    for (const each of partitions) schedule.own(each);
+    const watermarks = new Map<number, number>();
+    const traffic = generatedRecords({ runId: 'scheduled', members: 300, count: 3_000 });
+    const commits = partitions.map(() => 0);
+    // The engine's order: a batch's appends, then its LMDB commit, then the schedule is told (only a completed commit labels a snapshot).
+    for (const batch of inBatches(traffic, 100)) {
+      const before = partitions.map((each) => changelogs.get(each)!.lastSequence);
+      await feed(actor, [batch], PARTITIONS, watermarks);
+      for (const each of partitions) {
+        if (changelogs.get(each)!.lastSequence === before[each]) continue;
+        commits[each]! += 1;
+        schedule.committed(each, { ...recording.appended(each), owner: 'engine-a', epoch: 1 }, 1);
+      }
+    }
+    await schedule.stop();
+    expect(errors).toEqual([]);
+    const { taken } = schedule.stats();
+    expect(taken).toBeGreaterThanOrEqual(PARTITIONS);
+    let replayed = 0;
+    for (const each of partitions) {
+      const target = await emptyStore(root, `scheduled-${each}`);
+      const restored = await restorePartition({ snapshots, changelog: changelogOf('t4', each, 'reader'), root: target.root, partition: each });
+      expect(restored.snapshot).toBeDefined();
+      expect(restored.watermark).toBe(watermarks.get(each));
+      // Only the records after the partition's last snapshot are replayed.
+      expect(restored.commits).toBeLessThan(commits[each]!);
+      replayed += restored.commits;
+      expect(sameBytes(exportedPartition(target.root, each), exportedPartition(owner.root, each))).toBe(true);
+      await target.close();
+    }
+    const stream = await jsm.streams.info(`${STREAM}_T4`);
+    // Compacted: the stream keeps the fences, the record at each snapshot's position and the tails, not every commit.
+    const appended = commits.reduce((sum, count) => sum + count, 0);
+    expect(stream.state.messages).toBeLessThan(appended);
+    print(`scheduled snapshots: ${taken} over ${PARTITIONS} partitions (${inBatches(traffic, 100).length} batches), ${replayed} records replayed after them in all, changelog left with ${stream.state.messages} messages`);
+    await owner.close();
+  }, 300_000);
 
   it('after a snapshot that compacted the changelog, restores from snapshot + tail, and refuses the tail alone (records missing)', async () => {
     const snapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T2', replicas: 1 });
