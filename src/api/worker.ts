@@ -5,7 +5,8 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { checkProgramText } from '../runtime/program-manager.js';
-import type { Settings } from '../config/settings.js';
+import { KpiResponder } from '../cluster/kpi-aggregation.js';
+import { instanceIdOf, type Settings } from '../config/settings.js';
 import { createLogger } from '../log.js';
 import { LmdbStore } from '../store/lmdb.js';
 import { connectNats } from '../transport/connect.js';
@@ -119,6 +120,7 @@ let nc: NatsConnection | undefined;
 let submitter: JetStreamSubmitter | undefined;
 let app: FastifyInstance | undefined;
 let services: LoyaltyServices | undefined;
+let kpis: KpiResponder | undefined;
 let stopping: Promise<void> | undefined;
 
 port.on('message', (message: ToWorker) => {
@@ -265,11 +267,20 @@ async function start(): Promise<void> {
     throw httpListenError(settings.httpHost, settings.httpPort, error);
   });
   services = await startLoyaltyServices(nc, api);
+  // The instance's KPI counters for an aggregator summing instances side by side (docs/cluster.md, KPI reports across instances).
+  kpis = new KpiResponder(nc, {
+    instanceId: instanceIdOf(settings),
+    subjectPrefix: settings.subjectPrefix,
+    read: () => store!.reportSource(),
+    onError: (error) => logger.warn({ err: error }, 'a KPI scatter request could not be answered'),
+  });
+  await kpis.start();
   post({ type: 'ready', port: listeningPort(app) });
 }
 
 async function stop(): Promise<void> {
   // Services first (no new NATS requests), then HTTP (in-flight requests finish; bulk jobs stop), then the connection.
+  if (kpis !== undefined) await kpis.stop().catch(() => undefined);
   if (services !== undefined) await services.stop().catch(() => undefined);
   if (app !== undefined) await app.close();
   submitter?.close();

@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { DEFAULT_PROGRAM_FILE } from './package-root.js';
@@ -42,6 +42,12 @@ const settingsObject = z
     streamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_TX'),
     subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('loyalty'),
     consumerName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('loyalty-engine'),
+    /**
+     * This instance's name where instances answer side by side (the KPI
+     * scatter, `<prefix>.svc.kpis.scatter`, names each reply's instance).
+     * Unset: the host name, its other characters made "-" (instanceIdOf).
+     */
+    instanceId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     deadLetterStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_DLQ'),
     outcomeStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_OUTCOMES'),
     /**
@@ -147,6 +153,11 @@ export type Settings = Readonly<Omit<z.infer<typeof settingsSchema>, 'actors'> &
 
 /** Read by the CLI's client commands (member, adjust, report), not by the engine: allowed beside its settings. */
 const CLIENT_VARIABLES = new Set(['LOYALTY_API_URL', 'LOYALTY_API_TOKEN']);
+
+/** The instance's name (settings.instanceId), or the host name made one: A-Z a-z 0-9 _ - only, at most 64. */
+export function instanceIdOf(settings: Pick<Settings, 'instanceId'>, host: string = hostname()): string {
+  return settings.instanceId ?? (host.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64) || 'loyalty');
+}
 
 /** camelCase key → LOYALTY_SNAKE_CASE environment variable. */
 export function envNameOf(key: string): string {

@@ -1,7 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
+import { reportProgramInfo } from '../../src/api/report-reader.js';
+import { KpiAggregator } from '../../src/cluster/kpi-aggregation.js';
+import { parseProgramText } from '../../src/config/program-file.js';
+import { connectTest, startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 import { startEngineProcess, tempDataDir, type EngineProcess } from '../helpers/engine-process.js';
 
 /**
@@ -211,7 +214,7 @@ describe('KPI report against a hand-computed scenario', () => {
       natsUrl: server.url,
       dataDir: data.path,
       programFile,
-      env: { LOYALTY_API_TOKENS: `admin:${TOKEN}`, LOYALTY_ACTORS: '2' },
+      env: { LOYALTY_API_TOKENS: `admin:${TOKEN}`, LOYALTY_ACTORS: '2', LOYALTY_INSTANCE_ID: 'reports-engine' },
     });
     base = `http://127.0.0.1:${engine.httpPort}`;
 
@@ -262,6 +265,24 @@ describe('KPI report against a hand-computed scenario', () => {
     expect(report.rows).toEqual(EXPECTED_DAYS);
     // A day alone reads the same figures (running totals from before the range included).
     expect((await kpis('period=day&from=2026-10-06T00:00:00%2B01:00&to=2026-10-07T00:00:00%2B01:00')).rows).toEqual([EXPECTED_DAYS[1]]);
+  });
+
+  it('answers the KPI scatter over NATS as LOYALTY_INSTANCE_ID: an aggregator\'s day and month reports are the HTTP ones, complete', async () => {
+    const nc = await connectTest(server.url);
+    try {
+      const aggregator = new KpiAggregator(nc, { expected: () => ['reports-engine'], timeoutMs: 5_000 });
+      const info = reportProgramInfo(parseProgramText(PROGRAM));
+      const days = await aggregator.reports(info, 'day', Date.parse('2026-10-05T00:00:00+01:00'), Date.parse('2026-10-08T00:00:00+01:00'));
+      expect(days.aggregate).toMatchObject({ complete: true, expected: ['reports-engine'], answered: ['reports-engine'], missing: [], failed: [], unexpected: [] });
+      expect(JSON.parse(JSON.stringify(days.kpis))).toEqual(EXPECTED_DAYS);
+      const month = await aggregator.reports(info, 'month', Date.parse('2026-10-01T00:00:00+01:00'), Date.parse('2026-11-01T00:00:00+01:00'));
+      expect(JSON.parse(JSON.stringify(month.kpis))).toEqual([EXPECTED_OCTOBER]);
+      // An instance expected but not running: the report says so instead of under-counting.
+      const partial = await new KpiAggregator(nc, { expected: () => ['reports-engine', 'gone'], timeoutMs: 300 }).aggregate({ fromDay: 20_000, toDay: 20_400 });
+      expect(partial).toMatchObject({ complete: false, answered: ['reports-engine'], missing: ['gone'] });
+    } finally {
+      await nc.close();
+    }
   });
 
   it('per month (JSON): October as computed by hand', async () => {

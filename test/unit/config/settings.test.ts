@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, EngineError } from '../../../src/config/errors.js';
-import { envNameOf, loadSettings, settingsSchema, type Settings } from '../../../src/config/settings.js';
+import { envNameOf, instanceIdOf, loadSettings, settingsSchema, type Settings } from '../../../src/config/settings.js';
 
 const PACKAGE_DIR = join(import.meta.dirname, '..', '..', '..');
 
@@ -20,6 +20,17 @@ function configError(action: () => unknown): ConfigError {
 
 /** A fixed actor count keeps these tests independent of the machine's core count. */
 const base = { LOYALTY_ACTORS: '2' };
+
+describe('instanceIdOf', () => {
+  it('is LOYALTY_INSTANCE_ID when set, else the host name made an instance id; a bad one refuses to start', () => {
+    expect(instanceIdOf(loadSettings({ LOYALTY_INSTANCE_ID: 'eu-west_1' }))).toBe('eu-west_1');
+    expect(instanceIdOf(loadSettings({}), 'engine-3.prod.example.com')).toBe('engine-3-prod-example-com');
+    expect(instanceIdOf(loadSettings({}), 'x'.repeat(80))).toBe('x'.repeat(64));
+    expect(instanceIdOf(loadSettings({}), '')).toBe('loyalty');
+    expect(() => loadSettings({ LOYALTY_INSTANCE_ID: 'a.b' })).toThrow(/LOYALTY_INSTANCE_ID \(instanceId\)/);
+    expect(() => loadSettings({ LOYALTY_INSTANCE_ID: 'y'.repeat(65) })).toThrow(/LOYALTY_INSTANCE_ID/);
+  });
+});
 
 describe('envNameOf', () => {
   it('maps camelCase keys to LOYALTY_SNAKE_CASE, units last', () => {
