@@ -6,11 +6,12 @@ import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { checkProgramText } from '../runtime/program-manager.js';
 import { KpiResponder } from '../cluster/kpi-aggregation.js';
+import { PartitionWalletServer } from '../cluster/wallet-routing.js';
 import { instanceIdOf, type Settings } from '../config/settings.js';
 import { createLogger } from '../log.js';
 import { LmdbStore } from '../store/lmdb.js';
 import { connectNats } from '../transport/connect.js';
-import { startLoyaltyServices, type LoyaltyServices } from '../transport/services.js';
+import { memberWalletJson, startLoyaltyServices, type LoyaltyServices } from '../transport/services.js';
 import { JetStreamSubmitter } from '../transport/submit.js';
 import { TokenTable } from './auth.js';
 import type { ApiContext, Health, ProgramCheck, ProgramManager } from './context.js';
@@ -121,6 +122,7 @@ let submitter: JetStreamSubmitter | undefined;
 let app: FastifyInstance | undefined;
 let services: LoyaltyServices | undefined;
 let kpis: KpiResponder | undefined;
+let partitionWallets: PartitionWalletServer | undefined;
 let stopping: Promise<void> | undefined;
 
 port.on('message', (message: ToWorker) => {
@@ -275,11 +277,22 @@ async function start(): Promise<void> {
     onError: (error) => logger.warn({ err: error }, 'a KPI scatter request could not be answered'),
   });
   await kpis.start();
+  // Wallet reads by partition (<prefix>.svc.wallet.p<N>, what WalletRouter asks): one instance owns every partition.
+  partitionWallets = new PartitionWalletServer(nc, {
+    instanceId: instanceIdOf(settings),
+    partitions: settings.partitions,
+    subjectPrefix: settings.subjectPrefix,
+    read: (memberId) => memberWalletJson(api, memberId),
+    onError: (error, partition) => logger.warn({ err: error, partition }, 'a partition wallet read could not be answered'),
+  });
+  const walletServer = partitionWallets;
+  await Promise.all(Array.from({ length: settings.partitions }, (_, partition) => walletServer.own(partition)));
   post({ type: 'ready', port: listeningPort(app) });
 }
 
 async function stop(): Promise<void> {
   // Services first (no new NATS requests), then HTTP (in-flight requests finish; bulk jobs stop), then the connection.
+  if (partitionWallets !== undefined) await partitionWallets.close().catch(() => undefined);
   if (kpis !== undefined) await kpis.stop().catch(() => undefined);
   if (services !== undefined) await services.stop().catch(() => undefined);
   if (app !== undefined) await app.close();

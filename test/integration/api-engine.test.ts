@@ -4,6 +4,8 @@ import type { NatsConnection } from '@nats-io/nats-core';
 // ajv 8 comes with fastify (its JSON schema compiler); the named export types under NodeNext.
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WalletRouter, WalletRoutingError } from '../../src/cluster/wallet-routing.js';
+import { partitionOf } from '../../src/routing/partitioner.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 import { PROJECT_ROOT, sleep, startEngineProcess, tempDataDir, type EngineProcess } from '../helpers/engine-process.js';
 
@@ -662,6 +664,25 @@ describe('HTTP API against a running engine', () => {
     expect(missing.headers?.get('Loyalty-Error-Code')).toBe('MEMBER_NOT_FOUND');
     const bad = await nc.request('loyalty.svc.wallet', JSON.stringify({ memberId: 'not valid' }), { timeout: 5_000 });
     expect(bad.headers?.get('Loyalty-Error-Code')).toBe('VALIDATION_FAILED');
+  });
+
+  it('answers wallet reads by partition (loyalty.svc.wallet.p<N>, WalletRouter) for every partition, byte for byte the HTTP wallet', async () => {
+    await enroll('svc-2');
+    expect((await post('/v1/members/svc-2/adjustments?wait=true', { direction: 'credit', points: 17, reason: 'svc' })).json.result).toBe('applied');
+    const router = new WalletRouter(nc, { partitions: 64, handoverWaitMs: 500 });
+    const reply = await router.walletReply('svc-2');
+    expect(reply).toMatchObject({ partition: partitionOf('svc-2', 64), servedBy: expect.stringMatching(/^[A-Za-z0-9_-]{1,64}$/) });
+    const overPartition = JSON.parse(reply.json) as Record<string, unknown>;
+    expect(overPartition).toMatchObject({ memberId: 'svc-2', currencies: [expect.objectContaining({ spendable: 17 })] });
+    expect({ ...overPartition, asOf: null }).toEqual({ ...(await wallet('svc-2')), asOf: null });
+    // Every partition's subject has its responder (one instance owns all 64); an unknown member is a 404 from it.
+    const members = Array.from({ length: 2_000 }, (_, index) => `probe-${index}`);
+    const partitions = new Set(members.map((memberId) => partitionOf(memberId, 64)));
+    expect(partitions.size).toBe(64);
+    const firstOfEach = [...partitions].map((partition) => members.find((memberId) => partitionOf(memberId, 64) === partition)!);
+    const failures = await Promise.all(firstOfEach.map((memberId) => router.wallet(memberId).then(() => undefined, (error: unknown) => error)));
+    for (const failure of failures) expect(failure).toMatchObject({ code: 'MEMBER_NOT_FOUND' });
+    expect(failures.every((failure) => failure instanceof WalletRoutingError)).toBe(true);
   });
 
   describe('program', () => {
