@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { ActorPool } from './actors/pool.js';
 import { createBudgetLayout } from './actors/budgets.js';
@@ -12,7 +13,8 @@ import { globalBudgetLimits } from './domain/ports.js';
 import { EngineProgramManager } from './runtime/program-manager.js';
 import { Sweeper } from './runtime/sweeper.js';
 import { unpackOutbox } from './actors/actor.js';
-import type { Settings } from './config/settings.js';
+import { instanceIdOf, type Settings } from './config/settings.js';
+import { registerKpiHolder } from './cluster/kpi-aggregation.js';
 import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
@@ -106,6 +108,8 @@ export class Engine {
     // Stream and consumer administration on a large stream takes longer than the default 5 s.
     const jsm = await jetstreamManager(this.nc, { timeout: 60_000 });
     await ensureTopology(jsm, settings);
+    // Before any KPI commit: this instance holds KPI counters, so an aggregate across instances expects its answer (docs/cluster.md).
+    await registerKpiHolder(await new Kvm(this.nc).create(settings.kpiHoldersBucket, { history: 1 }), instanceIdOf(settings));
 
     assertDiskRoom(settings.dataDir);
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });

@@ -48,6 +48,8 @@ const settingsObject = z
      * Unset: the host name, its other characters made "-" (instanceIdOf).
      */
     instanceId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+    /** KV bucket (no TTL) where each instance records, before its first KPI commit, that it holds KPI counters: an aggregate's expected set. */
+    kpiHoldersBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_KPI_HOLDERS'),
     deadLetterStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_DLQ'),
     outcomeStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_OUTCOMES'),
     /**

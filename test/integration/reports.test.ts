@@ -1,8 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportProgramInfo } from '../../src/api/report-reader.js';
-import { KpiAggregator } from '../../src/cluster/kpi-aggregation.js';
+import { instancesInBucket, KpiAggregator } from '../../src/cluster/kpi-aggregation.js';
 import { parseProgramText } from '../../src/config/program-file.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../helpers/nats-server.js';
 import { startEngineProcess, tempDataDir, type EngineProcess } from '../helpers/engine-process.js';
@@ -267,10 +268,14 @@ describe('KPI report against a hand-computed scenario', () => {
     expect((await kpis('period=day&from=2026-10-06T00:00:00%2B01:00&to=2026-10-07T00:00:00%2B01:00')).rows).toEqual([EXPECTED_DAYS[1]]);
   });
 
-  it('answers the KPI scatter over NATS as LOYALTY_INSTANCE_ID: an aggregator\'s day and month reports are the HTTP ones, complete', async () => {
+  it('registers as a KPI holder and answers the KPI scatter over NATS as LOYALTY_INSTANCE_ID: an aggregator\'s day and month reports are the HTTP ones, complete', async () => {
     const nc = await connectTest(server.url);
     try {
-      const aggregator = new KpiAggregator(nc, { expected: () => ['reports-engine'], timeoutMs: 5_000 });
+      // The engine registered itself as a KPI holder at start: the expected set comes from the bucket.
+      const holders = await new Kvm(nc).open('LOYALTY_KPI_HOLDERS');
+      expect(await instancesInBucket(holders)).toEqual(['reports-engine']);
+      expect((await holders.status()).ttl).toBe(0);
+      const aggregator = new KpiAggregator(nc, { expected: () => instancesInBucket(holders), timeoutMs: 5_000 });
       const info = reportProgramInfo(parseProgramText(PROGRAM));
       const days = await aggregator.reports(info, 'day', Date.parse('2026-10-05T00:00:00+01:00'), Date.parse('2026-10-08T00:00:00+01:00'));
       expect(days.aggregate).toMatchObject({ complete: true, expected: ['reports-engine'], answered: ['reports-engine'], missing: [], failed: [], unexpected: [] });
