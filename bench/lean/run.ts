@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType, type JsMsg } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { unpack } from 'msgpackr';
 import { Piscina } from 'piscina';
 import { loadProgramFile } from '../../src/config/program-file.js';
 import { applyEvent, compileProgram, unlimitedBudgets, validateEvent, type MemberState } from '../../src/domain/index.js';
@@ -191,7 +192,6 @@ try {
   const program = compileProgram(programDefinition);
   const replay = new Map<string, MemberState>();
   for (const { payload } of load) {
-    const { unpack } = await import('msgpackr');
     const validation = validateEvent(unpack(payload));
     if (!validation.ok) continue;
     const decision = applyEvent(replay.get(validation.event.memberId), validation.event, validation.occurredAtMs, program, { budgets: unlimitedBudgets });

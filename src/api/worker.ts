@@ -11,7 +11,7 @@ import { instanceIdOf, type Settings } from '../config/settings.js';
 import { createLogger } from '../log.js';
 import { LmdbStore } from '../store/lmdb.js';
 import { connectNats } from '../transport/connect.js';
-import { memberWalletJson, startLoyaltyServices, type LoyaltyServices } from '../transport/services.js';
+import { startLoyaltyServices, type LoyaltyServices } from '../transport/services.js';
 import { JetStreamSubmitter } from '../transport/submit.js';
 import { TokenTable } from './auth.js';
 import type { ApiContext, Health, ProgramCheck, ProgramManager } from './context.js';
@@ -269,23 +269,24 @@ async function start(): Promise<void> {
     throw httpListenError(settings.httpHost, settings.httpPort, error);
   });
   services = await startLoyaltyServices(nc, api);
+  const instanceId = instanceIdOf(settings);
   // The instance's KPI counters for an aggregator summing instances side by side (docs/cluster.md, KPI reports across instances).
   kpis = new KpiResponder(nc, {
-    instanceId: instanceIdOf(settings),
+    instanceId,
     subjectPrefix: settings.subjectPrefix,
     read: () => store!.reportSource(),
     onError: (error) => logger.warn({ err: error }, 'a KPI scatter request could not be answered'),
   });
   await kpis.start();
-  // Wallet reads by partition (<prefix>.svc.wallet.p<N>, what WalletRouter asks): one instance owns every partition.
-  partitionWallets = new PartitionWalletServer(nc, {
-    instanceId: instanceIdOf(settings),
+  // Wallet reads by partition (<prefix>.svc.wallet.p<N>, what WalletRouter asks), the HTTP route's cached bodies: one instance owns every partition.
+  const walletServer = new PartitionWalletServer(nc, {
+    instanceId,
     partitions: settings.partitions,
     subjectPrefix: settings.subjectPrefix,
-    read: (memberId) => memberWalletJson(api, memberId),
+    read: (memberId) => wallets.json(memberId, programs.active(), Date.now()),
     onError: (error, partition) => logger.warn({ err: error, partition }, 'a partition wallet read could not be answered'),
   });
-  const walletServer = partitionWallets;
+  partitionWallets = walletServer;
   await Promise.all(Array.from({ length: settings.partitions }, (_, partition) => walletServer.own(partition)));
   post({ type: 'ready', port: listeningPort(app) });
 }

@@ -43,9 +43,10 @@ const settingsObject = z
     subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('loyalty'),
     consumerName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('loyalty-engine'),
     /**
-     * This instance's name where instances answer side by side (the KPI
-     * scatter, `<prefix>.svc.kpis.scatter`, names each reply's instance).
-     * Unset: the host name, its other characters made "-" (instanceIdOf).
+     * This instance's name where instances answer side by side: its KPI
+     * scatter replies, its KPI holder key, the Loyalty-Instance header of its
+     * partition wallet reads. Unset: the host name, its other characters made
+     * "-" (instanceIdOf).
      */
     instanceId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     /** KV bucket (no TTL) where each instance records, before its first KPI commit, that it holds KPI counters: an aggregate's expected set. */

@@ -50,8 +50,9 @@ export const PARTITION_CHANGES_VERSION = 1;
 /**
  * A record whose body is msgpack compressed with brotli (quality 1): written
  * only when the plain record would not fit in one message, so a batch whose
- * share of a hot partition is large still commits (measured 3.2× smaller on
- * the retail traffic's records, 0.3 ms per 58 KB; docs/cluster.md).
+ * share of a hot partition is large still commits (a default batch of 1,024
+ * retail events in one partition: 1.18–1.36 MB plain, 4.6–5.1× smaller;
+ * bench/cluster/changelog-record-size.ts, docs/cluster.md).
  */
 export const PARTITION_CHANGES_VERSION_COMPRESSED = 2;
 /** Largest body a compressed record may expand to, so a damaged or hostile record cannot exhaust memory. */

@@ -64,14 +64,6 @@ function jsonOf(message: ServiceMsg): { ok: true; value: unknown } | { ok: false
   }
 }
 
-/** A member's wallet JSON as GET /v1/members/{id}/wallet writes it, or undefined for a member not known (the NATS wallet reads share it). */
-export function memberWalletJson(ctx: Pick<ApiContext, 'reads' | 'programs'>, memberId: string): string | undefined {
-  const state = ctx.reads.walletMember !== undefined ? ctx.reads.walletMember(memberId) : ctx.reads.member(memberId);
-  if (state === undefined) return undefined;
-  const program = ctx.programs.active();
-  return walletJson(walletResponse(walletView(state, program, Date.now()), program));
-}
-
 export async function startLoyaltyServices(nc: NatsConnection, ctx: ApiContext, options: LoyaltyServicesOptions = {}): Promise<LoyaltyServices> {
   const prefix = options.subjectPrefix ?? ctx.settings.subjectPrefix;
   const waitMsMax = options.waitMsMax ?? 30_000;
@@ -97,12 +89,13 @@ export async function startLoyaltyServices(nc: NatsConnection, ctx: ApiContext, 
           respondError(message, 'VALIDATION_FAILED', 'request must be {"memberId": "<member id>"}');
           return;
         }
-        const json = memberWalletJson(ctx, memberId.data);
-        if (json === undefined) {
+        const state = ctx.reads.walletMember !== undefined ? ctx.reads.walletMember(memberId.data) : ctx.reads.member(memberId.data);
+        if (state === undefined) {
           respondError(message, 'MEMBER_NOT_FOUND', `member ${memberId.data} is not known`);
           return;
         }
-        message.respond(encoder.encode(json));
+        const program = ctx.programs.active();
+        message.respond(encoder.encode(walletJson(walletResponse(walletView(state, program, Date.now()), program))));
       } catch (failure) {
         respondError(message, 'INTERNAL_ERROR', (failure as Error)?.message ?? String(failure));
       }
