@@ -52,8 +52,15 @@ export interface RestoredPartition {
   readonly snapshot: SnapshotContent | undefined;
   /** The last changelog sequence accounted for (a commit applied or a fence passed): the partition's appends continue after it. */
   readonly changelogSeq: number;
-  /** The highest input stream sequence committed: the partition's consumer resumes after it. */
+  /** The highest input stream sequence committed. */
   readonly watermark: number;
+  /**
+   * The highest input stream sequence whose outcomes the last owner knew
+   * acknowledged (≤ watermark): the partition's consumer resumes after it, so
+   * the events between it and `watermark` come again as duplicates and their
+   * outcomes are published again (the old owner's outbox did not move).
+   */
+  readonly publishedWatermark: number;
   /** Commit records replayed, fence markers passed, and the records' bytes. */
   readonly commits: number;
   readonly fences: number;
@@ -85,6 +92,7 @@ export async function restorePartition(options: RestoreOptions): Promise<Restore
 
   let changelogSeq = snapshot?.changelogSeq ?? 0;
   let watermark = snapshot?.watermark ?? 0;
+  let publishedWatermark = snapshot?.publishedWatermark ?? 0;
   let fenceEpoch: number | undefined;
   let commits = 0;
   let fences = 0;
@@ -120,11 +128,13 @@ export async function restorePartition(options: RestoreOptions): Promise<Restore
     bytes += record.data.length;
     changelogSeq = record.seq;
     watermark = Math.max(watermark, changes.watermark);
+    publishedWatermark = Math.max(publishedWatermark, changes.publishedWatermark);
     if (pending.length >= REPLAY_RECORDS_PER_TRANSACTION || pendingBytes >= REPLAY_BYTES_PER_TRANSACTION) await flush();
   }
   await flush();
   await finishRestore(root, partition);
-  return { partition, snapshot, changelogSeq, watermark, commits, fences, bytes, snapshotMs, replayMs: performance.now() - started - snapshotMs };
+  assert(publishedWatermark <= watermark, `partition ${partition}: a published watermark (${publishedWatermark}) past the committed one (${watermark})`);
+  return { partition, snapshot, changelogSeq, watermark, publishedWatermark, commits, fences, bytes, snapshotMs, replayMs: performance.now() - started - snapshotMs };
 }
 
 export interface TakeSnapshotOptions {
@@ -161,6 +171,7 @@ export async function takeSnapshot(options: TakeSnapshotOptions): Promise<Snapsh
 export interface AppendedPosition {
   readonly changelogSeq: number;
   readonly watermark: number;
+  readonly publishedWatermark: number;
 }
 
 export interface ChangelogRecorder {
@@ -181,14 +192,23 @@ export interface ChangelogRecorder {
  * their changelogs but not in this store, so the instance must restore
  * every partition from its changelog before serving it again.
  */
-export function changelogRecorder(changelogs: ReadonlyMap<number, PartitionChangelog>, initial?: ReadonlyMap<number, number>): ChangelogRecorder {
+export function changelogRecorder(
+  changelogs: ReadonlyMap<number, PartitionChangelog>,
+  initial?: ReadonlyMap<number, number>,
+  /** The owner's published watermark of a partition now, written into each record (0: not known). */
+  publishedWatermark: (partition: number) => number = () => 0,
+): ChangelogRecorder {
+  const published = new Map<number, number>();
   const watermarks = new Map<number, number>(initial);
   const recorder: ChangeRecorder = async (changes) => {
     await Promise.all(
       changes.map(async (partitionChanges) => {
         const changelog = changelogs.get(partitionChanges.partition);
         assert(changelog !== undefined, `a batch changed partition ${partitionChanges.partition}, which this instance has no changelog of`);
-        await changelog.append(encodePartitionChanges(partitionChanges, changelog.lastSequence));
+        // Never past what this record commits: a mark from an earlier term of the same owner may run ahead of a restored tail.
+        const mark = Math.min(publishedWatermark(partitionChanges.partition), Math.max(watermarks.get(partitionChanges.partition) ?? 0, partitionChanges.watermark));
+        await changelog.append(encodePartitionChanges(partitionChanges, changelog.lastSequence, undefined, mark));
+        published.set(partitionChanges.partition, Math.max(published.get(partitionChanges.partition) ?? 0, mark));
         watermarks.set(partitionChanges.partition, Math.max(watermarks.get(partitionChanges.partition) ?? 0, partitionChanges.watermark));
       }),
     );
@@ -198,7 +218,7 @@ export function changelogRecorder(changelogs: ReadonlyMap<number, PartitionChang
     appended(partition) {
       const changelog = changelogs.get(partition);
       assert(changelog !== undefined, `no changelog of partition ${partition}`);
-      return { changelogSeq: changelog.lastSequence, watermark: watermarks.get(partition) ?? 0 };
+      return { changelogSeq: changelog.lastSequence, watermark: watermarks.get(partition) ?? 0, publishedWatermark: published.get(partition) ?? 0 };
     },
   };
 }

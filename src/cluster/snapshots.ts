@@ -31,6 +31,8 @@ export interface SnapshotPosition {
   readonly changelogSeq: number;
   /** The highest input stream sequence committed in it: the consumer resumes after it. */
   readonly watermark: number;
+  /** Every input message up to it had its outcomes acknowledged (see DecodedPartitionChanges); 0 when not known. */
+  readonly publishedWatermark?: number;
   readonly owner: string;
   readonly epoch: number;
 }
@@ -92,7 +94,7 @@ export class PartitionSnapshots {
     const info = await this.store.put(
       {
         name: objectName(partition),
-        metadata: { changelogSeq: String(position.changelogSeq), watermark: String(position.watermark), owner: position.owner, epoch: String(position.epoch), takenAtMs: String(takenAtMs) },
+        metadata: { changelogSeq: String(position.changelogSeq), watermark: String(position.watermark), publishedWatermark: String(position.publishedWatermark ?? 0), owner: position.owner, epoch: String(position.epoch), takenAtMs: String(takenAtMs) },
       },
       stream,
     );
@@ -133,7 +135,9 @@ function infoOf(partition: number, metadata: Record<string, string> | undefined,
     if (!Number.isSafeInteger(value)) throw new EngineError('ERR_STORE_FORMAT', `snapshot of partition ${partition} has no valid ${name} in its metadata`);
     return value;
   };
-  return { partition, changelogSeq: number('changelogSeq'), watermark: number('watermark'), owner: metadata?.owner ?? '', epoch: number('epoch'), bytes, takenAtMs: number('takenAtMs') };
+  // Absent from snapshots taken before the field: 0, the whole partition's input is delivered again (as duplicates).
+  const publishedWatermark = metadata?.publishedWatermark === undefined ? 0 : number('publishedWatermark');
+  return { partition, changelogSeq: number('changelogSeq'), watermark: number('watermark'), publishedWatermark, owner: metadata?.owner ?? '', epoch: number('epoch'), bytes, takenAtMs: number('takenAtMs') };
 }
 
 /** The unit's frames back out of the object's byte stream (4-byte length, then the frame). */

@@ -85,6 +85,15 @@ export interface PartitionChanges {
 /** A record as read back: also the changelog sequence of the partition's record before it. */
 export interface DecodedPartitionChanges extends PartitionChanges {
   readonly previousSeq: number;
+  /**
+   * The appender's published watermark when it appended this record: every
+   * input message of the partition up to it had its outcomes acknowledged by
+   * the outcome stream. A new owner resumes the input after it, not after
+   * `watermark`, so the events committed but maybe not yet published are
+   * delivered again, found to be duplicates, and their first outcomes
+   * published again (same message ids). 0 in records written before the field.
+   */
+  readonly publishedWatermark: number;
 }
 
 /** What the store hands a recorder: each partition's share, in partition order. */
@@ -162,6 +171,8 @@ interface Body {
   readonly partition: number;
   readonly previousSeq: number;
   readonly watermark: number;
+  /** Absent in records written before it (read as 0). */
+  readonly publishedWatermark?: number;
   readonly dueMark: number | null;
   readonly writes: readonly ChangeWrite[];
 }
@@ -174,14 +185,16 @@ interface Body {
  * A body too large for `bytesMax` as it is goes compressed (version 2);
  * refuses (ERR_CHANGELOG_RECORD_TOO_LARGE) one over `bytesMax` even so.
  */
-export function encodePartitionChanges(changes: PartitionChanges, previousSeq: number, bytesMax = PARTITION_CHANGES_BYTES_MAX): Uint8Array {
+export function encodePartitionChanges(changes: PartitionChanges, previousSeq: number, bytesMax = PARTITION_CHANGES_BYTES_MAX, publishedWatermark = 0): Uint8Array {
   assert(Number.isSafeInteger(previousSeq) && previousSeq >= 0, 'the previous changelog sequence is a non-negative integer');
+  assert(Number.isSafeInteger(publishedWatermark) && publishedWatermark >= 0, 'the published watermark is a non-negative integer');
   const body = pack({
     storeFormat: changes.storeFormat,
     partitions: changes.partitions,
     partition: changes.partition,
     previousSeq,
     watermark: changes.watermark,
+    publishedWatermark,
     dueMark: changes.dueMark,
     writes: changes.writes,
   } satisfies Body);
@@ -253,6 +266,8 @@ export function decodePartitionChanges(bytes: Uint8Array, expected: { readonly p
   if (body.partition !== partition) throw refused(partition, `it holds partition ${body.partition}`);
   if (!Number.isSafeInteger(body.previousSeq) || body.previousSeq < 0) throw refused(partition, 'no valid previous sequence');
   if (!Number.isSafeInteger(body.watermark) || body.watermark < 0) throw refused(partition, 'no valid watermark');
+  const publishedWatermark = body.publishedWatermark ?? 0;
+  if (!Number.isSafeInteger(publishedWatermark) || publishedWatermark < 0) throw refused(partition, 'no valid published watermark');
   if (body.dueMark !== null && !Number.isFinite(body.dueMark)) throw refused(partition, 'no valid due-index mark');
   for (const write of body.writes) {
     const [tree, key, value] = write as unknown[];
@@ -265,6 +280,7 @@ export function decodePartitionChanges(bytes: Uint8Array, expected: { readonly p
     storeFormat: body.storeFormat,
     previousSeq: body.previousSeq,
     watermark: body.watermark,
+    publishedWatermark,
     dueMark: body.dueMark,
     writes: body.writes,
   };

@@ -154,18 +154,25 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     }
 
     // The new owner commits on the restored partition after its fence; the next restore picks that up too.
-    const next = changelogRecorder(new Map([[partition, taken]]), new Map([[partition, restored.watermark]]));
+    // Its records carry its published watermark (outcomes acknowledged through 10,004), never past what they commit.
+    expect(restored.publishedWatermark).toBe(0); // the first owner's recorder knew of no acknowledged outcomes
+    let acknowledged = 10_004;
+    const next = changelogRecorder(new Map([[partition, taken]]), new Map([[partition, restored.watermark]]), () => acknowledged);
     target.store.setChangeRecorder(next.recorder);
     const newActor = new Actor(target.store, program, { ...actorOptions, bootId: 2 });
     const later = purchases('later', 10_000, 10);
     expect(later.length).toBe(10);
     const { result } = await newActor.process(later);
     expect(result.counts).toEqual({ 'purchase|applied': 10 });
-    expect(next.appended(partition)).toEqual({ changelogSeq: taken.lastSequence, watermark: 10_009 });
+    expect(next.appended(partition)).toEqual({ changelogSeq: taken.lastSequence, watermark: 10_009, publishedWatermark: 10_004 });
     const again = await emptyStore(root, 'again');
     const second = await restorePartition({ snapshots, changelog: changelogOf('t1', partition, 'engine-c'), root: again.root, partition });
-    expect(second).toMatchObject({ changelogSeq: taken.lastSequence, watermark: 10_009 });
+    expect(second).toMatchObject({ changelogSeq: taken.lastSequence, watermark: 10_009, publishedWatermark: 10_004 });
     expect(sameBytes(exportedPartition(again.root, partition), exportedPartition(target.store.root, partition))).toBe(true);
+    // A mark ahead of everything committed (a stale one) is written as the commit's own watermark at most.
+    acknowledged = 99_999;
+    await newActor.process(purchases('clipped', 10_010, 1));
+    expect(next.appended(partition)).toMatchObject({ watermark: 10_010, publishedWatermark: 10_010 });
 
     for (const store of [owner, target.store, fromTail, again]) await store.close();
   }, 120_000);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync } from 'node:zlib';
 import type { Database, Key } from 'lmdb';
-import { unpack } from 'msgpackr';
+import { pack, unpack } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Actor, ActorFailedError } from '../../../src/actors/actor.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
@@ -236,6 +236,28 @@ describe('a partition rebuilt from the recorded changes of its batches', () => {
     expect(() => decodePartitionChanges(record, expected)).toThrow(expect.objectContaining({ code: 'ERR_CHANGELOG_RECORD', message: expect.stringMatching(/does not expand within/) }));
     await plainTarget.close();
     await compressedTarget.close();
+    await owner.store.close();
+  });
+
+  it('carries the appender\'s published watermark; a record written before the field reads as 0', async () => {
+    const owner = await recording('published', traffic('published').slice(0, 2));
+    const identity = storeIdentity(owner.store.root);
+    const [partition, records] = [...owner.records][0]!;
+    const expected = { partition, ...identity };
+    const decoded = decodePartitionChanges(records[0]!, expected);
+    expect(decoded.publishedWatermark).toBe(0);
+    const marked = decodePartitionChanges(encodePartitionChanges(decoded, decoded.previousSeq, undefined, 17), expected);
+    expect(marked.publishedWatermark).toBe(17);
+    expect({ ...marked, publishedWatermark: 0 }).toEqual(decoded);
+    expect(() => encodePartitionChanges(decoded, 0, undefined, -1)).toThrow(/published watermark/);
+    // The body as written before the field: no publishedWatermark key at all.
+    const { publishedWatermark: _dropped, ...legacy } = unpack(records[0]!.subarray(1, records[0]!.length - 32)) as Record<string, unknown>;
+    const body = pack(legacy);
+    const old = new Uint8Array(1 + body.length + 32);
+    old[0] = PARTITION_CHANGES_VERSION;
+    old.set(body, 1);
+    old.set(createHash('sha256').update(old.subarray(0, 1 + body.length)).digest(), 1 + body.length);
+    expect(decodePartitionChanges(old, expected).publishedWatermark).toBe(0);
     await owner.store.close();
   });
 
