@@ -18,7 +18,9 @@ import { registerKpiHolder } from './cluster/kpi-aggregation.js';
 import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
-import { Ingest, type InboundMessage } from './routing/ingest.js';
+import { Ingest, type ActorRunner, type InboundMessage, type IngestOptions } from './routing/ingest.js';
+import { PartitionOwnership } from './cluster/ownership.js';
+import { PartitionConsumers } from './runtime/partition-consumers.js';
 import { assertDiskRoom } from './store/commit-errors.js';
 import { lmdbAddonStatus } from './store/lmdb-addon.js';
 import { LmdbStore } from './store/lmdb.js';
@@ -32,7 +34,7 @@ import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-ser
 import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { BelowFloorWatch, type ConsumerStanding } from './transport/below-floor.js';
-import { ensureTopology, resetConsumerToAckFloor } from './transport/topology.js';
+import { ensureTopology, partitionConsumerName, resetConsumerToAckFloor, resetPartitionConsumer } from './transport/topology.js';
 
 /** Outbox entries re-published at once at start (each an actor batch's outcomes). */
 const REPUBLISH_ENTRIES_IN_FLIGHT_MAX = 256;
@@ -68,6 +70,9 @@ export class Engine {
   private store: LmdbStore | undefined;
   private pool: ActorPool | undefined;
   private ingest: Ingest | undefined;
+  /** Cluster mode: the partitions this instance holds leases of, and their consumers (instead of ingest). */
+  private partitionConsumers: PartitionConsumers | undefined;
+  private ownership: PartitionOwnership | undefined;
   private intake: PullIntake | undefined;
   /** The HTTP API and the NATS services, on their own thread (src/api/thread.ts). */
   private api: ApiThread | undefined;
@@ -109,7 +114,7 @@ export class Engine {
     const jsm = await jetstreamManager(this.nc, { timeout: 60_000 });
     await ensureTopology(jsm, settings);
     // Before any KPI commit: this instance holds KPI counters, so an aggregate across instances expects its answer (docs/cluster.md).
-    await registerKpiHolder(await new Kvm(this.nc).create(settings.kpiHoldersBucket, { history: 1 }), instanceIdOf(settings));
+    await registerKpiHolder(await new Kvm(this.nc).create(settings.kpiHoldersBucket, { history: 1, ...(settings.cluster ? { replicas: settings.clusterReplicas } : {}) }), instanceIdOf(settings));
 
     assertDiskRoom(settings.dataDir);
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
@@ -135,11 +140,12 @@ export class Engine {
     const budgets = createBudgetLayout(globalBudgetLimits(program), store.budgetTotals());
 
     const bootId = Date.now();
+    const instanceId = instanceIdOf(settings);
     this.pool = new ActorPool({
       actors: settings.actors,
       batchesInFlightMax: settings.actorBatchesInFlightMax,
       heapMaxMb: settings.actorHeapMaxMb,
-      workerData: (actorIndex) => ({ actorIndex, settings, program, budgets, bootId, natsUrl: this.natsUrl }),
+      workerData: (actorIndex) => ({ actorIndex, settings, program, budgets, bootId, natsUrl: this.natsUrl, instanceId }),
     });
     // Each actor's nice value now, or why it kept the engine's (LOYALTY_ACTOR_NICE 0 included).
     const priorities = (await this.pool.ready()).map((priority) => (priority.applied ? priority.nice : priority.reason));
@@ -159,13 +165,13 @@ export class Engine {
     const lookups = await jetstreamManager(this.nc, { timeout: 5_000 });
     // Ack-all watermarks, the last one sent again after a reconnect (src/transport/ack-all.ts).
     const acks = new AckAllSender(nc);
-    this.ingest = new Ingest({
+    const ingestOptions = (consumer: string, subjectPrefixLength: number, acks: AckAllSender, runner: ActorRunner = pool): IngestOptions => ({
       partitions: settings.partitions,
-      subjectPrefixLength: subjects.transactionPrefix.length,
+      subjectPrefixLength,
       batchSizeMax: settings.batchSizeMax,
       batchAgeMsMax: settings.batchAgeMsMax,
       payloadBytesMax: settings.payloadBytesMax,
-      runner: this.pool,
+      runner,
       encodingOf: (message) => encodingOf((message as PulledMessage).headers?.get(HEADER_CONTENT_TYPE)),
       ackHandleOf: (message) => new ReplyAck(acks, (message as PulledMessage).reply),
       deadLetter: async (message, memberToken, reason, encoding) => {
@@ -189,16 +195,20 @@ export class Engine {
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
       consumerDelivered: async () => {
-        const { delivered } = await lookups.consumers.info(settings.streamName, settings.consumerName);
+        const { delivered } = await lookups.consumers.info(settings.streamName, consumer);
         return { streamSequence: delivered.stream_seq, deliverySequence: delivered.consumer_seq };
       },
-      requestRedelivery: (sequences, deliverySequence) => redeliverNow(nc, settings.streamName, settings.consumerName, sequences, deliverySequence),
+      requestRedelivery: (sequences, deliverySequence) => redeliverNow(nc, settings.streamName, consumer, sequences, deliverySequence),
       // A lost delivery still not redelivered after about twice ack_wait: deleted from the stream meanwhile?
       streamHas: async (sequence) => (await lookups.streams.getMessage(settings.streamName, { seq: sequence })) !== null,
       redeliveryCheckMs: 2 * settings.ackWaitMs + 5_000,
     });
 
-    const ingestForPrograms = this.ingest;
+    if (!settings.cluster) this.ingest = new Ingest(ingestOptions(settings.consumerName, subjects.transactionPrefix.length, acks));
+    else this.partitionConsumers = this.clusterConsumers(ingestOptions, pool, jsm, pullBytes);
+    const intakes: Pick<Ingest, 'exclusive'> = this.ingest ?? this.partitionConsumers!;
+
+    const ingestForPrograms = intakes;
     this.programs = new EngineProgramManager({
       initial: program,
       initialSource: programSource,
@@ -229,7 +239,14 @@ export class Engine {
       const nats = this.natsWatch?.describe();
       return {
         ok: this.consuming && (nats === undefined || nats.state === 'connected'),
-        detail: { consuming: this.consuming, ackPending: this.ingest?.ackPending ?? 0, ...this.ingest?.describeAcks(), actors: settings.actors, ...(nats === undefined ? {} : { nats }) },
+        detail: {
+          consuming: this.consuming,
+          ackPending: this.ingest?.ackPending ?? this.partitionConsumers?.ackPending ?? 0,
+          ...this.ingest?.describeAcks(),
+          ...(this.partitionConsumers === undefined ? {} : { instanceId, partitionsConsuming: this.partitionConsumers.consuming().length, partitionsRestoring: this.partitionConsumers.restoring }),
+          actors: settings.actors,
+          ...(nats === undefined ? {} : { nats }),
+        },
       };
     };
     const programs = this.programs;
@@ -256,7 +273,13 @@ export class Engine {
     this.gaugeTimer = setInterval(() => this.updateGauges(), GAUGE_INTERVAL_MS);
     this.gaugeTimer.unref();
 
-    const ingest = this.ingest;
+    if (this.partitionConsumers !== undefined) {
+      await this.startOwnership(this.partitionConsumers, instanceId);
+      this.consuming = true;
+      logger.info({ http: `http://${settings.httpHost}:${this.httpPort}`, stream: settings.streamName, instanceId, cluster: true }, 'engine ready');
+      return;
+    }
+    const ingest = this.ingest!;
     const logPullEvent = logPullEvents(logger);
     // Ack-pending entries below the ack floor (a restarted nats-server): only a new consumer clears them (src/transport/below-floor.ts).
     this.belowFloor = new BelowFloorWatch({
@@ -313,6 +336,9 @@ export class Engine {
     if (this.resetting !== undefined) await this.resetting;
     // HTTP and the NATS services first: no new requests while intake drains.
     if (this.api !== undefined) await this.api.stop();
+    // Cluster mode: every partition drained, committed and acked, then its lease deleted, so the others take it at once.
+    if (this.ownership !== undefined) await this.ownership.stop();
+    if (this.partitionConsumers !== undefined) await this.partitionConsumers.close();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
     if (this.intake !== undefined) await this.intake.close();
     if (this.sweeper !== undefined) await this.sweeper.stop();
@@ -365,6 +391,74 @@ export class Engine {
         this.fail(error instanceof Error ? error : new Error(String(error)));
       })
       .finally(() => (this.resetting = undefined));
+  }
+
+  /** Cluster mode's intake: per partition a consumer, an Ingest with its own ack watermark, a pull intake. */
+  private clusterConsumers(ingestOptions: (consumer: string, subjectPrefixLength: number, acks: AckAllSender, runner: ActorRunner) => IngestOptions, pool: ActorPool, jsm: JetStreamManager, pullBytes: number): PartitionConsumers {
+    const { settings, logger } = this.options;
+    const nc = this.nc!;
+    const subjects = subjectsFor(settings.subjectPrefix);
+    const acks = new Map<number, AckAllSender>();
+    const logPullEvent = logPullEvents(logger);
+    const consumers: PartitionConsumers = new PartitionConsumers({
+      actors: pool.actors,
+      own: (actor, partition, epoch) => pool.ownPartition(actor, partition, epoch),
+      releaseActor: (actor, partition) => pool.releasePartition(actor, partition),
+      resetConsumer: (partition, watermark) => resetPartitionConsumer(jsm, settings, partition, watermark),
+      createIngest: (partition) => {
+        const sender = new AckAllSender(nc);
+        acks.set(partition, sender);
+        return new Ingest(ingestOptions(partitionConsumerName(settings, partition), subjects.partitionTransactionPrefix(partition).length, sender, runner));
+      },
+      startIntake: (partition, ingest) =>
+        new PullIntake({
+          nc,
+          stream: settings.streamName,
+          consumer: partitionConsumerName(settings, partition),
+          // Per partition: the batches of one partition are smaller, and up to 64 intakes pull side by side.
+          batchMessages: Math.min(settings.ackPendingMax, settings.batchSizeMax),
+          batchBytes: pullBytes,
+          onMessage: (message) => ingest.onMessage(message),
+          onEvent: (event) => {
+            if (event.type === 'reconnected') acks.get(partition)?.resendLast();
+            if (event.type === 'deliveries_lost') {
+              this.metrics.deliveriesLost.inc(event.got - event.expected);
+              ingest.deliveriesLost(event.streamSequenceSeen);
+            }
+            logPullEvent(event);
+          },
+        }).start(),
+      onFatal: (partition, error) => {
+        logger.fatal({ err: error, partition }, 'a partition could not be taken over or handed over (restore, consumer or commit failed); stopping');
+        this.fail(error instanceof Error ? error : new Error(String(error)));
+      },
+      onOwned: (position, consumerMs) => logger.info({ ...position, consumerMs: Math.round(consumerMs) }, 'partition owned: changelog fenced, state restored, consuming after its watermark'),
+      logger,
+    });
+    const runner = consumers.runner(pool);
+    return consumers;
+  }
+
+  private async startOwnership(consumers: PartitionConsumers, instanceId: string): Promise<void> {
+    const { settings, logger } = this.options;
+    const kvm = new Kvm(this.nc!);
+    const bucket = { ttl: settings.clusterLeaseTtlMs, history: 1, replicas: settings.clusterReplicas };
+    this.ownership = new PartitionOwnership({
+      instanceId,
+      partitions: settings.partitions,
+      leases: await kvm.create(settings.leasesBucket, bucket),
+      instances: await kvm.create(settings.instancesBucket, bucket),
+      leaseTtlMs: settings.clusterLeaseTtlMs,
+      tickMs: settings.clusterTickMs,
+      handlers: {
+        // Not awaited by the tick: restores run in the background while the tick keeps renewing.
+        onAcquired: (partition, epoch) => consumers.acquire(partition, epoch),
+        onReleasing: (partition) => consumers.release(partition),
+        onLost: (partition, _epoch, reason) => consumers.lost(partition, reason),
+      },
+      onError: (error) => logger.warn({ err: error }, 'ownership: a round failed (NATS away?); the next tick tries again'),
+    });
+    await this.ownership.start();
   }
 
   private async startEmbeddedNats(): Promise<string> {
@@ -427,7 +521,7 @@ export class Engine {
   }
 
   private updateGauges(): void {
-    const ingest = this.ingest;
+    const ingest = this.ingest ?? this.partitionConsumers;
     const pool = this.pool;
     if (ingest === undefined || pool === undefined) return;
     this.metrics.ackPending.set(ingest.ackPending);

@@ -91,6 +91,8 @@ export interface ActorOptions {
   /** Distinguishes this run's outbox keys from earlier runs'. */
   readonly bootId: number;
   readonly ports: DomainPorts;
+  /** 'all' (default): every partition of this actor; 'given' (cluster mode): only those given by ownPartition. */
+  readonly ownsPartitions?: 'all' | 'given';
 }
 
 export interface ProcessedBatch {
@@ -206,8 +208,11 @@ export class Actor {
     this.program = compileProgram(program);
     this.setTierRank(program);
     this.ownedPartitions = [];
-    for (let partition = 0; partition < options.partitions; partition++) {
-      if (actorOfPartition(partition, options.actors) === options.actorIndex) this.ownedPartitions.push(partition);
+    // In cluster mode an actor starts with none: it is given each partition once its lease is won and its state restored.
+    if (options.ownsPartitions !== 'given') {
+      for (let partition = 0; partition < options.partitions; partition++) {
+        if (actorOfPartition(partition, options.actors) === options.actorIndex) this.ownedPartitions.push(partition);
+      }
     }
     this.programDigest = programDigest(program);
     this.planRescan();
@@ -221,6 +226,54 @@ export class Actor {
     // Due times depend on the program (expiry rules, horizons, promotion ends): re-index.
     this.programDigest = digest;
     this.planRescan();
+  }
+
+  /** The partitions this actor serves now, in order. */
+  partitionsServed(): readonly number[] {
+    return this.ownedPartitions;
+  }
+
+  /**
+   * Cluster mode: serve `partition` from now on. Its state was just restored
+   * into the store, so any cached member of it is stale and goes. Call
+   * between batches of the partition (none in flight: its intake starts after).
+   */
+  ownPartition(partition: number): void {
+    this.assertMine(partition);
+    if (this.ownedPartitions.includes(partition)) return;
+    this.forgetPartition(partition);
+    this.ownedPartitions.push(partition);
+    this.ownedPartitions.sort((a, b) => a - b);
+    // Restarts the sweep's walk and the re-index plan over the new set (each visited partition is cheap to re-check).
+    this.dueCursor = { partitionIndex: 0, after: undefined };
+    this.planRescan();
+  }
+
+  /** Cluster mode: stop serving `partition` (handed over or lost). Its batches are drained before. */
+  releasePartition(partition: number): void {
+    this.assertMine(partition);
+    const at = this.ownedPartitions.indexOf(partition);
+    if (at < 0) return;
+    this.ownedPartitions.splice(at, 1);
+    this.forgetPartition(partition);
+    this.dueCursor = { partitionIndex: 0, after: undefined };
+    this.rescan = this.rescan.filter((each) => each !== partition);
+    if (this.rescan.length === 0) this.rescanAfter = undefined;
+    this.pendingMarks = this.pendingMarks.filter((each) => each !== partition);
+  }
+
+  private assertMine(partition: number): void {
+    assert(Number.isInteger(partition) && partition >= 0 && partition < this.options.partitions, 'partition out of range');
+    assert(actorOfPartition(partition, this.options.actors) === this.options.actorIndex, `partition ${partition} is not actor ${this.options.actorIndex}'s`);
+  }
+
+  private forgetPartition(partition: number): void {
+    const { partitions } = this.options;
+    this.cache.forget((memberId) => partitionOf(memberId, partitions) === partition);
+    for (const key of this.uncommittedIds.keys()) {
+      const memberId = key.slice(0, key.indexOf('\0'));
+      assert(partitionOf(memberId, partitions) !== partition, 'a partition with uncommitted events cannot change hands');
+    }
   }
 
   /** Which owned partitions need their due index rebuilt under the current program. */

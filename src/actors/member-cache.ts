@@ -60,6 +60,22 @@ export class MemberCache {
     }
   }
 
+  /**
+   * Forgets every member `matches` picks (a partition handed over or
+   * restored: its stored states are the truth from now on). None of them may
+   * have a change not yet committed. Returns how many went.
+   */
+  forget(matches: (memberId: string) => boolean): number {
+    let forgotten = 0;
+    for (const memberId of this.states.keys()) {
+      if (!matches(memberId)) continue;
+      assert(!this.uncommitted.has(memberId), 'a member with an uncommitted change cannot be forgotten');
+      this.states.delete(memberId);
+      forgotten += 1;
+    }
+    return forgotten;
+  }
+
   /** Evicts least recently used committed members down to capacity. */
   evict(): number {
     let evicted = 0;

@@ -5,7 +5,7 @@ import type { Program } from '../domain/program.js';
 import type { BatchResult, SweepResult } from './actor.js';
 import type { BudgetLayout } from './budgets.js';
 import type { PriorityResult } from './priority.js';
-import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
+import type { ActorReply, ActorTask, ActorWorkerData, RestoredPosition } from './protocol.js';
 
 /**
  * T actors, each a Piscina pool of exactly one thread, so every member's state
@@ -127,6 +127,19 @@ export class ActorPool {
     const reply = await this.submit(actor, { kind: 'sweep', nowMs, limit });
     assert(reply.kind === 'sweep', 'actor answered a sweep with another reply');
     return reply.result;
+  }
+
+  /** Cluster mode: gives the partition's actor the partition won with `epoch` (fence, restore); where its consumer resumes. */
+  async ownPartition(actor: number, partition: number, epoch: number): Promise<RestoredPosition> {
+    const reply = await this.submit(actor, { kind: 'own', partition, epoch });
+    assert(reply.kind === 'owned', 'actor answered an own with another reply');
+    return reply.restored;
+  }
+
+  /** Cluster mode: the actor stops serving the partition; call once its batches are drained. */
+  async releasePartition(actor: number, partition: number): Promise<void> {
+    const reply = await this.submit(actor, { kind: 'release', partition });
+    assert(reply.kind === 'ok', 'actor answered a release with another reply');
   }
 
   /** Call only while no batch is in flight (the engine pauses intake), so every actor switches at the same point. */

@@ -9,7 +9,9 @@ import { publishDeadLetter } from '../transport/dead-letters.js';
 import { type OutcomeMessage } from '../transport/outcomes.js';
 import { PubAckRouter } from '../transport/pub-acks.js';
 import { subjectsFor } from '../transport/subjects.js';
+import { assert } from '../domain/assert.js';
 import { Actor } from './actor.js';
+import { ClusterPartitions } from './cluster-partitions.js';
 import { SharedBudgets } from './budgets.js';
 import { lowerThreadPriority } from './priority.js';
 import type { ActorReply, ActorTask, ActorWorkerData } from './protocol.js';
@@ -47,7 +49,9 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
     payloadBytesMax: settings.payloadBytesMax,
     subjects,
     bootId: data.bootId,
+    ownsPartitions: settings.cluster ? 'given' : 'all',
   });
+  const cluster = settings.cluster ? await ClusterPartitions.open(nc, store, actor, data) : undefined;
   const logger = createLogger(settings.logLevel, undefined, settings.logFormat).child({ thread: 'actor', actor: data.actorIndex });
   const publisher = new OutcomePublisher(
     new PubAckRouter(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix),
@@ -72,18 +76,28 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
         const { result, outcomes, outboxKey } = await actor.process(records);
         // Dead letters are acked only once the dead-letter stream has them.
         await Promise.all(result.deadLetters.map((letter) => publishDeadLetter(js, subjects, settings.streamName, letter)));
-        publisher.publish(outcomes, outboxKey);
+        publisher.publish(outcomes, outboxKey, cluster?.committed(records));
         // Overload of the outcome stream slows intake: this actor takes no batch until it catches up.
         await publisher.belowLimit();
         return { kind: 'batch', result: { ...result, deadLetters: result.deadLetters.map((letter) => ({ ...letter, payload: new Uint8Array(0) })) } };
       }
       case 'sweep': {
         lastWorkAtMs = Date.now();
-        const { result, outcomes, outboxKey } = await actor.sweep(task.nowMs, task.limit);
+        // Not beside a partition changing hands: a sweep's commit must find a changelog for every partition it touches.
+        const sweep = () => actor.sweep(task.nowMs, task.limit);
+        const { result, outcomes, outboxKey } = await (cluster === undefined ? sweep() : cluster.exclusive(sweep));
         publisher.publish(outcomes, outboxKey);
         await publisher.belowLimit();
         return { kind: 'sweep', result };
       }
+      case 'own': {
+        assert(cluster !== undefined, 'own outside cluster mode');
+        return { kind: 'owned', restored: await cluster.exclusive(() => cluster.own(task.partition, task.epoch)) };
+      }
+      case 'release':
+        assert(cluster !== undefined, 'release outside cluster mode');
+        await cluster.exclusive(async () => cluster.release(task.partition));
+        return { kind: 'ok' };
       case 'ping':
         return { kind: 'ready', priority };
       case 'program':
@@ -134,8 +148,12 @@ class OutcomePublisher {
     private readonly trouble?: PublishTrouble,
   ) {}
 
-  publish(outcomes: readonly OutcomeMessage[], outboxKey: OutboxKey | undefined): void {
-    if (outcomes.length === 0) return;
+  /** `onAcknowledged`: called once the stream has every message of the batch (at once when there are none). */
+  publish(outcomes: readonly OutcomeMessage[], outboxKey: OutboxKey | undefined, onAcknowledged?: () => void): void {
+    if (outcomes.length === 0) {
+      onAcknowledged?.();
+      return;
+    }
     this.unconfirmed += 1;
     const attempt = (delayMs: number): void => {
       if (this.closed) return;
@@ -143,6 +161,7 @@ class OutcomePublisher {
         () => {
           this.unconfirmed -= 1;
           if (outboxKey !== undefined) this.onPublished(outboxKey);
+          onAcknowledged?.();
           if (this.unconfirmed === 0) this.trouble?.caughtUp(this.retries);
           this.wake();
         },

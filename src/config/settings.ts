@@ -51,6 +51,27 @@ const settingsObject = z
     instanceId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     /** KV bucket (no TTL) where each instance records, before its first KPI commit, that it holds KPI counters: an aggregate's expected set. */
     kpiHoldersBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_KPI_HOLDERS'),
+    /**
+     * Cluster mode (docs/cluster.md): several instances share the partitions
+     * under leases, each partition consumed by its own durable consumer on
+     * `<prefix>.txp.<p>.*` and committed through its changelog. Needs a NATS
+     * URL whose servers map `<prefix>.tx.*` to partitions. Off: one instance
+     * owns everything (the default).
+     */
+    cluster: booleanFromEnv.default(false),
+    /** Cluster mode: an unrenewed lease expires after this; on a 3-node cluster above a leader election (~6 s on 2.9.10). */
+    clusterLeaseTtlMs: integer(1_000, 600_000).default(10_000),
+    /** Cluster mode: how often to heartbeat, renew and rebalance; at most a third of the lease TTL. */
+    clusterTickMs: integer(100, 200_000).default(2_000),
+    /** Cluster mode: replicas of the transaction stream, the changelog, the snapshots and the lease buckets (1 on one server, 3 on a cluster). */
+    clusterReplicas: z.union([z.literal('1'), z.literal('3'), z.literal('5'), z.literal(1), z.literal(3), z.literal(5)]).transform(Number).default(1),
+    /** Cluster mode: the stream of the partitions' changelogs (the commit point). */
+    changelogStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_CHANGELOG'),
+    /** Cluster mode: the object store bucket of the partitions' snapshots. */
+    snapshotBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_SNAPSHOTS'),
+    /** Cluster mode: KV buckets of the partition leases and of the live instances (both with the lease TTL). */
+    leasesBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_LEASES'),
+    instancesBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_INSTANCES'),
     deadLetterStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_DLQ'),
     outcomeStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_OUTCOMES'),
     /**
@@ -146,6 +167,12 @@ export const settingsSchema = settingsObject.superRefine((settings, context) => 
     }
     if (settings.actors !== undefined && settings.actors > settings.partitions) {
       context.addIssue({ code: 'custom', path: ['actors'], message: `must not exceed partitions (${settings.partitions})` });
+    }
+    if (settings.cluster && settings.natsUrl === '') {
+      context.addIssue({ code: 'custom', path: ['natsUrl'], message: 'required when cluster is true: the servers must map <prefix>.tx.* to partitions (docs/cluster.md), which the embedded nats-server does not' });
+    }
+    if (settings.cluster && settings.clusterTickMs * 3 > settings.clusterLeaseTtlMs) {
+      context.addIssue({ code: 'custom', path: ['clusterTickMs'], message: `must be at most a third of clusterLeaseTtlMs (${settings.clusterLeaseTtlMs})` });
     }
     if (settings.batchSizeMax > settings.ackPendingMax) {
       context.addIssue({ code: 'custom', path: ['batchSizeMax'], message: `must not exceed ackPendingMax (${settings.ackPendingMax})` });

@@ -323,6 +323,14 @@ export class Ingest {
     this.nudgeTimer = undefined;
   }
 
+  /**
+   * The actor has room again because of a batch of another Ingest sharing it
+   * (cluster mode: one Ingest per partition): send what waits for it.
+   */
+  poke(actor: number): void {
+    if (!this.stopped) this.batcher.poke(actor);
+  }
+
   /** Stops taking messages, sends partial batches, waits for every in-flight batch and its ack. */
   async drain(): Promise<void> {
     if (this.redeliveryTimer !== undefined) clearTimeout(this.redeliveryTimer);

@@ -6,6 +6,14 @@ export interface Subjects {
   /** Input: `<prefix>.tx.<memberId>`; the stream captures `<prefix>.tx.*`. */
   readonly transactions: string;
   readonly transactionPrefix: string;
+  /**
+   * Cluster mode: the servers map `<prefix>.tx.<member>` to
+   * `<prefix>.txp.<partition>.<member>` (docs/cluster.md); the stream captures these.
+   */
+  readonly partitionedTransactions: string;
+  /** Cluster mode: one partition's input, its consumer's filter. */
+  partitionTransactions(partition: number): string;
+  partitionTransactionPrefix(partition: number): string;
   /** Outcomes: `<prefix>.outcome.<kind>.<memberId>`. */
   readonly outcomeWildcard: string;
   readonly deadLetterWildcard: string;
@@ -18,6 +26,9 @@ export function subjectsFor(prefix: string): Subjects {
   return Object.freeze({
     transactions: `${prefix}.tx.*`,
     transactionPrefix: `${prefix}.tx.`,
+    partitionedTransactions: `${prefix}.txp.*.*`,
+    partitionTransactions: (partition: number) => `${prefix}.txp.${partition}.*`,
+    partitionTransactionPrefix: (partition: number) => `${prefix}.txp.${partition}.`,
     outcomeWildcard: `${prefix}.outcome.>`,
     deadLetterWildcard: `${prefix}.dlq.>`,
     outcome: (kind: string, memberId: string) => `${prefix}.outcome.${kind}.${memberId}`,

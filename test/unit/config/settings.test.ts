@@ -205,6 +205,30 @@ describe('loadSettings', () => {
     ]);
   });
 
+  it('cluster mode: off by default; its settings read; refused without a NATS URL or with a tick over a third of the lease TTL', () => {
+    expect(loadSettings(base)).toMatchObject({
+      cluster: false,
+      clusterLeaseTtlMs: 10_000,
+      clusterTickMs: 2_000,
+      clusterReplicas: 1,
+      changelogStreamName: 'LOYALTY_CHANGELOG',
+      snapshotBucket: 'LOYALTY_SNAPSHOTS',
+      leasesBucket: 'LOYALTY_LEASES',
+      instancesBucket: 'LOYALTY_INSTANCES',
+    } satisfies Partial<Settings>);
+    const cluster = { ...base, LOYALTY_CLUSTER: 'true', LOYALTY_NATS_URL: 'nats://a:4222,nats://b:4222,nats://c:4222' };
+    expect(loadSettings({ ...cluster, LOYALTY_CLUSTER_REPLICAS: '3', LOYALTY_CLUSTER_LEASE_TTL_MS: '9000', LOYALTY_CLUSTER_TICK_MS: '3000' })).toMatchObject({
+      cluster: true,
+      clusterReplicas: 3,
+      clusterLeaseTtlMs: 9_000,
+      clusterTickMs: 3_000,
+    });
+    expect(configError(() => loadSettings({ ...cluster, LOYALTY_CLUSTER_REPLICAS: '2' })).fields).toEqual([expect.stringMatching(/^LOYALTY_CLUSTER_REPLICAS/)]);
+    const error = configError(() => loadSettings({ ...base, LOYALTY_CLUSTER: 'true', LOYALTY_CLUSTER_TICK_MS: '4000', LOYALTY_CLUSTER_LEASE_TTL_MS: '9000' }));
+    expect(error.fields.map((field) => field.split(' ')[0]).sort()).toEqual(['LOYALTY_CLUSTER_TICK_MS', 'LOYALTY_NATS_URL']);
+    expect(error.fields.find((field) => field.startsWith('LOYALTY_NATS_URL'))).toMatch(/required when cluster is true/);
+  });
+
   it('returns a frozen object', () => {
     const settings = loadSettings(base);
     expect(Object.isFrozen(settings)).toBe(true);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { loadSettings } from '../../../src/config/settings.js';
+import { envNameOf, loadSettings, settingsSchema } from '../../../src/config/settings.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const read = (path: string) => readFileSync(root + path, 'utf8');
@@ -11,6 +11,14 @@ const read = (path: string) => readFileSync(root + path, 'utf8');
 describe('docs match the code', () => {
   const readme = read('README.md');
   const operations = read('docs/operations.md');
+
+  it('operations.md: every setting has its row in the settings table', () => {
+    const shape = (settingsSchema as unknown as { _def: { schema?: { shape: Record<string, unknown> } } })._def.schema?.shape ?? (settingsSchema as unknown as { shape: Record<string, unknown> }).shape;
+    const keys = Object.keys(shape);
+    expect(keys.length).toBeGreaterThan(40);
+    const rows = new Set(operations.split('\n').filter((line) => line.startsWith('| `LOYALTY_')).map((line) => line.slice(3, line.indexOf('`', 3))));
+    expect(keys.map(envNameOf).filter((name) => !rows.has(name))).toEqual([]);
+  });
 
   it('README: cached members per actor is the default of LOYALTY_MEMBER_CACHE_MAX', () => {
     const settings = loadSettings({});
