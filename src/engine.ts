@@ -34,7 +34,7 @@ import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-ser
 import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { BelowFloorWatch, type ConsumerStanding } from './transport/below-floor.js';
-import { ensureTopology, partitionConsumerName, resetConsumerToAckFloor, resetPartitionConsumer } from './transport/topology.js';
+import { ensureTopology, partitionConsumerName, resetConsumerToAckFloor, resetPartitionConsumer, withCreateRetries } from './transport/topology.js';
 
 /** Outbox entries re-published at once at start (each an actor batch's outcomes). */
 const REPUBLISH_ENTRIES_IN_FLIGHT_MAX = 256;
@@ -112,9 +112,11 @@ export class Engine {
     logger.info({ nats: this.natsUrl }, 'connected to NATS');
     // Stream and consumer administration on a large stream takes longer than the default 5 s.
     const jsm = await jetstreamManager(this.nc, { timeout: 60_000 });
-    await ensureTopology(jsm, settings);
+    // Cluster mode: streams only (consumers are per partition, later); a create raced by another instance is asked again after 10 s, not 60.
+    await ensureTopology(settings.cluster ? await jetstreamManager(this.nc, { timeout: 10_000 }) : jsm, settings);
     // Before any KPI commit: this instance holds KPI counters, so an aggregate across instances expects its answer (docs/cluster.md).
-    await registerKpiHolder(await new Kvm(this.nc).create(settings.kpiHoldersBucket, { history: 1, ...(settings.cluster ? { replicas: settings.clusterReplicas } : {}) }), instanceIdOf(settings));
+    const kpiHolders = await withCreateRetries(() => new Kvm(this.nc!).create(settings.kpiHoldersBucket, { history: 1, ...(settings.cluster ? { replicas: settings.clusterReplicas } : {}) }));
+    await registerKpiHolder(kpiHolders, instanceIdOf(settings));
 
     assertDiskRoom(settings.dataDir);
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
@@ -433,6 +435,8 @@ export class Engine {
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
       onOwned: (position, consumerMs) => logger.info({ ...position, consumerMs: Math.round(consumerMs) }, 'partition owned: changelog fenced, state restored, consuming after its watermark'),
+      // Wallet reads by partition are answered where the partition is consumed, and nowhere else.
+      onChange: (consuming) => this.api?.setPartitions(consuming),
       logger,
     });
     const runner = consumers.runner(pool);
@@ -446,8 +450,8 @@ export class Engine {
     this.ownership = new PartitionOwnership({
       instanceId,
       partitions: settings.partitions,
-      leases: await kvm.create(settings.leasesBucket, bucket),
-      instances: await kvm.create(settings.instancesBucket, bucket),
+      leases: await withCreateRetries(() => kvm.create(settings.leasesBucket, bucket)),
+      instances: await withCreateRetries(() => kvm.create(settings.instancesBucket, bucket)),
       leaseTtlMs: settings.clusterLeaseTtlMs,
       tickMs: settings.clusterTickMs,
       handlers: {

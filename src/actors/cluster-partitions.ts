@@ -7,6 +7,7 @@ import { PartitionSnapshots } from '../cluster/snapshots.js';
 import { assert } from '../domain/assert.js';
 import type { BatchRecord } from '../routing/batch-buffer.js';
 import { partitionOf } from '../routing/partitioner.js';
+import { withCreateRetries } from '../transport/topology.js';
 import type { LmdbStore } from '../store/lmdb.js';
 import type { Actor } from './actor.js';
 import type { ActorWorkerData, RestoredPosition } from './protocol.js';
@@ -40,7 +41,7 @@ export class ClusterPartitions {
     const { settings } = data;
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc, { timeout: 30_000 });
-    const snapshots = await PartitionSnapshots.open(nc, { bucket: settings.snapshotBucket, replicas: settings.clusterReplicas });
+    const snapshots = await withCreateRetries(() => PartitionSnapshots.open(nc, { bucket: settings.snapshotBucket, replicas: settings.clusterReplicas }));
     return new ClusterPartitions(settings.partitions, store, actor, snapshots, (partition) => new PartitionChangelog(js, jsm, settings.changelogStreamName, settings.subjectPrefix, partition, data.instanceId));
   }
 

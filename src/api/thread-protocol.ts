@@ -61,6 +61,8 @@ export type ToWorker =
   | { readonly type: 'result'; readonly id: number; readonly ok: true; readonly value: unknown }
   | { readonly type: 'result'; readonly id: number; readonly ok: false; readonly error: SerializedError }
   | { readonly type: 'program'; readonly state: ProgramState }
+  /** Cluster mode: the partitions this instance consumes now, whose wallet subjects (<prefix>.svc.wallet.p<N>) the thread answers. */
+  | { readonly type: 'partitions'; readonly owned: readonly number[] }
   | { readonly type: 'stop' };
 
 export function serializeError(error: unknown): SerializedError {

@@ -127,6 +127,11 @@ export class ApiThread {
     this.post({ type: 'program', state });
   }
 
+  /** Cluster mode: the partitions this instance consumes now; the thread answers their wallet subjects only. */
+  setPartitions(owned: readonly number[]): void {
+    this.post({ type: 'partitions', owned: [...owned] });
+  }
+
   /** Graceful: the thread stops its NATS services, closes HTTP (in-flight requests finish), its NATS connection and its store. */
   async stop(): Promise<void> {
     const worker = this.worker;

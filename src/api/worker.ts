@@ -139,6 +139,9 @@ port.on('message', (message: ToWorker) => {
     case 'program':
       programState = message.state;
       return;
+    case 'partitions':
+      servePartitions(message.owned);
+      return;
     case 'stop':
       stopping ??= stop();
       return;
@@ -287,8 +290,38 @@ async function start(): Promise<void> {
     onError: (error, partition) => logger.warn({ err: error, partition }, 'a partition wallet read could not be answered'),
   });
   partitionWallets = walletServer;
-  await Promise.all(Array.from({ length: settings.partitions }, (_, partition) => walletServer.own(partition)));
+  // Single instance: every partition is this one's. Cluster mode: those the main thread says it consumes (servePartitions).
+  if (!settings.cluster) await Promise.all(Array.from({ length: settings.partitions }, (_, partition) => walletServer.own(partition)));
+  else if (ownedPartitions !== undefined) servePartitions(ownedPartitions);
   post({ type: 'ready', port: listeningPort(app) });
+}
+
+/** The partitions told last (before the wallet server exists, kept for its start). */
+let ownedPartitions: readonly number[] | undefined;
+let serving: Promise<void> = Promise.resolve();
+const served = new Set<number>();
+
+/**
+ * Cluster mode: answers the wallet subjects of exactly `owned` — subscribes to
+ * those newly owned, drains those handed over — one change after another.
+ */
+function servePartitions(owned: readonly number[]): void {
+  ownedPartitions = owned;
+  const server = partitionWallets;
+  if (server === undefined) return;
+  serving = serving.then(async () => {
+    const wanted = new Set(ownedPartitions);
+    for (const partition of [...served]) {
+      if (wanted.has(partition)) continue;
+      served.delete(partition);
+      await server.release(partition);
+    }
+    for (const partition of wanted) {
+      if (served.has(partition)) continue;
+      served.add(partition);
+      await server.own(partition);
+    }
+  }).catch((error: unknown) => createLogger(data.settings.logLevel, undefined, data.settings.logFormat).warn({ err: error }, 'partition wallet subjects could not be changed'));
 }
 
 async function stop(): Promise<void> {

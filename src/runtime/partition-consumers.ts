@@ -40,6 +40,8 @@ export interface PartitionConsumersOptions {
   /** A partition could not be taken (restore or consumer failed): the engine must stop, its state is unknown. */
   readonly onFatal: (partition: number, error: unknown) => void;
   readonly onOwned?: (position: RestoredPosition, consumerMs: number) => void;
+  /** The partitions consuming changed (one taken, or one stopping): e.g. the wallet subjects to answer. */
+  readonly onChange?: (consuming: readonly number[]) => void;
   readonly logger: Logger;
 }
 
@@ -129,6 +131,7 @@ export class PartitionConsumers {
       this.running.set(partition, { epoch, ingest, intake: this.options.startIntake(partition, ingest) });
       this.acquiring.delete(partition);
       this.options.onOwned?.(restored, consumerMs);
+      this.options.onChange?.(this.consuming());
     }).catch((error: unknown) => {
       this.acquiring.delete(partition);
       this.options.onFatal(partition, error);
@@ -167,6 +170,7 @@ export class PartitionConsumers {
     const running = this.running.get(partition);
     if (running === undefined) return;
     this.running.delete(partition);
+    this.options.onChange?.(this.consuming());
     await running.intake.close();
     await running.ingest.drain();
     await this.options.releaseActor(actorOfPartition(partition, this.options.actors), partition);

@@ -35,7 +35,7 @@ export async function ensureTopology(jsm: JetStreamManager, settings: Settings):
   }
   if (settings.cluster) {
     // The commit point: one subject per partition, appended with the expected last sequence (src/cluster/changelog.ts).
-    await ensureChangelogStream(jsm, { stream: settings.changelogStreamName, subjectPrefix: settings.subjectPrefix, replicas: settings.clusterReplicas });
+    await withCreateRetries(() => ensureChangelogStream(jsm, { stream: settings.changelogStreamName, subjectPrefix: settings.subjectPrefix, replicas: settings.clusterReplicas }));
     return; // consumers per partition, created by their owners (resetPartitionConsumer)
   }
   await resetConsumerToAckFloor(jsm, settings);
@@ -122,7 +122,31 @@ export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: S
   return ackFloor;
 }
 
-async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+/**
+ * Runs a create-if-missing of a stream, bucket or object store, asking again
+ * after a failure: instances of a cluster starting together create the same
+ * ones side by side, and on nats-server 2.9 a replicated stream's create
+ * raced by another can time out although the stream then exists (seen with 3
+ * engines at once on 3 servers; nats-server#3677). The next attempt finds it.
+ */
+export async function withCreateRetries<T>(create: () => Promise<T>, attempts = CREATE_ATTEMPTS): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await create();
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt + Math.floor(Math.random() * 250)));
+    }
+  }
+}
+
+const CREATE_ATTEMPTS = 4;
+
+function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  return withCreateRetries(() => ensureStreamOnce(jsm, config));
+}
+
+async function ensureStreamOnce(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   try {
     await jsm.streams.info(config.name);
     await jsm.streams.update(config.name, config);

@@ -36,7 +36,7 @@ export interface TestNatsCluster {
   stop(): Promise<void>;
 }
 
-export async function startTestNatsCluster(size = 3, name = 'loyalty-test'): Promise<TestNatsCluster> {
+export async function startTestNatsCluster(size = 3, name = 'loyalty-test', extraConfig = ''): Promise<TestNatsCluster> {
   const clusterPorts: number[] = [];
   const clientPorts: number[] = [];
   for (let index = 0; index < size; index++) {
@@ -49,7 +49,7 @@ export async function startTestNatsCluster(size = 3, name = 'loyalty-test'): Pro
     clusterPorts.map((clusterPort, index) =>
       startTestNatsServer({
         port: clientPorts[index]!,
-        extraConfig: `server_name: "n${index + 1}"\ncluster {\n  name: "${name}"\n  listen: "127.0.0.1:${clusterPort}"\n  routes: [${routes}]\n}`,
+        extraConfig: `server_name: "n${index + 1}"\ncluster {\n  name: "${name}"\n  listen: "127.0.0.1:${clusterPort}"\n  routes: [${routes}]\n}\n${extraConfig}`,
       }),
     ),
   );
