@@ -29,7 +29,7 @@ import { AckAllSender, redeliverNow } from './transport/ack-all.js';
 import { encodingOf } from './transport/codec.js';
 import { connectNats, NatsWatch } from './transport/connect.js';
 import { publishDeadLetter } from './transport/dead-letters.js';
-import { logPullEvents, pullBytesFor, PullIntake, type PulledMessage } from './transport/intake.js';
+import { logPullEvents, pullBytesFor, PullIntake, type PullEvent, type PulledMessage } from './transport/intake.js';
 import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-server.js';
 import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
@@ -208,9 +208,7 @@ export class Engine {
 
     if (!settings.cluster) this.ingest = new Ingest(ingestOptions(settings.consumerName, subjects.transactionPrefix.length, acks));
     else this.partitionConsumers = this.clusterConsumers(ingestOptions, pool, jsm, pullBytes);
-    const intakes: Pick<Ingest, 'exclusive'> = this.ingest ?? this.partitionConsumers!;
-
-    const ingestForPrograms = intakes;
+    const ingestForPrograms: Pick<Ingest, 'exclusive'> = this.ingest ?? this.partitionConsumers!;
     this.programs = new EngineProgramManager({
       initial: program,
       initialSource: programSource,
@@ -305,15 +303,7 @@ export class Engine {
           if (message.info.streamSequence <= ingest.ackedThrough) belowFloor.sighted();
           ingest.onMessage(message);
         },
-        onEvent: (event) => {
-          // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
-          if (event.type === 'reconnected') acks.resendLast();
-          if (event.type === 'deliveries_lost') {
-            this.metrics.deliveriesLost.inc(event.got - event.expected);
-            ingest.deliveriesLost(event.streamSequenceSeen);
-          }
-          logPullEvent(event);
-        },
+        onEvent: this.onPullEvent(acks, ingest, logPullEvent),
       }).start();
     this.intake = this.startIntake();
     this.consuming = true;
@@ -395,6 +385,19 @@ export class Engine {
       .finally(() => (this.resetting = undefined));
   }
 
+  /** What a pull intake's events do, in either mode: the last ack sent again after a reconnect, lost deliveries held open. */
+  private onPullEvent(acks: AckAllSender, ingest: Ingest, log: (event: PullEvent) => void): (event: PullEvent) => void {
+    return (event) => {
+      if (event.type === 'reconnected') acks.resendLast();
+      // Deliveries lost on the way: hold the ack watermark below them until they are delivered again.
+      if (event.type === 'deliveries_lost') {
+        this.metrics.deliveriesLost.inc(event.got - event.expected);
+        ingest.deliveriesLost(event.streamSequenceSeen);
+      }
+      log(event);
+    };
+  }
+
   /** Cluster mode's intake: per partition a consumer, an Ingest with its own ack watermark, a pull intake. */
   private clusterConsumers(ingestOptions: (consumer: string, subjectPrefixLength: number, acks: AckAllSender, runner: ActorRunner) => IngestOptions, pool: ActorPool, jsm: JetStreamManager, pullBytes: number): PartitionConsumers {
     const { settings, logger } = this.options;
@@ -421,14 +424,7 @@ export class Engine {
           batchMessages: Math.min(settings.ackPendingMax, settings.batchSizeMax),
           batchBytes: pullBytes,
           onMessage: (message) => ingest.onMessage(message),
-          onEvent: (event) => {
-            if (event.type === 'reconnected') acks.get(partition)?.resendLast();
-            if (event.type === 'deliveries_lost') {
-              this.metrics.deliveriesLost.inc(event.got - event.expected);
-              ingest.deliveriesLost(event.streamSequenceSeen);
-            }
-            logPullEvent(event);
-          },
+          onEvent: this.onPullEvent(acks.get(partition)!, ingest, logPullEvent),
         }).start(),
       onFatal: (partition, error) => {
         logger.fatal({ err: error, partition }, 'a partition could not be taken over or handed over (restore, consumer or commit failed); stopping');

@@ -99,6 +99,8 @@ export interface ProcessedBatch {
   readonly result: BatchResult;
   readonly outcomes: readonly OutcomeMessage[];
   readonly outboxKey: OutboxKey | undefined;
+  /** Cluster mode: the highest committed input sequence per partition of the batch (undefined when the store records no changes). */
+  readonly watermarks?: ReadonlyMap<number, number> | undefined;
 }
 
 const packr = new Packr({ useRecords: false });
@@ -394,6 +396,7 @@ export class Actor {
       },
       outcomes: changes.outcomes,
       outboxKey,
+      watermarks: changes.watermarks,
     };
   }
 

@@ -5,8 +5,6 @@ import { PublishedWatermarks } from '../cluster/published-watermarks.js';
 import { changelogRecorder, restorePartition } from '../cluster/restore.js';
 import { PartitionSnapshots } from '../cluster/snapshots.js';
 import { assert } from '../domain/assert.js';
-import type { BatchRecord } from '../routing/batch-buffer.js';
-import { partitionOf } from '../routing/partitioner.js';
 import { withCreateRetries } from '../transport/topology.js';
 import type { LmdbStore } from '../store/lmdb.js';
 import type { Actor } from './actor.js';
@@ -28,7 +26,6 @@ export class ClusterPartitions {
   private chain: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    private readonly partitions: number,
     private readonly store: LmdbStore,
     private readonly actor: Actor,
     private readonly snapshots: PartitionSnapshots,
@@ -42,7 +39,7 @@ export class ClusterPartitions {
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc, { timeout: 30_000 });
     const snapshots = await withCreateRetries(() => PartitionSnapshots.open(nc, { bucket: settings.snapshotBucket, replicas: settings.clusterReplicas }));
-    return new ClusterPartitions(settings.partitions, store, actor, snapshots, (partition) => new PartitionChangelog(js, jsm, settings.changelogStreamName, settings.subjectPrefix, partition, data.instanceId));
+    return new ClusterPartitions(store, actor, snapshots, (partition) => new PartitionChangelog(js, jsm, settings.changelogStreamName, settings.subjectPrefix, partition, data.instanceId));
   }
 
   /** Runs `action` after every earlier one of the chain (sweeps, owns and releases never overlap). */
@@ -80,13 +77,8 @@ export class ClusterPartitions {
     this.published.release(partition);
   }
 
-  /** A batch of these records committed: returns what to call once the outcome stream has its outcomes. */
-  committed(records: readonly BatchRecord[]): () => void {
-    const highest = new Map<number, number>();
-    for (const { memberId, streamSequence } of records) {
-      const partition = partitionOf(memberId, this.partitions);
-      if (streamSequence > (highest.get(partition) ?? 0)) highest.set(partition, streamSequence);
-    }
-    return this.published.committed(highest);
+  /** A batch committed these watermarks (the actor's, per partition): returns what to call once the outcome stream has its outcomes. */
+  committed(watermarks: ReadonlyMap<number, number>): () => void {
+    return this.published.committed(watermarks);
   }
 }

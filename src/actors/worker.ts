@@ -73,10 +73,10 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
       case 'batch': {
         const records = readBatch(task.buffer);
         lastWorkAtMs = Date.now();
-        const { result, outcomes, outboxKey } = await actor.process(records);
+        const { result, outcomes, outboxKey, watermarks } = await actor.process(records);
         // Dead letters are acked only once the dead-letter stream has them.
         await Promise.all(result.deadLetters.map((letter) => publishDeadLetter(js, subjects, settings.streamName, letter)));
-        publisher.publish(outcomes, outboxKey, cluster?.committed(records));
+        publisher.publish(outcomes, outboxKey, watermarks === undefined ? undefined : cluster?.committed(watermarks));
         // Overload of the outcome stream slows intake: this actor takes no batch until it catches up.
         await publisher.belowLimit();
         return { kind: 'batch', result: { ...result, deadLetters: result.deadLetters.map((letter) => ({ ...letter, payload: new Uint8Array(0) })) } };
