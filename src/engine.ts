@@ -19,7 +19,7 @@ import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
 import { Ingest, type ActorRunner, type InboundMessage, type IngestOptions } from './routing/ingest.js';
-import { PartitionOwnership } from './cluster/ownership.js';
+import { openOwnershipBuckets, PartitionOwnership } from './cluster/ownership.js';
 import { PartitionConsumers } from './runtime/partition-consumers.js';
 import { assertDiskRoom } from './store/commit-errors.js';
 import { lmdbAddonStatus } from './store/lmdb-addon.js';
@@ -62,6 +62,8 @@ export interface EngineOptions {
 }
 
 const GAUGE_INTERVAL_MS = 1000;
+/** JetStream API timeout for creating a stream or bucket (an R3 create on a busy cluster takes seconds). */
+const CREATE_TIMEOUT_MS = 10_000;
 
 export class Engine {
   private supervisor: NatsServerSupervisor | undefined;
@@ -115,8 +117,9 @@ export class Engine {
     // Cluster mode: streams only (consumers are per partition, later); a create raced by another instance is asked again after 10 s, not 60.
     await ensureTopology(settings.cluster ? await jetstreamManager(this.nc, { timeout: 10_000 }) : jsm, settings);
     // Before any KPI commit: this instance holds KPI counters, so an aggregate across instances expects its answer (docs/cluster.md).
-    const kpiHolders = await withCreateRetries(() => new Kvm(this.nc!).create(settings.kpiHoldersBucket, { history: 1, ...(settings.cluster ? { replicas: settings.clusterReplicas } : {}) }));
-    await registerKpiHolder(kpiHolders, instanceIdOf(settings));
+    const kpiHolders = await withCreateRetries(() => new Kvm(jetstream(this.nc!, { timeout: CREATE_TIMEOUT_MS })).create(settings.kpiHoldersBucket, { history: 1, ...(settings.cluster ? { replicas: settings.clusterReplicas } : {}) }), `bucket ${settings.kpiHoldersBucket}`);
+    // Asked again too: a bucket just created on a cluster may not answer until its stream has a leader.
+    await withCreateRetries(() => registerKpiHolder(kpiHolders, instanceIdOf(settings)), `bucket ${settings.kpiHoldersBucket} (this instance's entry)`);
 
     assertDiskRoom(settings.dataDir);
     this.store = new LmdbStore({ dataDir: settings.dataDir, mapSizeBytes: settings.lmdbMapSizeBytes });
@@ -409,7 +412,8 @@ export class Engine {
       actors: pool.actors,
       own: (actor, partition, epoch) => pool.ownPartition(actor, partition, epoch),
       releaseActor: (actor, partition) => pool.releasePartition(actor, partition),
-      resetConsumer: (partition, watermark) => resetPartitionConsumer(jsm, settings, partition, watermark),
+      // Asked again while JetStream does not answer (a leader election after a server's death): the delete and the add are each idempotent.
+      resetConsumer: (partition, watermark) => withCreateRetries(() => resetPartitionConsumer(jsm, settings, partition, watermark), `consumer ${partitionConsumerName(settings, partition)}`, 30_000),
       createIngest: (partition) => {
         const sender = new AckAllSender(nc);
         acks.set(partition, sender);
@@ -441,13 +445,18 @@ export class Engine {
 
   private async startOwnership(consumers: PartitionConsumers, instanceId: string): Promise<void> {
     const { settings, logger } = this.options;
-    const kvm = new Kvm(this.nc!);
-    const bucket = { ttl: settings.clusterLeaseTtlMs, history: 1, replicas: settings.clusterReplicas };
+    const buckets = await openOwnershipBuckets(this.nc!, {
+      leasesBucket: settings.leasesBucket,
+      instancesBucket: settings.instancesBucket,
+      leaseTtlMs: settings.clusterLeaseTtlMs,
+      tickMs: settings.clusterTickMs,
+      replicas: settings.clusterReplicas,
+      create: (create, what) => withCreateRetries(create, what),
+    });
     this.ownership = new PartitionOwnership({
       instanceId,
       partitions: settings.partitions,
-      leases: await withCreateRetries(() => kvm.create(settings.leasesBucket, bucket)),
-      instances: await withCreateRetries(() => kvm.create(settings.instancesBucket, bucket)),
+      ...buckets,
       leaseTtlMs: settings.clusterLeaseTtlMs,
       tickMs: settings.clusterTickMs,
       handlers: {

@@ -51,8 +51,8 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
     bootId: data.bootId,
     ownsPartitions: settings.cluster ? 'given' : 'all',
   });
-  const cluster = settings.cluster ? await ClusterPartitions.open(nc, store, actor, data) : undefined;
   const logger = createLogger(settings.logLevel, undefined, settings.logFormat).child({ thread: 'actor', actor: data.actorIndex });
+  const cluster = settings.cluster ? await ClusterPartitions.open(nc, store, actor, data, logger) : undefined;
   const publisher = new OutcomePublisher(
     new PubAckRouter(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix),
     (key) => actor.outboxPublished(key),
@@ -107,6 +107,7 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
       case 'close':
         closing = true;
         clearInterval(idleRemovals);
+        await cluster?.close();
         await publisher.idle(CLOSE_PUBLISH_WAIT_MS);
         await actor.removePublishedOutbox().catch(() => undefined);
         publisher.close();

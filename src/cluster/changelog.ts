@@ -19,6 +19,16 @@ const STREAM_WRONG_LAST_SEQUENCE = 10071;
 const HEADER_KIND = 'Loyalty-Changelog';
 const HEADER_EPOCH = 'Loyalty-Epoch';
 const HEADER_OWNER = 'Loyalty-Owner';
+/** An append not answered for this long fails (the engine stops: crash-only). Above 2.9.10's ~6 s leader election with room. */
+export const APPEND_RETRY_MS = 30_000;
+
+/** The stream did not answer: a timeout, or nobody serves its subject right now (no leader). Not a refusal. */
+function unanswered(error: unknown): boolean {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if (cause.name === 'TimeoutError' || cause.name === 'NoResponders' || /no responders|timeout/i.test(cause.message)) return true;
+  }
+  return false;
+}
 
 export class PartitionFencedError extends EngineError {
   constructor(
@@ -72,6 +82,9 @@ export class PartitionChangelog {
     subjectPrefix: string,
     readonly partition: number,
     private readonly owner: string,
+    /** How long an unanswered append is asked again before it fails (above a leader election). */
+    private readonly retryMs = APPEND_RETRY_MS,
+    private readonly onRetry?: (attempt: number, error: unknown) => void,
   ) {
     this.subject = changelogSubject(subjectPrefix, partition);
   }
@@ -88,7 +101,7 @@ export class PartitionChangelog {
    */
   async fence(epoch: number): Promise<number> {
     assert(Number.isSafeInteger(epoch) && epoch > 0, 'a fence needs a positive lease epoch');
-    const last = await this.lastSubjectSequence();
+    const last = await this.whileUnanswered(() => this.lastSubjectSequence());
     this.epoch = epoch;
     this.lastSeq = last;
     this.fenced = true;
@@ -101,17 +114,39 @@ export class PartitionChangelog {
     return this.write('commit', data);
   }
 
+  /**
+   * One append, asked again while the stream does not answer (a timeout, or
+   * "no responders" while an R3 stream elects a leader: ~6 s on 2.9.10 when
+   * a server dies). Each attempt carries the same message id, one per
+   * (owner, epoch, expected sequence). If an earlier attempt was stored and
+   * only its acknowledgement lost, a single server answers the retry as a
+   * duplicate with the sequence it stored; a clustered stream (2.9.10)
+   * checks the expected sequence first and refuses it, so a refused retry
+   * reads the subject's last record: when it carries our message id, the
+   * commit is ours and stored once. Only another writer's record is a fence.
+   */
   private async write(kind: ChangelogRecord['kind'], data: Uint8Array): Promise<number> {
     const h = headers();
     h.set(HEADER_KIND, kind);
     h.set(HEADER_EPOCH, String(this.epoch));
     h.set(HEADER_OWNER, this.owner);
+    const msgID = `${this.owner}:${this.epoch}:${this.partition}:${this.lastSeq}`;
+    let retried = false;
     try {
-      const ack = await this.js.publish(this.subject, data, { headers: h, expect: { lastSubjectSequence: this.lastSeq, streamName: this.stream } });
+      const ack = await this.whileUnanswered(
+        () => this.js.publish(this.subject, data, { headers: h, msgID, expect: { lastSubjectSequence: this.lastSeq, streamName: this.stream } }),
+        () => (retried = true),
+      );
       this.lastSeq = ack.seq;
       return ack.seq;
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === STREAM_WRONG_LAST_SEQUENCE) {
+        // An attempt stored and its answer lost: a clustered stream (2.9.10) checks the expected sequence before duplicates.
+        const stored = retried ? await this.whileUnanswered(() => this.lastOf(msgID)) : undefined;
+        if (stored !== undefined) {
+          this.lastSeq = stored;
+          return stored;
+        }
         throw new PartitionFencedError(
           this.partition,
           this.epoch,
@@ -119,6 +154,27 @@ export class PartitionChangelog {
         );
       }
       throw error;
+    }
+  }
+
+  /** The sequence of the subject's last record when its message id is `msgID` (an attempt of ours was stored), else undefined. */
+  private async lastOf(msgID: string): Promise<number | undefined> {
+    const message = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject });
+    return message !== null && message.header.get('Nats-Msg-Id') === msgID ? message.seq : undefined;
+  }
+
+  /** Runs `request` again while the stream does not answer, for up to retryMs; any other error is thrown at once. */
+  private async whileUnanswered<T>(request: () => Promise<T>, onRetry?: () => void): Promise<T> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await request();
+      } catch (error) {
+        if (!unanswered(error) || Date.now() - started >= this.retryMs) throw error;
+        this.onRetry?.(attempt, error);
+        onRetry?.();
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * attempt)));
+      }
     }
   }
 

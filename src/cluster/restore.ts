@@ -197,21 +197,31 @@ export function changelogRecorder(
   initial?: ReadonlyMap<number, number>,
   /** The owner's published watermark of a partition now, written into each record (0: not known). */
   publishedWatermark: (partition: number) => number = () => 0,
+  /** Told, once a batch's LMDB write completed, of each partition's position after it and the record's size (a snapshot schedule). */
+  onWritten?: (partition: number, position: AppendedPosition, bytes: number) => void,
 ): ChangelogRecorder {
   const published = new Map<number, number>();
   const watermarks = new Map<number, number>(initial);
   const recorder: ChangeRecorder = async (changes) => {
+    const positions: [number, AppendedPosition, number][] = [];
     await Promise.all(
       changes.map(async (partitionChanges) => {
-        const changelog = changelogs.get(partitionChanges.partition);
-        assert(changelog !== undefined, `a batch changed partition ${partitionChanges.partition}, which this instance has no changelog of`);
+        const { partition } = partitionChanges;
+        const changelog = changelogs.get(partition);
+        assert(changelog !== undefined, `a batch changed partition ${partition}, which this instance has no changelog of`);
         // Never past what this record commits: a mark from an earlier term of the same owner may run ahead of a restored tail.
-        const mark = Math.min(publishedWatermark(partitionChanges.partition), Math.max(watermarks.get(partitionChanges.partition) ?? 0, partitionChanges.watermark));
-        await changelog.append(encodePartitionChanges(partitionChanges, changelog.lastSequence, undefined, mark));
-        published.set(partitionChanges.partition, Math.max(published.get(partitionChanges.partition) ?? 0, mark));
-        watermarks.set(partitionChanges.partition, Math.max(watermarks.get(partitionChanges.partition) ?? 0, partitionChanges.watermark));
+        const mark = Math.min(publishedWatermark(partition), Math.max(watermarks.get(partition) ?? 0, partitionChanges.watermark));
+        const record = encodePartitionChanges(partitionChanges, changelog.lastSequence, undefined, mark);
+        const changelogSeq = await changelog.append(record);
+        published.set(partition, Math.max(published.get(partition) ?? 0, mark));
+        watermarks.set(partition, Math.max(watermarks.get(partition) ?? 0, partitionChanges.watermark));
+        positions.push([partition, { changelogSeq, watermark: watermarks.get(partition)!, publishedWatermark: published.get(partition)! }, record.length]);
       }),
     );
+    if (onWritten === undefined) return undefined;
+    return () => {
+      for (const [partition, position, bytes] of positions) onWritten(partition, position, bytes);
+    };
   };
   return {
     recorder,

@@ -69,6 +69,15 @@ const settingsObject = z
     changelogStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_CHANGELOG'),
     /** Cluster mode: the object store bucket of the partitions' snapshots. */
     snapshotBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_SNAPSHOTS'),
+    /**
+     * Cluster mode: a partition is snapshotted (and its changelog compacted)
+     * once this many records or bytes were appended since its last snapshot,
+     * at most once per interval: a new owner then replays at most about that
+     * much (src/cluster/snapshot-schedule.ts).
+     */
+    snapshotRecordsMin: integer(1, 10_000_000).default(2_000),
+    snapshotBytesMin: integer(4_096, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+    snapshotIntervalMsMin: integer(0, 86_400_000).default(30_000),
     /** Cluster mode: KV buckets of the partition leases and of the live instances (both with the lease TTL). */
     leasesBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_LEASES'),
     instancesBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_INSTANCES'),

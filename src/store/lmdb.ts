@@ -287,6 +287,8 @@ export class LmdbStore implements ActorStore, MemberReads {
       transactions.push(promise);
     };
     const recorder = this.changeRecorder;
+    /** The recorder's call for when this batch is written. */
+    let written: (() => void) | undefined;
     const recorded = recorder === undefined ? undefined : new BatchChangeRecorder(this.valueEncoders(), this.requirePartitions(), STORE_FORMAT_VERSION);
     const sink: RecordSink = recorded ?? {
       put: (_partition, tree, key, value) => track(this.partitionTrees[tree]!.put(key, value)),
@@ -325,7 +327,8 @@ export class LmdbStore implements ActorStore, MemberReads {
       if (changes.length > 0) {
         // Nothing is written before this: the changelog append (cluster mode's commit point) comes first.
         const appended = recorder(changes);
-        if (appended !== undefined) await appended;
+        const after = appended instanceof Promise ? await appended : appended;
+        if (typeof after === 'function') written = after;
         this.writeChanges(changes, track);
       }
     }
@@ -346,6 +349,7 @@ export class LmdbStore implements ActorStore, MemberReads {
     // Each one awaited (and so handled) even when an earlier one failed.
     const settled = await Promise.allSettled(transactions.map((transaction) => this.written(transaction)));
     for (const result of settled) if (result.status === 'rejected') throw result.reason;
+    written?.();
   }
 
   /** The values' encoders of the partition trees: the ones their puts would use, so recorded bytes are the stored bytes. */

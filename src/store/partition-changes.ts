@@ -96,8 +96,13 @@ export interface DecodedPartitionChanges extends PartitionChanges {
   readonly publishedWatermark: number;
 }
 
-/** What the store hands a recorder: each partition's share, in partition order. */
-export type ChangeRecorder = (changes: readonly PartitionChanges[]) => void | Promise<void>;
+/**
+ * What the store hands a recorder: each partition's share, in partition
+ * order. A function the recorder returns (or resolves to) is called once the
+ * batch's LMDB write completed, and only then (a snapshot may be labelled
+ * only with a position the store holds).
+ */
+export type ChangeRecorder = (changes: readonly PartitionChanges[]) => void | (() => void) | Promise<void | (() => void)>;
 
 /** What the store encodes a tree's values with (its lmdb-js database's msgpackr encoder). */
 export interface ValueEncoder {

@@ -35,7 +35,7 @@ export async function ensureTopology(jsm: JetStreamManager, settings: Settings):
   }
   if (settings.cluster) {
     // The commit point: one subject per partition, appended with the expected last sequence (src/cluster/changelog.ts).
-    await withCreateRetries(() => ensureChangelogStream(jsm, { stream: settings.changelogStreamName, subjectPrefix: settings.subjectPrefix, replicas: settings.clusterReplicas }));
+    await withCreateRetries(() => ensureChangelogStream(jsm, { stream: settings.changelogStreamName, subjectPrefix: settings.subjectPrefix, replicas: settings.clusterReplicas }), `stream ${settings.changelogStreamName}`);
     return; // consumers per partition, created by their owners (resetPartitionConsumer)
   }
   await resetConsumerToAckFloor(jsm, settings);
@@ -129,21 +129,30 @@ export async function resetConsumerToAckFloor(jsm: JetStreamManager, settings: S
  * raced by another can time out although the stream then exists (seen with 3
  * engines at once on 3 servers; nats-server#3677). The next attempt finds it.
  */
-export async function withCreateRetries<T>(create: () => Promise<T>, attempts = CREATE_ATTEMPTS): Promise<T> {
+export async function withCreateRetries<T>(create: () => Promise<T>, what = 'a JetStream stream or bucket', deadlineMs = CREATE_DEADLINE_MS): Promise<T> {
+  const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
       return await create();
     } catch (error) {
-      if (attempt >= attempts) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250 * attempt + Math.floor(Math.random() * 250)));
+      const elapsed = Date.now() - started;
+      if (elapsed >= deadlineMs) {
+        throw error instanceof EngineError ? error : wrap(error, `${what} (${attempt} attempts in ${elapsed} ms)`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 250 * attempt) + Math.floor(Math.random() * 250)));
     }
   }
 }
 
-const CREATE_ATTEMPTS = 4;
+/**
+ * How long creates are asked again: on 2.9.10 three instances creating the
+ * same R3 stream or bucket at once each timed out (the API's 5-10 s) up to
+ * four times in a row while the meta leader settled.
+ */
+const CREATE_DEADLINE_MS = 90_000;
 
 function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
-  return withCreateRetries(() => ensureStreamOnce(jsm, config));
+  return withCreateRetries(() => ensureStreamOnce(jsm, config), `stream ${config.name}`);
 }
 
 async function ensureStreamOnce(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -51,6 +51,8 @@ export class ClusterRig {
   private readonly dataDirs: string[] = [];
   private readonly dirs: { remove(): void }[] = [];
   private copies = 0;
+  /** Starts not finished yet: close waits for them, or an engine that became ready after a failed Promise.all would outlive the test. */
+  private readonly starting = new Set<Promise<EngineProcess>>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -70,10 +72,12 @@ export class ClusterRig {
       this.dirs.push(dir);
       dataDir = dir.path;
     }
-    const engine = await startEngineProcess({
+    const started = startEngineProcess({
       natsUrl: this.options.natsUrl,
       dataDir,
       readyTimeoutMs: 90_000,
+      // CLUSTER_TEST_LOG_DIR: each instance's whole log in <dir>/<instance>.log.
+      ...(process.env.CLUSTER_TEST_LOG_DIR === undefined ? {} : { logFile: join(process.env.CLUSTER_TEST_LOG_DIR, `${instanceId}.log`) }),
       env: {
         LOYALTY_CLUSTER: 'true',
         LOYALTY_INSTANCE_ID: instanceId,
@@ -85,9 +89,15 @@ export class ClusterRig {
         LOYALTY_EMBEDDED_NATS_AUTO_INSTALL: 'false',
       },
     });
-    this.engines.push(engine);
-    this.dataDirs.push(dataDir);
-    return engine;
+    this.starting.add(started);
+    try {
+      const engine = await started;
+      this.engines.push(engine);
+      this.dataDirs.push(dataDir);
+      return engine;
+    } finally {
+      this.starting.delete(started);
+    }
   }
 
   indexOf(engine: EngineProcess): number {
@@ -243,6 +253,7 @@ export class ClusterRig {
   }
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.starting]);
     for (const engine of this.engines) {
       if (engine.child.exitCode !== null) continue;
       engine.child.kill('SIGCONT');

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
@@ -28,6 +28,8 @@ export interface EngineProcessOptions {
   readonly programFile?: string;
   readonly env?: Record<string, string>;
   readonly readyTimeoutMs?: number;
+  /** Every line the engine writes is appended here too (a test's whole log, for diagnosis). */
+  readonly logFile?: string;
 }
 
 export function tempDataDir(prefix = 'loyalty-test-'): { path: string; remove(): void } {
@@ -55,6 +57,7 @@ export async function startEngineProcess(options: EngineProcessOptions): Promise
   let output = '';
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-20_000);
+    if (options.logFile !== undefined) appendFileSync(options.logFile, chunk);
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);

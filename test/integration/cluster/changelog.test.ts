@@ -1,7 +1,8 @@
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChangelogStream, PartitionChangelog, PartitionFencedError, type ChangelogRecord } from '../../../src/cluster/changelog.js';
+import { startTestNatsCluster } from '../../helpers/nats-cluster.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../../helpers/nats-server.js';
 
 /**
@@ -79,4 +80,62 @@ describe('a partition changelog fenced by lease epochs', () => {
     await log.append(bytes('three')); // the owner's expected sequence is unaffected by the purge
     expect((await all(log, keep)).map((record) => text(record.data))).toEqual(['two', 'three']);
   });
+
+  it('asks an unanswered append again with the same message id: a lost acknowledgement stores the commit once, a lost request stores it after', async () => {
+    await appendsThroughLostAnswers(nc, STREAM, 30);
+  });
+});
+
+/** A client whose publishes fail as `plan` says: 'ack' stores the message and loses its answer, 'request' loses the request. */
+function unreliable(js: JetStreamClient, plan: ('ack' | 'request' | 'ok')[]): JetStreamClient {
+  const timeout = () => Object.assign(new Error('timeout'), { name: 'TimeoutError' });
+  return new Proxy(js, {
+    get(target, property, receiver) {
+      if (property !== 'publish') return Reflect.get(target, property, receiver) as unknown;
+      return async (...args: Parameters<JetStreamClient['publish']>) => {
+        const step = plan.shift() ?? 'ok';
+        if (step === 'request') throw timeout();
+        const ack = await target.publish(...args);
+        if (step === 'ack') throw timeout();
+        return ack;
+      };
+    },
+  });
+}
+
+async function appendsThroughLostAnswers(connection: NatsConnection, stream: string, partition: number): Promise<void> {
+  const retries: number[] = [];
+  // fence: ok; one: stored and answer lost, then the retry answered; two: stored and answer lost, then 2 requests lost, then answered; three: request lost, then stored.
+  const plan: ('ack' | 'request' | 'ok')[] = ['ok', 'ack', 'ok', 'ack', 'request', 'request', 'ok', 'request', 'ok'];
+  const log = new PartitionChangelog(unreliable(jetstream(connection), plan), await jetstreamManager(connection), stream, PREFIX, partition, 'engine-a', 10_000, (attempt) => retries.push(attempt));
+  const fenceSeq = await log.fence(5); // ok
+  const one = await log.append(bytes('one'));
+  const two = await log.append(bytes('two'));
+  const three = await log.append(bytes('three'));
+  expect([one, two, three].every((seq) => seq > fenceSeq)).toBe(true);
+  expect(retries).toEqual([1, 1, 2, 3, 1]);
+  expect(plan).toEqual([]);
+  const reader = new PartitionChangelog(jetstream(connection), await jetstreamManager(connection), stream, PREFIX, partition, 'reader');
+  const records: ChangelogRecord[] = [];
+  for await (const record of reader.readAfter(0)) records.push(record);
+  expect(records.map((record) => [record.seq, record.kind, text(record.data)])).toEqual([
+    [fenceSeq, 'fence', ''],
+    [one, 'commit', 'one'],
+    [two, 'commit', 'two'],
+    [three, 'commit', 'three'],
+  ]);
+}
+
+describe('a partition changelog on a 3-node cluster (R3)', () => {
+  it('asks an unanswered append again: a retry of a stored commit, refused by the expected-sequence check, is found as ours', async () => {
+    const cluster = await startTestNatsCluster(3, 'loyalty-changelog');
+    const connection = await connectTest(cluster.urls);
+    try {
+      await ensureChangelogStream(await jetstreamManager(connection, { timeout: 20_000 }), { stream: 'CHANGELOG_R3', subjectPrefix: PREFIX, replicas: 3 });
+      await appendsThroughLostAnswers(connection, 'CHANGELOG_R3', 4);
+    } finally {
+      await connection.close();
+      await cluster.stop();
+    }
+  }, 60_000);
 });

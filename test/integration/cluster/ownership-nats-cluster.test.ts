@@ -1,7 +1,7 @@
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PartitionOwnership } from '../../../src/cluster/ownership.js';
+import { openOwnershipBuckets, PartitionOwnership } from '../../../src/cluster/ownership.js';
 import { sleep, waitFor } from '../../helpers/engine-process.js';
 import { startTestNatsCluster, type TestNatsCluster } from '../../helpers/nats-cluster.js';
 import { connectTest } from '../../helpers/nats-server.js';
@@ -48,9 +48,15 @@ describe('partition leases on a 3-node nats-server cluster', () => {
     }
     const instances = await Promise.all(
       connections.map(async (connection, index) => {
-        const kvm = new Kvm(connection);
-        const leases = await kvm.open('cluster-leases');
-        const live = await kvm.open('cluster-instances');
+        // As the engine opens them: with a tick's request timeout (openOwnershipBuckets says why).
+        const { leases, instances: live } = await openOwnershipBuckets(connection, {
+          leasesBucket: 'cluster-leases',
+          instancesBucket: 'cluster-instances',
+          leaseTtlMs: TTL_MS,
+          tickMs: TICK_MS,
+          replicas: 3,
+          create: (create) => create(),
+        });
         return new PartitionOwnership({
           instanceId: `engine-${index}`,
           partitions: PARTITIONS,

@@ -46,6 +46,18 @@ async function buckets(): Promise<{ leases: KV; instances: KV }> {
   };
 }
 
+/** The bucket with one method replaced (`replace` gets the original, bound). */
+function withMethod<M extends 'put' | 'update'>(bucket: KV, method: M, replace: (original: KV[M]) => KV[M]): KV {
+  const replaced = replace(bucket[method].bind(bucket) as KV[M]);
+  return new Proxy(bucket, {
+    get(target, property, receiver) {
+      if (property === method) return replaced;
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 function instance(id: string, kv: { leases: KV; instances: KV }, errors: unknown[]): Instance {
   const events: Instance['events'] = [];
   const handlers: OwnershipHandlers = {
@@ -122,6 +134,47 @@ describe('partition leases in a KV bucket', () => {
       await a.ownership.stop();
     }
   }, 60_000);
+
+  it('a first round that fails (the bucket not answering yet) is reported and tried again at the next tick', async () => {
+    const kv = await buckets();
+    const errors: unknown[] = [];
+    let refusals = 2;
+    // The heartbeat bucket refuses the first two puts, as a just-created R3 bucket without a leader does.
+    const flaky = withMethod(kv.instances, 'put', (put) => (...args) => (refusals-- > 0 ? Promise.reject(new Error("no responders: '$KV.instances'")) : put(...args)));
+    const one = instance('engine-a', { leases: kv.leases, instances: flaky }, errors);
+    await one.ownership.start();
+    try {
+      expect(errors).toHaveLength(1);
+      expect(one.ownership.owned().size).toBe(0);
+      await waitFor(() => one.ownership.owned().size === PARTITIONS, 10_000, 'the instance to own every partition after its failed first rounds');
+      expect(errors.map((error) => String(error))).toEqual(["Error: no responders: '$KV.instances'", "Error: no responders: '$KV.instances'"]);
+    } finally {
+      await one.ownership.stop();
+    }
+  }, 30_000);
+
+  it('a renewal stored but whose answer was lost does not read as a lost lease: the next one, refused, finds the lease still its own', async () => {
+    const kv = await buckets();
+    const errors: unknown[] = [];
+    let lostAnswers = 5;
+    // Five renewals are stored and then time out, as in a leader election after a server's death.
+    const flaky = withMethod(kv.leases, 'update', (update) => async (...args) => {
+      const revision = await update(...args);
+      if (lostAnswers-- > 0) throw Object.assign(new Error('timeout'), { name: 'TimeoutError' });
+      return revision;
+    });
+    const one = instance('engine-a', { leases: flaky, instances: kv.instances }, errors);
+    await one.ownership.start();
+    try {
+      await waitFor(() => lostAnswers < 0, 10_000, 'the lost answers and the renewals after them');
+      await sleep(3 * TICK_MS);
+      expect(one.events.filter((event) => event.kind === 'lost')).toEqual([]);
+      expect(one.ownership.owned().size).toBe(PARTITIONS);
+      expect(errors.map(String)).toEqual(Array.from({ length: 5 }, () => 'TimeoutError: timeout'));
+    } finally {
+      await one.ownership.stop();
+    }
+  }, 30_000);
 
   it('a paused owner stops itself before its lease can expire, and its late renewal is refused', async () => {
     const kv = await buckets();
