@@ -129,4 +129,25 @@ export interface ApiContext {
   readonly wallets?: WalletCache;
   /** Engine health for /health (from the API thread: asked of the engine's main thread). */
   readonly health: () => Health | Promise<Health>;
+  /**
+   * Cluster mode (src/api/member-routing.ts): this instance's store holds only
+   * the partitions it consumes, so a wallet or ledger read of another
+   * partition is answered by that partition's owner over NATS. Absent (a
+   * single instance): every read is local.
+   */
+  readonly memberRouting?: MemberRouting;
+}
+
+/**
+ * Which member reads are this instance's, and the owner's answer for the rest.
+ * Implementations throw WalletRoutingError (src/cluster/wallet-routing.ts);
+ * the routes turn its codes into the API's (member-routing.ts routedReadError).
+ */
+export interface MemberRouting {
+  /** True when this instance consumes the member's partition: the read stays local. Synchronous and cheap, called on every read. */
+  owns(memberId: string): boolean;
+  /** The owner's wallet JSON text, as GET /v1/members/{id}/wallet writes it. */
+  wallet(memberId: string): Promise<string>;
+  /** The owner's ledger page JSON text, as GET /v1/members/{id}/ledger writes it. */
+  ledger(memberId: string, query: LedgerQuery): Promise<string>;
 }

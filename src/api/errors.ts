@@ -15,7 +15,6 @@ export const ERROR_CODES = {
   NO_TOKENS_CONFIGURED: 403,
   MEMBER_NOT_FOUND: 404,
   NOT_FOUND: 404,
-  NOT_ACCEPTABLE: 406,
   PAYLOAD_TOO_LARGE: 413,
   TOO_MANY_LINES: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
@@ -24,7 +23,13 @@ export const ERROR_CODES = {
   INTERNAL_ERROR: 500,
   SUBMIT_FAILED: 503,
   UNAVAILABLE: 503,
+  /** Cluster mode: the member's partition has no owner answering (a handover longer than the router waits). */
+  PARTITION_UNAVAILABLE: 503,
+  /** Cluster mode: too many reads waiting for their partitions' owners, here or at the owner. */
+  OVERLOADED: 503,
   OUTCOME_TIMEOUT: 504,
+  /** Cluster mode: the partition's owner is subscribed but did not answer in time. */
+  PARTITION_TIMEOUT: 504,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

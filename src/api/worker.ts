@@ -3,10 +3,10 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { FastifyInstance } from 'fastify';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { checkProgramText } from '../runtime/program-manager.js';
 import { KpiResponder } from '../cluster/kpi-aggregation.js';
-import { PartitionWalletServer } from '../cluster/wallet-routing.js';
+import { PartitionWalletServer, WalletRouter } from '../cluster/wallet-routing.js';
 import { instanceIdOf, type Settings } from '../config/settings.js';
 import { createLogger } from '../log.js';
 import { LmdbStore } from '../store/lmdb.js';
@@ -17,6 +17,7 @@ import { TokenTable } from './auth.js';
 import type { ApiContext, Health, ProgramCheck, ProgramManager } from './context.js';
 import { ApiError } from './errors.js';
 import { listeningPort, startHttpServer } from './http.js';
+import { ledgerPageJson, PartitionMemberRouting, type RoutedOutcome, type RoutedRead } from './member-routing.js';
 import { httpListenError } from './port-check.js';
 import { storeReportReader } from './report-reader.js';
 import type { MetricsSource } from './routes/index.js';
@@ -123,6 +124,7 @@ let app: FastifyInstance | undefined;
 let services: LoyaltyServices | undefined;
 let kpis: KpiResponder | undefined;
 let partitionWallets: PartitionWalletServer | undefined;
+let memberRouting: PartitionMemberRouting | undefined;
 let stopping: Promise<void> | undefined;
 
 port.on('message', (message: ToWorker) => {
@@ -151,8 +153,14 @@ port.on('message', (message: ToWorker) => {
   }
 });
 
+interface ThreadMetrics {
+  readonly registry: Registry;
+  /** A wallet or ledger read routed to its partition's owner (cluster mode) ended. */
+  routedRead(read: RoutedRead, outcome: RoutedOutcome, seconds: number): void;
+}
+
 /** The API thread's own metrics, appended to the main thread's at /metrics. */
-function threadMetrics(wallets: WalletCache): Registry {
+function threadMetrics(wallets: WalletCache, routedInFlight: () => number): ThreadMetrics {
   const registry = new Registry();
   let lastWallet = wallets.stats();
   new Counter({
@@ -202,6 +210,28 @@ function threadMetrics(wallets: WalletCache): Registry {
       lastActiveMs = activeMs;
     },
   });
+  // Cluster mode: reads of members whose partition another instance consumes, answered by that owner over NATS.
+  const routedReads = new Counter({
+    name: 'loyalty_http_routed_reads_total',
+    help: 'Wallet and ledger reads of members in partitions another instance consumes, sent to the owner (cluster mode), by read and outcome',
+    labelNames: ['read', 'outcome'],
+    registers: [registry],
+  });
+  const routedSeconds = new Histogram({
+    name: 'loyalty_http_routed_read_seconds',
+    help: 'Time from sending a routed wallet or ledger read to its owner until the answer or the failure, waits through handovers included',
+    labelNames: ['read'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'loyalty_http_routed_reads_in_flight',
+    help: 'Routed wallet and ledger reads waiting for their owner now',
+    registers: [registry],
+    collect() {
+      this.set(routedInFlight());
+    },
+  });
   // Linux: the thread's own CPU time (utime + stime of /proc/thread-self/stat, in clock ticks of 1/100 s).
   let lastCpuSeconds = threadCpuSeconds();
   if (lastCpuSeconds !== undefined) {
@@ -217,7 +247,13 @@ function threadMetrics(wallets: WalletCache): Registry {
       },
     });
   }
-  return registry;
+  return {
+    registry,
+    routedRead(read, outcome, seconds) {
+      routedReads.inc({ read, outcome });
+      routedSeconds.observe({ read }, seconds);
+    },
+  };
 }
 
 function threadCpuSeconds(): number | undefined {
@@ -246,9 +282,17 @@ async function start(): Promise<void> {
     }
   };
   const wallets = new WalletCache(store, { records: store.walletRecords(), bytesMax: settings.walletCacheBytesMax });
-  const own = threadMetrics(wallets);
+  const own = threadMetrics(wallets, () => memberRouting?.inFlightNow() ?? 0);
+  // Cluster mode: reads of partitions this instance does not consume go to their owners (issue 17); told of the owned set with the wallet server's.
+  if (settings.cluster) {
+    memberRouting = new PartitionMemberRouting(new WalletRouter(nc, { partitions: settings.partitions, subjectPrefix: settings.subjectPrefix }), {
+      partitions: settings.partitions,
+      onRead: own.routedRead,
+    });
+    memberRouting.setOwned(ownedPartitions ?? []);
+  }
   const metrics: MetricsSource = {
-    contentType: own.contentType,
+    contentType: own.registry.contentType,
     metrics: async () => {
       let main;
       try {
@@ -256,10 +300,19 @@ async function start(): Promise<void> {
       } catch (error) {
         throw new ApiError('UNAVAILABLE', (error as Error).message);
       }
-      return `${main.text}${main.text.endsWith('\n') || main.text === '' ? '' : '\n'}${await own.metrics()}`;
+      return `${main.text}${main.text.endsWith('\n') || main.text === '' ? '' : '\n'}${await own.registry.metrics()}`;
     },
   };
-  const api: ApiContext = { settings, reads: store, wallets, submitter, programs, reports: storeReportReader(store, programs), health };
+  const api: ApiContext = {
+    settings,
+    reads: store,
+    wallets,
+    submitter,
+    programs,
+    reports: storeReportReader(store, programs),
+    health,
+    ...(memberRouting !== undefined ? { memberRouting } : {}),
+  };
   app = await startHttpServer({
     host: settings.httpHost,
     port: settings.httpPort,
@@ -287,6 +340,7 @@ async function start(): Promise<void> {
     partitions: settings.partitions,
     subjectPrefix: settings.subjectPrefix,
     read: (memberId) => wallets.json(memberId, programs.active(), Date.now()),
+    readLedger: (memberId, _partition, query, bytesMax) => ledgerPageJson(store!, memberId, query, bytesMax),
     onError: (error, partition) => logger.warn({ err: error, partition }, 'a partition wallet read could not be answered'),
   });
   partitionWallets = walletServer;
@@ -307,6 +361,9 @@ const served = new Set<number>();
  */
 function servePartitions(owned: readonly number[]): void {
   ownedPartitions = owned;
+  // HTTP reads of these partitions are local from now on, the others go to their owners: the engine says so once a
+  // partition's state is restored here, and before it hands one over.
+  memberRouting?.setOwned(owned);
   const server = partitionWallets;
   if (server === undefined) return;
   serving = serving.then(async () => {

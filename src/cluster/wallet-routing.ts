@@ -2,6 +2,7 @@ import { errors as natsErrors, headers as natsHeaders, type Msg, type MsgHdrs, t
 import { ServiceErrorCodeHeader, ServiceErrorHeader } from '@nats-io/services';
 import { assert } from '../domain/assert.js';
 import { memberIdSchema } from '../domain/events.js';
+import { LEDGER_KINDS } from '../domain/state.js';
 import { partitionOf } from '../routing/partitioner.js';
 import { HEADER_ERROR_CODE } from '../transport/services.js';
 
@@ -10,6 +11,8 @@ import { HEADER_ERROR_CODE } from '../transport/services.js';
  * instances each holding only the partitions it owns, a wallet can be read
  * only where its partition lives, so every partition has its own subject:
  *   <prefix>.svc.wallet.p<N>   {"memberId": "ann"}   → wallet JSON (as <prefix>.svc.wallet)
+ *                              {"memberId": "ann", "ledger": {"afterSeq", "limit", "kinds"?, "fromMs"?, "toMs"?}}
+ *                                                   → a ledger page's JSON (as GET /v1/members/ann/ledger), header Loyalty-Read: ledger
  * The owner subscribes to it when it has won the partition and restored its
  * state (own), and drains the subscription before handing it over (release).
  * A plain subscription, no queue group: exactly one instance answers, and
@@ -65,9 +68,20 @@ export class WalletRoutingError extends Error {
 
 /** Which instance answered: for logs and the tests that check the owner answered. */
 export const HEADER_INSTANCE = 'Loyalty-Instance';
+/**
+ * On a ledger page's reply: what was read. An instance that predates ledger
+ * reads takes {"memberId", "ledger"} for a wallet request and answers the
+ * wallet; without this header the router refuses that answer.
+ */
+export const HEADER_READ = 'Loyalty-Read';
+/** A ledger page holds at most this many entries (the HTTP API asks for at most 500). */
+export const LEDGER_LIMIT_MAX = 1_000;
+/** Room left under the server's max_payload for the reply's headers. */
+const REPLY_HEADROOM_BYTES = 4_096;
+const MAX_PAYLOAD_DEFAULT = 1024 * 1024;
 /** A partition count's subjects are p0..p(P-1); as LOYALTY_PARTITIONS allows. */
 export const PARTITIONS_MAX = 4096;
-/** {"memberId": <64 chars>} is under 100 bytes; anything much larger is not a wallet request. */
+/** {"memberId": <64 chars>} is under 100 bytes, with a ledger query of every kind under 400; anything much larger is not a request of ours. */
 const REQUEST_BYTES_MAX = 1024;
 
 export function walletSubject(prefix: string, partition: number): string {
@@ -82,12 +96,36 @@ const decoder = new TextDecoder();
 /** The wallet JSON text of a member (walletJson(walletResponse(...))), or undefined when the member is not known. */
 export type WalletReader = (memberId: string, partition: number) => string | undefined | Promise<string | undefined>;
 
+/** A ledger page asked for: src/api/context.ts LedgerQuery, checked. */
+export interface LedgerRequest {
+  /** Entries after this sequence number (the cursor's); 0 = from the start. */
+  readonly afterSeq: number;
+  /** 1..LEDGER_LIMIT_MAX. */
+  readonly limit: number;
+  /** Only these entry kinds (LEDGER_KINDS), if given. */
+  readonly kinds?: readonly string[];
+  /** Event time, inclusive start and exclusive end (ms). */
+  readonly fromMs?: number;
+  readonly toMs?: number;
+}
+
+/**
+ * A ledger page's JSON text ({"memberId", "entries", "nextCursor"}, as the
+ * HTTP API writes it), or undefined when the member is not known. The text
+ * must be at most `bytesMax` bytes of UTF-8 (the connection's max_payload less
+ * room for headers): a page that would be larger is cut short, its nextCursor
+ * after the last entry kept.
+ */
+export type LedgerReader = (memberId: string, partition: number, query: LedgerRequest, bytesMax: number) => string | undefined | Promise<string | undefined>;
+
 export interface PartitionWalletServerOptions {
   readonly instanceId: string;
   readonly partitions: number;
   /** settings.subjectPrefix; default "loyalty". */
   readonly subjectPrefix?: string;
   readonly read: WalletReader;
+  /** Ledger pages, on the same subject. Without it a ledger request is refused (VALIDATION_FAILED). */
+  readonly readLedger?: LedgerReader;
   /**
    * Checked on every request before reading, e.g. `(p) => ownership.holds(p)`:
    * an instance still subscribed after its lease's validity ran out (paused
@@ -205,11 +243,12 @@ export class PartitionWalletServer {
       void this.release(partition);
       return;
     }
-    const memberId = this.memberIdOf(message);
-    if (memberId === undefined) {
-      this.respondError(message, partition, 'VALIDATION_FAILED', 'request must be {"memberId": "<member id>"}');
+    const request = this.requestOf(message);
+    if (typeof request === 'string') {
+      this.respondError(message, partition, 'VALIDATION_FAILED', request);
       return;
     }
+    const { memberId, ledger } = request;
     const memberPartition = partitionOf(memberId, this.options.partitions);
     if (memberPartition !== partition) {
       this.respondError(
@@ -220,15 +259,21 @@ export class PartitionWalletServer {
       );
       return;
     }
+    const readLedger = this.options.readLedger;
+    if (ledger !== undefined && readLedger === undefined) {
+      this.respondError(message, partition, 'VALIDATION_FAILED', `instance ${this.options.instanceId} does not serve ledger reads`);
+      return;
+    }
     let result: string | undefined | Promise<string | undefined>;
     try {
-      result = this.options.read(memberId, partition);
+      result = ledger === undefined ? this.options.read(memberId, partition) : readLedger!(memberId, partition, ledger, this.payloadBytesMax() - REPLY_HEADROOM_BYTES);
     } catch (failure) {
       this.respondError(message, partition, 'INTERNAL_ERROR', (failure as Error)?.message ?? String(failure));
       return;
     }
+    const kind = ledger === undefined ? 'wallet' : 'ledger';
     if (typeof result === 'string' || result === undefined) {
-      this.respondWallet(message, partition, memberId, result);
+      this.respondRead(message, partition, memberId, kind, result);
       return;
     }
     if (this.readsInFlight >= this.readsInFlightMax) {
@@ -237,7 +282,7 @@ export class PartitionWalletServer {
     }
     this.readsInFlight += 1;
     const pending: Promise<void> = result.then(
-      (wallet) => this.respondWallet(message, partition, memberId, wallet),
+      (text) => this.respondRead(message, partition, memberId, kind, text),
       (failure: unknown) => this.respondError(message, partition, 'INTERNAL_ERROR', (failure as Error)?.message ?? String(failure)),
     ).finally(() => {
       this.readsInFlight -= 1;
@@ -246,26 +291,43 @@ export class PartitionWalletServer {
     served.inFlight.add(pending);
   }
 
-  private memberIdOf(message: Msg): string | undefined {
-    if (message.data.length > REQUEST_BYTES_MAX) return undefined;
+  /** The request, or what is wrong with it. */
+  private requestOf(message: Msg): { readonly memberId: string; readonly ledger: LedgerRequest | undefined } | string {
+    const expected = 'request must be {"memberId": "<member id>"} or {"memberId", "ledger": {"afterSeq", "limit", "kinds"?, "fromMs"?, "toMs"?}}';
+    if (message.data.length > REQUEST_BYTES_MAX) return `${expected}, at most ${REQUEST_BYTES_MAX} bytes`;
     let body: unknown;
     try {
       body = JSON.parse(decoder.decode(message.data));
     } catch {
-      return undefined;
+      return expected;
     }
     const parsed = memberIdSchema.safeParse((body as { memberId?: unknown } | null)?.memberId);
-    return parsed.success ? parsed.data : undefined;
+    if (!parsed.success) return expected;
+    const ledger = (body as { ledger?: unknown }).ledger;
+    if (ledger === undefined) return { memberId: parsed.data, ledger: undefined };
+    const problem = ledgerRequestProblem(ledger);
+    return problem === undefined ? { memberId: parsed.data, ledger: ledger as LedgerRequest } : `ledger: ${problem}`;
   }
 
-  private respondWallet(message: Msg, partition: number, memberId: string, wallet: string | undefined): void {
-    if (wallet === undefined) {
+  private payloadBytesMax(): number {
+    return this.nc.info?.max_payload ?? MAX_PAYLOAD_DEFAULT;
+  }
+
+  private respondRead(message: Msg, partition: number, memberId: string, kind: 'wallet' | 'ledger', text: string | undefined): void {
+    if (text === undefined) {
       this.respondError(message, partition, 'MEMBER_NOT_FOUND', `member ${memberId} is not known`);
+      return;
+    }
+    const body = encoder.encode(text);
+    // Refused here, with a reason, rather than by the client library (the requester would only time out).
+    if (body.length > this.payloadBytesMax() - REPLY_HEADROOM_BYTES) {
+      this.respondError(message, partition, 'INTERNAL_ERROR', `the ${kind} of member ${memberId} is ${body.length} bytes, more than max_payload (${this.payloadBytesMax()}) allows`);
       return;
     }
     const headers = natsHeaders();
     headers.set(HEADER_INSTANCE, this.options.instanceId);
-    this.respond(message, partition, encoder.encode(wallet), headers);
+    if (kind === 'ledger') headers.set(HEADER_READ, kind);
+    this.respond(message, partition, body, headers);
   }
 
   private respondError(message: Msg, partition: number, code: WalletRoutingCode, text: string): void {
@@ -284,6 +346,28 @@ export class PartitionWalletServer {
       this.options.onError?.(error, partition); // the connection closed under us: the requester times out
     }
   }
+}
+
+const LEDGER_REQUEST_KEYS = new Set(['afterSeq', 'limit', 'kinds', 'fromMs', 'toMs']);
+const LEDGER_KIND_SET: ReadonlySet<string> = new Set(LEDGER_KINDS);
+
+/** What is wrong with a ledger request, or undefined when it is one. */
+function ledgerRequestProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'must be an object';
+  const request = value as Record<string, unknown>;
+  const unknown = Object.keys(request).filter((key) => !LEDGER_REQUEST_KEYS.has(key));
+  if (unknown.length > 0) return `unknown fields ${unknown.join(', ')}`;
+  const { afterSeq, limit, kinds, fromMs, toMs } = request;
+  if (!Number.isSafeInteger(afterSeq) || (afterSeq as number) < 0) return 'afterSeq must be an integer ≥ 0';
+  if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > LEDGER_LIMIT_MAX) return `limit must be an integer from 1 to ${LEDGER_LIMIT_MAX}`;
+  if (kinds !== undefined) {
+    if (!Array.isArray(kinds) || kinds.length > LEDGER_KINDS.length) return `kinds must be a list of at most ${LEDGER_KINDS.length} ledger kinds`;
+    const bad = kinds.find((kind) => typeof kind !== 'string' || !LEDGER_KIND_SET.has(kind));
+    if (bad !== undefined) return `kinds: ${JSON.stringify(bad)} is not a ledger kind`;
+  }
+  if (fromMs !== undefined && !Number.isSafeInteger(fromMs)) return 'fromMs must be an integer (ms)';
+  if (toMs !== undefined && !Number.isSafeInteger(toMs)) return 'toMs must be an integer (ms)';
+  return undefined;
 }
 
 // ---- the client's side ----
@@ -307,7 +391,7 @@ export interface WalletRouterOptions {
 }
 
 export interface WalletReply {
-  /** The wallet JSON text, as the owner wrote it. */
+  /** The wallet (or ledger page) JSON text, as the owner wrote it. */
   readonly json: string;
   readonly partition: number;
   /** The instance that answered (its Loyalty-Instance header). */
@@ -366,12 +450,25 @@ export class WalletRouter {
     return (await this.walletReply(memberId)).json;
   }
 
-  async walletReply(memberId: string): Promise<WalletReply> {
+  walletReply(memberId: string): Promise<WalletReply> {
+    return this.read(memberId, undefined);
+  }
+
+  /** A page of the member's ledger as JSON text ({"memberId", "entries", "nextCursor"}), from its partition's owner. Throws WalletRoutingError. */
+  async ledger(memberId: string, query: LedgerRequest): Promise<string> {
+    return (await this.ledgerReply(memberId, query)).json;
+  }
+
+  ledgerReply(memberId: string, query: LedgerRequest): Promise<WalletReply> {
+    return this.read(memberId, query);
+  }
+
+  private async read(memberId: string, ledger: LedgerRequest | undefined): Promise<WalletReply> {
     const parsed = memberIdSchema.safeParse(memberId);
     if (!parsed.success) throw new WalletRoutingError('VALIDATION_FAILED', `not a member id: ${JSON.stringify(String(memberId).slice(0, 80))}`, undefined);
     const partition = partitionOf(parsed.data, this.options.partitions);
     const subject = walletSubject(this.prefix, partition);
-    const payload = encoder.encode(JSON.stringify({ memberId: parsed.data }));
+    const payload = encoder.encode(JSON.stringify(ledger === undefined ? { memberId: parsed.data } : { memberId: parsed.data, ledger: ledgerRequestOf(ledger) }));
     this.counters.reads += 1;
     const startedAt = Date.now();
     const deadline = startedAt + this.handoverWaitMs;
@@ -389,6 +486,13 @@ export class WalletRouter {
         const serviceStatus = message.headers?.get(ServiceErrorCodeHeader) ?? '';
         const servedBy = message.headers?.get(HEADER_INSTANCE) || undefined;
         if (code === '' && serviceStatus === '') {
+          if (ledger !== undefined && message.headers?.get(HEADER_READ) !== 'ledger') {
+            throw new WalletRoutingError(
+              'INTERNAL_ERROR',
+              `partition ${partition} (instance ${servedBy ?? '?'}): answered a ledger read without ${HEADER_READ}: ledger (a version that serves wallets only?)`,
+              partition,
+            );
+          }
           const elapsedMs = Date.now() - startedAt;
           if (attempt > 1) this.counters.longestWaitMs = Math.max(this.counters.longestWaitMs, elapsedMs);
           return { json: decoder.decode(message.data), partition, servedBy, attempts: attempt, elapsedMs };
@@ -418,6 +522,17 @@ export class WalletRouter {
     }
     return new WalletRoutingError('REQUEST_FAILED', `partition ${partition} (${subject}): ${(error as Error)?.message ?? String(error)}`, partition, { cause: error });
   }
+}
+
+/** Only the fields of a ledger request, none undefined (a caller's object may carry more). */
+function ledgerRequestOf(query: LedgerRequest): LedgerRequest {
+  return {
+    afterSeq: query.afterSeq,
+    limit: query.limit,
+    ...(query.kinds !== undefined ? { kinds: query.kinds } : {}),
+    ...(query.fromMs !== undefined ? { fromMs: query.fromMs } : {}),
+    ...(query.toMs !== undefined ? { toMs: query.toMs } : {}),
+  };
 }
 
 function isNoResponders(error: unknown): boolean {
