@@ -97,15 +97,26 @@ export function parseMix(text: string): Record<EventKind, number> {
   return mix;
 }
 
-function oneOf<T extends string>(value: string, allowed: readonly T[], name: string): T {
+export function oneOf<T extends string>(value: string, allowed: readonly T[], name: string): T {
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${name}: expected one of ${allowed.join(', ')}, got "${value}"`);
   return value as T;
 }
 
-function numberIn(text: string, name: string, min: number, max: number): number {
+export function numberIn(text: string, name: string, min: number, max: number): number {
   const value = Number(text);
   if (!Number.isFinite(value) || value < min || value > max) throw new UsageError(`${name}: expected a number in [${min}, ${max}], got "${text}"`);
   return value;
+}
+
+/** Repeated `--engine-env LOYALTY_NAME=value` → the engine's extra settings. */
+export function parseEngineEnv(pairs: readonly string[]): Record<string, string> {
+  const engineEnv: Record<string, string> = {};
+  for (const pair of pairs) {
+    const match = /^(LOYALTY_[A-Z0-9_]+)=(.*)$/.exec(pair);
+    if (match === null) throw new UsageError(`--engine-env: expected LOYALTY_NAME=value, got "${pair}"`);
+    engineEnv[match[1]!] = match[2]!;
+  }
+  return engineEnv;
 }
 
 /** Parses the command line; throws UsageError with a message naming the bad option. */
@@ -192,12 +203,7 @@ export function parseCli(argv: readonly string[], runId: string): CliOptions {
   if (!existsSync(programPath)) throw new UsageError(`--program: ${programArgument} does not exist`);
   // Shown relative to the repository when inside it; the engine gets an absolute path either way.
   const programFile = relative(REPO_ROOT, programPath).startsWith('..') ? programPath : relative(REPO_ROOT, programPath);
-  const engineEnv: Record<string, string> = {};
-  for (const pair of values['engine-env'] ?? []) {
-    const match = /^(LOYALTY_[A-Z0-9_]+)=(.*)$/.exec(pair);
-    if (match === null) throw new UsageError(`--engine-env: expected LOYALTY_NAME=value, got "${pair}"`);
-    engineEnv[match[1]!] = match[2]!;
-  }
+  const engineEnv = parseEngineEnv(values['engine-env'] ?? []);
   const repeats = values['baseline-repeats'] === undefined ? 3 : numberIn(values['baseline-repeats'], '--baseline-repeats', 1, 20);
   // Generous: the engine runs at a few thousand retail events/s here, and a run cut short fails.
   const defaultTimeout = Math.max(180, Math.ceil((durationSeconds ?? 0) + events / 1_000));

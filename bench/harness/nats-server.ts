@@ -27,6 +27,8 @@ export interface StartNatsOptions {
   maxPendingBytes?: number;
   readyTimeoutMs?: number;
   logPath?: string;
+  /** More lines for the server's config, e.g. cluster mode's partition mapping (`mappings = { ... }`). */
+  extraConfig?: string;
 }
 
 export function natsServerVersion(): string {
@@ -56,6 +58,7 @@ export async function startBenchNatsServer(options: StartNatsOptions = {}): Prom
       `  store_dir: ${JSON.stringify(join(dir.path, 'store'))}`,
       '  max_memory_store: 1073741824',
       '}',
+      ...(options.extraConfig === undefined ? [] : [options.extraConfig]),
       '',
     ].join('\n'),
   );

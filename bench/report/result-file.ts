@@ -14,7 +14,8 @@ export function runStampOf(date: Date): string {
   return date.toISOString().replace(/[:.]/g, '-');
 }
 
-export function writeResultFile(result: BenchResult, runStamp: string, dir = RESULTS_DIR): string {
+/** `result`: a BenchResult, or another bench's own result (bench/cluster/instances.ts). */
+export function writeResultFile(result: BenchResult | object, runStamp: string, dir = RESULTS_DIR): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${runStamp}.json`);
   // NaN and Infinity are not JSON: write them as null rather than dropping the field.
