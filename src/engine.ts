@@ -34,6 +34,7 @@ import { findNatsServerBinary, NatsServerSupervisor } from './transport/nats-ser
 import { PubAckRouter } from './transport/pub-acks.js';
 import { HEADER_CONTENT_TYPE, subjectsFor } from './transport/subjects.js';
 import { BelowFloorWatch, type ConsumerStanding } from './transport/below-floor.js';
+import { sequencesOnSubject } from './transport/stream-reads.js';
 import { ensureTopology, partitionConsumerName, resetConsumerToAckFloor, resetPartitionConsumer, withCreateRetries } from './transport/topology.js';
 
 /** Outbox entries re-published at once at start (each an actor batch's outcomes). */
@@ -417,7 +418,10 @@ export class Engine {
       createIngest: (partition) => {
         const sender = new AckAllSender(nc);
         acks.set(partition, sender);
-        return new Ingest(ingestOptions(partitionConsumerName(settings, partition), subjects.partitionTransactionPrefix(partition).length, sender, runner));
+        return new Ingest({
+          ...ingestOptions(partitionConsumerName(settings, partition), subjects.partitionTransactionPrefix(partition).length, sender, runner),
+          consumerSequences: (from, to) => sequencesOnSubject(jsm, settings.streamName, subjects.partitionTransactions(partition), from, to),
+        });
       },
       startIntake: (partition, ingest) =>
         new PullIntake({
@@ -430,8 +434,12 @@ export class Engine {
           onMessage: (message) => ingest.onMessage(message),
           onEvent: this.onPullEvent(acks.get(partition)!, ingest, logPullEvent),
         }).start(),
+      onAcquireFailed: (partition, step, error) => {
+        logger.error({ err: error, partition, step }, 'a partition could not be taken over (JetStream not answering?); its lease is given up and it is taken again at a later tick');
+        void this.ownership?.giveUp(partition);
+      },
       onFatal: (partition, error) => {
-        logger.fatal({ err: error, partition }, 'a partition could not be taken over or handed over (restore, consumer or commit failed); stopping');
+        logger.fatal({ err: error, partition }, 'a partition could not be handed over (its batches did not commit); stopping');
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
       onOwned: (position, consumerMs) => logger.info({ ...position, consumerMs: Math.round(consumerMs) }, 'partition owned: changelog fenced, state restored, consuming after its watermark'),

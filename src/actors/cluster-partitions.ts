@@ -68,9 +68,14 @@ export class ClusterPartitions {
 
   static async open(nc: NatsConnection, store: LmdbStore, actor: Actor, data: ActorWorkerData, logger: Logger): Promise<ClusterPartitions> {
     const { settings } = data;
-    const js = jetstream(nc);
+    // Above the 5 s default: right after a nats-server's death the cluster answers slowly for a while, and a
+    // restore that times out is given up and taken again later (appends are asked again besides: changelog.ts).
+    const js = jetstream(nc, { timeout: RESTORE_REQUEST_TIMEOUT_MS });
     const jsm = await jetstreamManager(nc, { timeout: 30_000 });
-    const snapshots = await withCreateRetries(() => PartitionSnapshots.open(nc, { bucket: settings.snapshotBucket, replicas: settings.clusterReplicas }), `object store ${settings.snapshotBucket}`);
+    const snapshots = await withCreateRetries(
+      () => PartitionSnapshots.open(nc, { bucket: settings.snapshotBucket, replicas: settings.clusterReplicas, timeoutMs: RESTORE_REQUEST_TIMEOUT_MS }),
+      `object store ${settings.snapshotBucket}`,
+    );
     return new ClusterPartitions(
       store,
       actor,
@@ -102,8 +107,8 @@ export class ClusterPartitions {
     const started = performance.now();
     // Fence first: after the marker no earlier owner can append, so the tail read next is final.
     const changelog = this.newChangelog(partition);
-    await changelog.fence(epoch);
-    const restored = await this.restore(partition, changelog);
+    await during(`partition ${partition}: fencing its changelog`, () => changelog.fence(epoch));
+    const restored = await during(`partition ${partition}: restoring it`, () => this.restore(partition, changelog));
     assert(restored.changelogSeq === changelog.lastSequence, `partition ${partition}: the restore ended at changelog sequence ${restored.changelogSeq}, past this owner's fence at ${changelog.lastSequence}`);
     this.changelogs.set(partition, changelog);
     this.epochs.set(partition, epoch);
@@ -155,6 +160,17 @@ export class ClusterPartitions {
   }
 }
 
+/** Says which step failed: the error crosses the worker boundary, and a bare "timeout" names nothing. */
+async function during<T>(what: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    if (error instanceof Error) error.message = `${what}: ${error.message}`;
+    throw error;
+  }
+}
+
+const RESTORE_REQUEST_TIMEOUT_MS = 15_000;
 /** A failed snapshot of a partition is tried again after this (its counts are kept). */
 const SNAPSHOT_RETRY_MS = 5_000;
 /** A restore that found a record missing is tried this many times (a snapshot newer than the one read compacted the log). */

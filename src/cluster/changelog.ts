@@ -1,7 +1,8 @@
-import { DeliverPolicy, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { headers } from '@nats-io/nats-core';
 import { EngineError } from '../config/errors.js';
 import { assert } from '../domain/assert.js';
+import { nextOnSubject } from '../transport/stream-reads.js';
 
 /**
  * A partition's changelog in JetStream: the commit point of cluster mode
@@ -188,31 +189,32 @@ export class PartitionChangelog {
     }
   }
 
-  /** Every record after `afterSeq`, in order, up to the last one now (a new owner's restore). */
+  /**
+   * Every record after `afterSeq`, in order, up to the last one now (a new
+   * owner's restore). Read one message at a time by subject
+   * (STREAM.MSG.GET next_by_subj, answered by the stream's leader) rather
+   * than through an ordered consumer: creating a consumer goes through the
+   * meta leader, which after a nats-server's death took over 15 s to answer
+   * on 2.9.10 while 64 partition consumers were recreated, and a restore
+   * waiting on it held up every other takeover of its actor. A tail is short
+   * (snapshots bound it: LOYALTY_SNAPSHOT_RECORDS_MIN).
+   */
   async *readAfter(afterSeq: number): AsyncGenerator<ChangelogRecord> {
-    const end = await this.lastSubjectSequence();
-    if (end <= afterSeq) return;
-    // An ordered consumer; the filter as a string (filter_subject): nats-server 2.9 has no filter_subjects.
-    const consumer = await this.js.consumers.get(this.stream, {
-      filter_subjects: this.subject,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: afterSeq + 1,
-    });
-    const messages = await consumer.consume();
-    try {
-      for await (const message of messages) {
-        const kind = message.headers?.get(HEADER_KIND);
-        yield {
-          seq: message.seq,
-          kind: kind === 'fence' ? 'fence' : 'commit',
-          epoch: Number(message.headers?.get(HEADER_EPOCH) ?? 0),
-          owner: message.headers?.get(HEADER_OWNER) ?? '',
-          data: message.data,
-        };
-        if (message.seq >= end) break;
-      }
-    } finally {
-      await messages.close();
+    const end = await this.whileUnanswered(() => this.lastSubjectSequence());
+    let seq = afterSeq;
+    while (seq < end) {
+      const from = seq + 1;
+      const message = await this.whileUnanswered(() => nextOnSubject(this.jsm, this.stream, this.subject, from));
+      if (message === null || message.seq > end) return;
+      const kind = message.header.get(HEADER_KIND);
+      yield {
+        seq: message.seq,
+        kind: kind === 'fence' ? 'fence' : 'commit',
+        epoch: Number(message.header.get(HEADER_EPOCH) || 0),
+        owner: message.header.get(HEADER_OWNER) || '',
+        data: message.data,
+      };
+      seq = message.seq;
     }
   }
 

@@ -1,4 +1,4 @@
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { assert } from '../domain/assert.js';
@@ -48,6 +48,8 @@ export interface OwnershipOptions {
   /** The leases bucket (TTL = leaseTtlMs) and the instances bucket (TTL = leaseTtlMs). */
   readonly leases: KV;
   readonly instances: KV;
+  /** The keys of the live heartbeats (default: `instances.keys()`, which creates a consumer each call; see listLiveKeys). */
+  readonly listInstances?: () => Promise<string[]>;
   readonly leaseTtlMs: number;
   /** How often to heartbeat, renew and rebalance; at most a third of the TTL. */
   readonly tickMs: number;
@@ -62,6 +64,8 @@ interface Held {
   revision: number;
   /** Until when the lease is surely ours: the last confirmed renewal's send time + TTL − one tick. */
   validUntilMs: number;
+  /** Being handed over (draining): renewed meanwhile, its lease deleted when the drain is done. */
+  releasing?: Promise<void>;
 }
 
 const encoder = new TextEncoder();
@@ -97,16 +101,39 @@ export function ownershipRequestTimeoutMs(tickMs: number): number {
  * validity (measured: 20 of 64 leases lost, against none when a failed round
  * is over at once and the next tick tries again).
  */
-export async function openOwnershipBuckets(nc: NatsConnection, options: OwnershipBucketsOptions): Promise<{ leases: KV; instances: KV }> {
+export async function openOwnershipBuckets(
+  nc: NatsConnection,
+  options: OwnershipBucketsOptions,
+): Promise<{ leases: KV; instances: KV; listInstances: () => Promise<string[]> }> {
   const config = { ttl: options.leaseTtlMs, history: 1, replicas: options.replicas };
   const creator = new Kvm(nc);
   await options.create(() => creator.create(options.leasesBucket, config), `bucket ${options.leasesBucket}`);
   await options.create(() => creator.create(options.instancesBucket, config), `bucket ${options.instancesBucket}`);
-  const kvm = new Kvm(jetstream(nc, { timeout: ownershipRequestTimeoutMs(options.tickMs) }));
+  const timeout = ownershipRequestTimeoutMs(options.tickMs);
+  const kvm = new Kvm(jetstream(nc, { timeout }));
+  const instances = await options.create(() => kvm.open(options.instancesBucket), `bucket ${options.instancesBucket}`);
+  const jsm = await options.create(() => jetstreamManager(nc, { timeout }), 'the JetStream API');
   return {
     leases: await options.create(() => kvm.open(options.leasesBucket), `bucket ${options.leasesBucket}`),
-    instances: await options.create(() => kvm.open(options.instancesBucket), `bucket ${options.instancesBucket}`),
+    instances,
+    listInstances: () => listLiveKeys(jsm, instances, options.instancesBucket),
   };
+}
+
+/**
+ * The keys of a KV bucket whose last value is a put, without a consumer:
+ * the stream's subjects (stream info with a subject filter, answered by the
+ * stream's leader), then each key's last message. `kv.keys()` creates an
+ * ephemeral consumer at every call: one per tick per instance, piling up on
+ * the meta leader (23-104 at a time seen), and with a server down about one
+ * in four was placed on the dead peer and timed out (a failed round).
+ */
+async function listLiveKeys(jsm: JetStreamManager, bucket: KV, name: string): Promise<string[]> {
+  const prefix = `$KV.${name}.`;
+  const info = await jsm.streams.info(`KV_${name}`, { subjects_filter: `${prefix}>` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  const entries = await Promise.all(keys.map((key) => bucket.get(key)));
+  return keys.filter((_, index) => entries[index]?.operation === 'PUT');
 }
 
 export function leaseKey(partition: number): string {
@@ -197,13 +224,17 @@ export class PartitionOwnership {
         this.lose(partition, held, 'the lease was not renewed in time (paused, or NATS unreachable): it may have expired and moved');
         continue;
       }
-      if (desired !== undefined && desired.get(partition) !== instanceId) releases.push([partition, held]);
+      // A partition being handed over is renewed until its drain is done: the drain may take longer than a tick.
+      if (held.releasing === undefined && desired !== undefined && desired.get(partition) !== instanceId) releases.push([partition, held]);
       else renewals.push(this.renew(partition, held, sentAtMs));
     }
     await Promise.all(renewals);
     if (this.stopped) return;
-    // Handed over side by side too: each drains its own partition.
-    await Promise.all(releases.map(([partition, held]) => this.release(partition, held)));
+    // Handed over in the background, side by side: a drain must not hold up the next rounds' renewals of what is
+    // kept (measured under a backlog with a 3 s TTL: a round awaiting the drains outlasted the kept leases' validity).
+    for (const [partition, held] of releases) {
+      held.releasing = this.release(partition, held).catch((error: unknown) => this.options.onError?.(error));
+    }
     if (failure !== undefined) throw failure;
     if (desired === undefined || this.stopped) return;
     const wanted = [...desired].filter(([partition, owner]) => owner === instanceId && !this.held.has(partition)).map(([partition]) => partition);
@@ -220,7 +251,8 @@ export class PartitionOwnership {
     const { instanceId, instances } = this.options;
     await instances.put(instanceId, encoder.encode(JSON.stringify({ instanceId, heartbeatAtMs: sentAtMs, partitions: this.held.size })));
     const live: string[] = [];
-    for await (const key of await instances.keys()) live.push(key);
+    if (this.options.listInstances !== undefined) live.push(...(await this.options.listInstances()));
+    else for await (const key of await instances.keys()) live.push(key);
     if (!live.includes(instanceId)) live.push(instanceId);
     return live.sort();
   }
@@ -269,6 +301,8 @@ export class PartitionOwnership {
 
   private async release(partition: number, held: Held): Promise<void> {
     await this.options.handlers.onReleasing(partition, held.epoch);
+    // Lost meanwhile (its validity ran out during the drain): not ours to delete any more.
+    if (this.held.get(partition) !== held) return;
     this.held.delete(partition);
     // On our revision only: a lease that moved meanwhile is not ours to delete.
     await this.options.leases.delete(leaseKey(partition), { previousSeq: held.revision }).catch(() => undefined);
@@ -280,6 +314,18 @@ export class PartitionOwnership {
   }
 
   /**
+   * Gives a partition up without handing anything over (its acquisition
+   * failed, nothing was consumed): forgotten, and its lease deleted on our
+   * revision, so that it is won again (a new epoch) at a later tick.
+   */
+  async giveUp(partition: number): Promise<void> {
+    const held = this.held.get(partition);
+    if (held === undefined) return;
+    this.held.delete(partition);
+    await this.options.leases.delete(leaseKey(partition), { previousSeq: held.revision }).catch(() => undefined);
+  }
+
+  /**
    * Graceful stop: every held partition is drained (onReleasing) and its lease
    * deleted, so the others take it at their next tick instead of after the TTL;
    * the heartbeat goes too.
@@ -288,7 +334,7 @@ export class PartitionOwnership {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     await this.ticking;
-    for (const [partition, held] of [...this.held]) await this.release(partition, held);
+    await Promise.all([...this.held].map(([partition, held]) => held.releasing ?? this.release(partition, held)));
     await this.options.instances.delete(this.options.instanceId).catch(() => undefined);
   }
 

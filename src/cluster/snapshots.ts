@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { StorageType } from '@nats-io/jetstream';
+import { jetstream, StorageType } from '@nats-io/jetstream';
 import type { RootDatabase } from 'lmdb';
 import { EngineError } from '../config/errors.js';
 import { assert } from '../domain/assert.js';
@@ -54,6 +54,8 @@ export interface SnapshotStoreOptions {
   readonly bucket?: string;
   /** 3 on a cluster (the snapshot must survive a server), 1 on one server. */
   readonly replicas: number;
+  /** JetStream request timeout of the store's reads and writes (default: the client's, 5 s). */
+  readonly timeoutMs?: number;
 }
 
 export class PartitionSnapshots {
@@ -61,7 +63,7 @@ export class PartitionSnapshots {
 
   static async open(nc: NatsConnection, options: SnapshotStoreOptions): Promise<PartitionSnapshots> {
     assert(options.replicas === 1 || options.replicas === 3 || options.replicas === 5, 'snapshot replicas must be 1, 3 or 5');
-    const store = await new Objm(nc).create(options.bucket ?? SNAPSHOT_BUCKET, { replicas: options.replicas, storage: StorageType.File });
+    const store = await new Objm(options.timeoutMs === undefined ? nc : jetstream(nc, { timeout: options.timeoutMs })).create(options.bucket ?? SNAPSHOT_BUCKET, { replicas: options.replicas, storage: StorageType.File });
     return new PartitionSnapshots(store);
   }
 

@@ -52,11 +52,12 @@ export class AckTracker<T> {
    * sequence that will never come (deleted from the stream meanwhile) is
    * given up with `release`. Returns the sequences it now waits for.
    */
-  expectRedelivery(from: number, to: number): number[] {
+  expectRedelivery(from: number, to: number, delivers?: ReadonlySet<number>): number[] {
     assert(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from > 0, 'redelivery range must be positive integers');
     const missing: number[] = [];
     for (let sequence = from; sequence <= to; sequence++) {
-      if (!this.indexBySequence.has(sequence)) missing.push(sequence);
+      // `delivers`: the sequences of the range the consumer delivers at all (a filtered consumer's).
+      if (!this.indexBySequence.has(sequence) && (delivers === undefined || delivers.has(sequence))) missing.push(sequence);
     }
     if (missing.length === 0) return missing;
     for (const sequence of missing) this.awaited.add(sequence);

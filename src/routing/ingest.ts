@@ -63,6 +63,15 @@ export interface IngestOptions {
    */
   readonly consumerDelivered?: () => Promise<{ readonly streamSequence: number; readonly deliverySequence: number }>;
   /**
+   * The stream sequences from..to the consumer delivers at all, for a
+   * consumer filtered to a part of the stream (cluster mode: one partition).
+   * Absent: every one (the engine's single consumer takes the whole stream).
+   * Without it, a filtered consumer's lost deliveries would be awaited over
+   * every sequence of the range, others' included, which never come: the
+   * watermark stayed held (3 partitions' acks stuck after a server's death).
+   */
+  readonly consumerSequences?: (from: number, to: number) => Promise<readonly number[]>;
+  /**
    * Asks the server to deliver these stream sequences again now rather than
    * after ack_wait (a NAK on their behalf; `deliverySequence` is the
    * consumer's current one). Optional: without it, they come after ack_wait.
@@ -241,7 +250,17 @@ export class Ingest {
           );
           return;
         }
-        this.tracker.expectRedelivery(from, delivered);
+        let delivers: ReadonlySet<number> | undefined;
+        if (this.options.consumerSequences !== undefined && delivered >= from) {
+          try {
+            delivers = new Set(await this.options.consumerSequences(from, delivered));
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * 2 ** Math.min(attempt, 5))).unref());
+            continue; // NATS away: ask again
+          }
+          if (deliveryEpoch !== this.deliveryEpoch || this.gapFrom === undefined) return;
+        }
+        this.tracker.expectRedelivery(from, delivered, delivers);
         // All that are awaited, not only this gap's: a redelivery asked for earlier may have been lost in this cut.
         this.requestAwaited(deliverySequence);
         if (epoch !== this.gapEpoch) continue; // another gap meanwhile: its deliveries may lie past `delivered`

@@ -15,6 +15,11 @@ import { actorOfPartition } from '../routing/partitioner.js';
  *   the consumer is recreated to deliver after it, so what the old owner
  *   committed but may not have published comes again as duplicates, whose
  *   first outcomes are published again (same message ids); intake starts.
+ *   When a step fails (JetStream not answering in time after a server's
+ *   death), nothing was consumed: the actor lets the partition go and
+ *   `onAcquireFailed` gives the lease up, so it is won again (a new epoch,
+ *   a new fence, a new restore) at a later tick instead of stopping the
+ *   engine.
  * - `release` (handed over): intake stops, every batch in flight is
  *   committed and acked, the actor lets the partition go; the lease is
  *   deleted after, by the ownership.
@@ -37,13 +42,22 @@ export interface PartitionConsumersOptions {
   readonly createIngest: (partition: number) => Ingest;
   /** Starts pulling the partition's consumer into `ingest`. */
   readonly startIntake: (partition: number, ingest: Ingest) => { close(): Promise<void> };
-  /** A partition could not be taken (restore or consumer failed): the engine must stop, its state is unknown. */
+  /** A partition could not be handed over (its batches did not commit): the engine must stop. */
   readonly onFatal: (partition: number, error: unknown) => void;
+  /**
+   * A partition could not be taken (the fence, the restore, the consumer or
+   * the intake failed: JetStream not answering after a server's death). The
+   * actor let it go (when it had it) and nothing was consumed; the lease is to
+   * be given up, so that it is won again, with a new epoch, at a later tick.
+   */
+  readonly onAcquireFailed: (partition: number, step: AcquireStep, error: unknown) => void;
   readonly onOwned?: (position: RestoredPosition, consumerMs: number) => void;
   /** The partitions consuming changed (one taken, or one stopping): e.g. the wallet subjects to answer. */
   readonly onChange?: (consuming: readonly number[]) => void;
   readonly logger: Logger;
 }
+
+export type AcquireStep = 'restore' | 'consumer' | 'intake';
 
 interface Running {
   readonly epoch: number;
@@ -120,22 +134,39 @@ export class PartitionConsumers {
   /** Takes the partition won with `epoch`, in the background (see the class comment). */
   acquire(partition: number, epoch: number): void {
     this.acquiring.set(partition, epoch);
+    let step: AcquireStep = 'restore';
+    let owned = false;
+    const actor = actorOfPartition(partition, this.options.actors);
     void this.then(partition, async () => {
       if (this.acquiring.get(partition) !== epoch) return; // lost or released before its turn
-      const actor = actorOfPartition(partition, this.options.actors);
       const restored = await this.options.own(actor, partition, epoch);
+      owned = true;
+      step = 'consumer';
       const consumerStarted = performance.now();
       await this.options.resetConsumer(partition, restored.publishedWatermark);
       const consumerMs = performance.now() - consumerStarted;
+      step = 'intake';
       const ingest = this.options.createIngest(partition);
       this.running.set(partition, { epoch, ingest, intake: this.options.startIntake(partition, ingest) });
-      this.acquiring.delete(partition);
+      this.forgetAcquiring(partition, epoch);
       this.options.onOwned?.(restored, consumerMs);
       this.options.onChange?.(this.consuming());
-    }).catch((error: unknown) => {
-      this.acquiring.delete(partition);
-      this.options.onFatal(partition, error);
+    }).catch(async (error: unknown) => {
+      this.forgetAcquiring(partition, epoch);
+      // Nothing was consumed: the actor lets the partition go, and its next owner (maybe this instance again) restores it.
+      if (owned) await this.options.releaseActor(actor, partition).catch((inner: unknown) => this.options.onFatal(partition, inner));
+      this.options.onAcquireFailed(partition, step, error);
     });
+  }
+
+  /**
+   * Only this attempt's entry: the partition may have been lost and won again
+   * (a new epoch) while this attempt restored, and erasing the new attempt's
+   * entry would make it return at its guard, leaving a leased partition that
+   * nothing consumes (seen in the bench under a backlog).
+   */
+  private forgetAcquiring(partition: number, epoch: number): void {
+    if (this.acquiring.get(partition) === epoch) this.acquiring.delete(partition);
   }
 
   /** Hands the partition over: waits for its acquisition, stops intake, commits and acks what is in flight, lets the actor go. */

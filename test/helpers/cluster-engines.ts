@@ -1,15 +1,15 @@
 import { join } from 'node:path';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import { expect } from 'vitest';
 import { PartitionChangelog } from '../../src/cluster/changelog.js';
 import { restorePartition } from '../../src/cluster/restore.js';
 import { PartitionSnapshots } from '../../src/cluster/snapshots.js';
 import { partitionOf } from '../../src/routing/partitioner.js';
 import { LmdbStore } from '../../src/store/lmdb.js';
-import { partitionConsumerName } from '../../src/transport/topology.js';
+import { partitionConsumerName, withCreateRetries } from '../../src/transport/topology.js';
 import { publishAll, sleep, startEngineProcess, tempDataDir, type EngineProcess } from './engine-process.js';
-import { health } from './health.js';
+import { health, waitForHealth } from './health.js';
 import { memberView } from './member-view.js';
 
 /**
@@ -120,6 +120,35 @@ export class ClusterRig {
       await sleep(100);
     }
     throw new Error(`partitions not shared as expected within ${timeoutMs} ms: ${JSON.stringify(split)}\n${this.outputs()}`);
+  }
+
+  /**
+   * The zombie: `paused` stopped (SIGSTOP) past its lease TTL while `load`
+   * is sent; `survivor` fences and restores its partitions. Resumed, its
+   * appends are refused, so it commits and publishes nothing of what it held:
+   * it either stopped (a refused commit stops an engine, crash-only, exit not
+   * 0) or came back as a member before any append and owns partitions again
+   * only from the survivor's handover (then it is stopped here). Returns the
+   * time until the survivor consumed every partition, and the zombie's exit.
+   */
+  async zombie(paused: EngineProcess, survivor: EngineProcess, load: () => Promise<unknown>, tickMs: number): Promise<{ takeoverMs: number; exit: number | null }> {
+    paused.child.kill('SIGSTOP');
+    const pausedAt = Date.now();
+    const sending = load();
+    await waitForHealth(survivor.httpPort, (answer) => answer.body?.partitionsConsuming === PARTITIONS, 120_000, 'the survivor consuming every partition while the other is paused');
+    const takeoverMs = Date.now() - pausedAt;
+    await sending;
+    paused.child.kill('SIGCONT');
+    await sleep(2 * tickMs + 1_000);
+    const exit = paused.child.exitCode;
+    if (exit === null) {
+      await this.waitSplit([survivor, paused], 60_000, (split) => split.every((count) => count > 0));
+      expect(await paused.stop()).toBe(0);
+    } else {
+      expect(exit).not.toBe(0);
+      expect(paused.output()).toMatch(/ERR_PARTITION_FENCED|another owner fenced it/);
+    }
+    return { takeoverMs, exit };
   }
 
   /** Waits until every partition's consumer has delivered and had acked everything the stream holds. */
@@ -237,7 +266,11 @@ export class ClusterRig {
 
     // The outcome stream de-duplicates by message id, so a duplicate or a redelivery after a handover adds nothing.
     const balances = new Map<string, number>();
-    const consumer = await this.jsm.consumers.add('LOYALTY_OUTCOMES', { filter_subject: 'loyalty.outcome.balance.>', ack_policy: AckPolicy.None });
+    // One replica in memory: with a server of three dead, an R3 consumer's create can wait out the API timeout.
+    const consumer = await withCreateRetries(
+      () => this.jsm.consumers.add('LOYALTY_OUTCOMES', { filter_subject: 'loyalty.outcome.balance.>', ack_policy: AckPolicy.None, num_replicas: 1, mem_storage: true, inactive_threshold: nanos(300_000) }),
+      'the test\'s outcome reader',
+    );
     const reader = await js.consumers.get('LOYALTY_OUTCOMES', consumer.name);
     let read = 0;
     while (read < consumer.num_pending) {

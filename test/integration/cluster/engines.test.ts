@@ -70,23 +70,7 @@ describe('loyalty start in cluster mode', () => {
     // (fencing each changelog); when engine-a resumes, its appends are refused, so it commits and publishes nothing
     // of what it still held, and it either stops (a refused commit stops an engine: crash-only) or comes back as a
     // member that owns nothing until the next rebalance.
-    a.child.kill('SIGSTOP');
-    const pausedAt = Date.now();
-    const zombieLoad = rig.publishCore(rig.batchOf('three', 1_000));
-    await waitForHealth(b.httpPort, (answer) => answer.body?.partitionsConsuming === PARTITIONS, 60_000, 'engine-b consuming every partition while engine-a is paused');
-    const zombieTakeoverMs = Date.now() - pausedAt;
-    await zombieLoad;
-    a.child.kill('SIGCONT');
-    await sleep(2 * TICK_MS + 1_000);
-    const zombieExit = a.child.exitCode;
-    if (zombieExit === null) {
-      // Back as a live instance: it takes partitions again only by fencing them, from engine-b's handover.
-      await rig.waitSplit([a, b], 60_000, (split) => split.every((count) => count > 0));
-      await a.stop();
-    } else {
-      expect(zombieExit).not.toBe(0);
-      expect(a.output()).toMatch(/ERR_PARTITION_FENCED|another owner fenced it/);
-    }
+    const { takeoverMs: zombieTakeoverMs, exit: zombieExit } = await rig.zombie(a, b, () => rig.publishCore(rig.batchOf('three', 1_000)), TICK_MS);
     await rig.waitDrained(90_000);
 
     // 3. engine-a starts again on its old data directory (stale members of the partitions it held): it joins under

@@ -49,7 +49,7 @@ describe('partition leases on a 3-node nats-server cluster', () => {
     const instances = await Promise.all(
       connections.map(async (connection, index) => {
         // As the engine opens them: with a tick's request timeout (openOwnershipBuckets says why).
-        const { leases, instances: live } = await openOwnershipBuckets(connection, {
+        const { leases, instances: live, listInstances } = await openOwnershipBuckets(connection, {
           leasesBucket: 'cluster-leases',
           instancesBucket: 'cluster-instances',
           leaseTtlMs: TTL_MS,
@@ -62,6 +62,7 @@ describe('partition leases on a 3-node nats-server cluster', () => {
           partitions: PARTITIONS,
           leases,
           instances: live,
+          listInstances,
           leaseTtlMs: TTL_MS,
           tickMs: TICK_MS,
           handlers: { onAcquired: () => undefined, onReleasing: () => undefined, onLost: (partition, _epoch, reason) => void errors.push(`lost ${partition}: ${reason}`) },

@@ -1,7 +1,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeLease, leaseKey, PartitionOwnership, type OwnershipHandlers } from '../../../src/cluster/ownership.js';
+import { decodeLease, leaseKey, openOwnershipBuckets, PartitionOwnership, type OwnershipHandlers } from '../../../src/cluster/ownership.js';
 import { assignPartitions } from '../../../src/cluster/rendezvous.js';
 import { sleep, waitFor } from '../../helpers/engine-process.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../../helpers/nats-server.js';
@@ -37,13 +37,10 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function buckets(): Promise<{ leases: KV; instances: KV }> {
+/** As the engine opens them (openOwnershipBuckets): the live set listed without a consumer. */
+async function buckets(): Promise<{ leases: KV; instances: KV; listInstances: () => Promise<string[]> }> {
   run += 1;
-  const kvm = new Kvm(nc);
-  return {
-    leases: await kvm.create(`leases-${run}`, { ttl: TTL_MS, history: 1 }),
-    instances: await kvm.create(`instances-${run}`, { ttl: TTL_MS, history: 1 }),
-  };
+  return openOwnershipBuckets(nc, { leasesBucket: `leases-${run}`, instancesBucket: `instances-${run}`, leaseTtlMs: TTL_MS, tickMs: TICK_MS, replicas: 1, create: (create) => create() });
 }
 
 /** The bucket with one method replaced (`replace` gets the original, bound). */
@@ -58,7 +55,7 @@ function withMethod<M extends 'put' | 'update'>(bucket: KV, method: M, replace: 
   });
 }
 
-function instance(id: string, kv: { leases: KV; instances: KV }, errors: unknown[]): Instance {
+function instance(id: string, kv: { leases: KV; instances: KV; listInstances?: () => Promise<string[]> }, errors: unknown[]): Instance {
   const events: Instance['events'] = [];
   const handlers: OwnershipHandlers = {
     onAcquired: (partition, epoch) => void events.push({ kind: 'acquired', partition, epoch }),
@@ -173,6 +170,65 @@ describe('partition leases in a KV bucket', () => {
       expect(errors.map(String)).toEqual(Array.from({ length: 5 }, () => 'TimeoutError: timeout'));
     } finally {
       await one.ownership.stop();
+    }
+  }, 30_000);
+
+  it('a partition given up (its acquisition failed) is won again at a later tick, with a new epoch', async () => {
+    const kv = await buckets();
+    const errors: unknown[] = [];
+    const one = instance('engine-a', kv, errors);
+    await one.ownership.start();
+    try {
+      await waitFor(() => one.ownership.owned().size === PARTITIONS, 10_000, 'the instance to own every partition');
+      const first = one.ownership.owned().get(5)!;
+      await one.ownership.giveUp(5);
+      expect(one.ownership.owned().has(5)).toBe(false);
+      await waitFor(() => one.ownership.owned().has(5), 10_000, 'partition 5 won again');
+      expect(one.ownership.owned().get(5)!).toBeGreaterThan(first);
+      expect(one.events.filter((event) => event.partition === 5 && event.kind === 'acquired').map((event) => event.epoch)).toEqual([first, one.ownership.owned().get(5)]);
+      expect(errors).toEqual([]);
+    } finally {
+      await one.ownership.stop();
+    }
+  }, 30_000);
+
+  it('a handover whose drain outlasts the lease TTL loses none of the leases kept, and the drained ones move after it', async () => {
+    const kv = await buckets();
+    const errors: unknown[] = [];
+    const lost: number[] = [];
+    const released: number[] = [];
+    const slow = new PartitionOwnership({
+      instanceId: 'engine-a',
+      partitions: PARTITIONS,
+      ...kv,
+      leaseTtlMs: TTL_MS,
+      tickMs: TICK_MS,
+      handlers: {
+        onAcquired: () => undefined,
+        // Each handover drains for twice the TTL (a backlog of batches to commit and ack).
+        onReleasing: async (partition) => {
+          await sleep(2 * TTL_MS);
+          released.push(partition);
+        },
+        onLost: (partition) => void lost.push(partition),
+      },
+      onError: (error) => errors.push(error),
+    });
+    await slow.start();
+    const b = instance('engine-b', kv, errors);
+    try {
+      await waitFor(() => slow.owned().size === PARTITIONS, 10_000, 'engine-a owning every partition');
+      await b.ownership.start();
+      const expected = assignPartitions(PARTITIONS, ['engine-a', 'engine-b']);
+      const kept = [...expected].filter(([, owner]) => owner === 'engine-a').map(([partition]) => partition);
+      await waitFor(() => b.ownership.owned().size === PARTITIONS - kept.length, 20_000, 'engine-b owning its share after the drains');
+      expect(lost).toEqual([]);
+      expect([...slow.owned().keys()].sort((x, y) => x - y)).toEqual(kept);
+      expect(released.length).toBe(PARTITIONS - kept.length);
+      expect(errors).toEqual([]);
+    } finally {
+      await b.ownership.stop();
+      await slow.stop();
     }
   }, 30_000);
 

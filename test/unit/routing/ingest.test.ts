@@ -319,6 +319,34 @@ describe('Ingest', () => {
       await ingest.drain();
     });
 
+    it('a filtered consumer (one partition) awaits only the lost sequences it delivers, not every sequence of the range', async () => {
+      const consumerDelivered = vi.fn(async () => ({ streamSequence: 12, deliverySequence: 5 }));
+      // The partition's messages among 2..12: 4, 8 and 12 (the others are other partitions').
+      const consumerSequences = vi.fn(async (from: number, to: number) => [4, 8, 12].filter((sequence) => sequence >= from && sequence <= to));
+      const requestRedelivery = vi.fn();
+      const { ingest, runner } = setup({ consumerDelivered, consumerSequences, requestRedelivery });
+      const one = message(1, 'a');
+      ingest.onMessage(one);
+      ingest.deliveriesLost(1); // 4 and 8 lost; 12 came
+      const twelve = message(12, 'a');
+      ingest.onMessage(twelve);
+      commitAll(runner.calls[0]!);
+      commitAll(runner.calls[1]!);
+      await settle();
+      expect(one.acks).toBe(1);
+      expect(twelve.acks).toBe(0);
+      expect(consumerSequences).toHaveBeenCalledWith(2, 12);
+      expect(ingest.describeAcks()).toEqual({ lowestOpen: { sequence: 4, delivered: false, done: false }, redeliveriesAwaited: 2 });
+      expect(requestRedelivery).toHaveBeenCalledWith([4, 8], 5);
+      ingest.onMessage(message(4, 'a'));
+      ingest.onMessage(message(8, 'a'));
+      for (const call of runner.calls.slice(2)) commitAll(call);
+      await settle();
+      expect(twelve.acks).toBe(1);
+      expect(ingest.ackPending).toBe(0);
+      await ingest.drain();
+    });
+
     it('asks the consumer again after a failed lookup, and for a gap that came while it asked', async () => {
       const answers: ((value: { streamSequence: number; deliverySequence: number }) => void)[] = [];
       let fail = true;

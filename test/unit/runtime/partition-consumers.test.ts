@@ -8,9 +8,10 @@ import { PartitionConsumers } from '../../../src/runtime/partition-consumers.js'
 /** Cluster mode's intake lifecycle with the actors, the consumer and the intake replaced by recorders. */
 const ACTORS = 2;
 
-function setup(options: { ownFails?: boolean; ownDelayMs?: number } = {}) {
+function setup(options: { ownFails?: boolean; ownDelayMs?: number; consumerFails?: boolean } = {}) {
   const steps: string[] = [];
   const fatal: unknown[] = [];
+  const failed: string[] = [];
   const pokes: number[] = [];
   const consumers = new PartitionConsumers({
     actors: ACTORS,
@@ -21,7 +22,10 @@ function setup(options: { ownFails?: boolean; ownDelayMs?: number } = {}) {
       return { partition, changelogSeq: 7, watermark: 40, publishedWatermark: 35, snapshotSeq: undefined, commits: 3, bytes: 100, tookMs: 1 };
     },
     releaseActor: async (actor, partition) => void steps.push(`release p${partition} a${actor}`),
-    resetConsumer: async (partition, after) => void steps.push(`consumer p${partition} after ${after}`),
+    resetConsumer: async (partition, after) => {
+      steps.push(`consumer p${partition} after ${after}`);
+      if (options.consumerFails === true) throw new Error('timeout');
+    },
     createIngest: (partition) =>
       ({
         ackPending: 2,
@@ -39,9 +43,10 @@ function setup(options: { ownFails?: boolean; ownDelayMs?: number } = {}) {
       return { close: async () => void steps.push(`close p${partition}`) };
     },
     onFatal: (_partition, error) => void fatal.push(error),
+    onAcquireFailed: (partition, step, error) => void failed.push(`p${partition} ${step}: ${(error as Error).message}`),
     logger: createLogger('silent'),
   });
-  return { consumers, steps, fatal, pokes };
+  return { consumers, steps, fatal, failed, pokes };
 }
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
@@ -93,12 +98,36 @@ describe('PartitionConsumers', () => {
     expect(steps.slice(3)).toEqual(['close p2', 'close p2', 'drain p2', 'release p2 a0']);
   });
 
-  it('reports a partition it could not take as fatal', async () => {
-    const { consumers, fatal } = setup({ ownFails: true });
+  it('reports a partition it could not take, with the step, not as fatal: the lease is to be given up and won again later', async () => {
+    const { consumers, fatal, failed, steps } = setup({ ownFails: true });
     consumers.acquire(6, 1);
     await settle();
-    expect(fatal).toHaveLength(1);
+    expect(failed).toEqual(['p6 restore: restore failed']);
+    expect(fatal).toEqual([]);
+    expect(steps).toEqual(['own p6 e1 a0']); // the actor never had it: nothing to release
     expect(consumers.consuming()).toEqual([]);
+    expect(consumers.restoring).toBe(0);
+  });
+
+  it('lets the actor go when the consumer of a restored partition could not be made, and consumes nothing', async () => {
+    const { consumers, fatal, failed, steps } = setup({ consumerFails: true });
+    consumers.acquire(7, 2);
+    await settle();
+    expect(failed).toEqual(['p7 consumer: timeout']);
+    expect(fatal).toEqual([]);
+    expect(steps).toEqual(['own p7 e2 a1', 'consumer p7 after 35', 'release p7 a1']);
+    expect(consumers.consuming()).toEqual([]);
+  });
+
+  it('consumes a partition lost mid-restore and won again before that restore finished, under the new epoch', async () => {
+    const { consumers, steps } = setup({ ownDelayMs: 30 });
+    consumers.acquire(2, 1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    consumers.lost(2, 'test'); // mid-restore
+    consumers.acquire(2, 9); // won again at once
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(steps.filter((step) => step.startsWith('own'))).toEqual(['own p2 e1 a0', 'own p2 e9 a0']);
+    expect(consumers.consuming()).toEqual([2]);
     expect(consumers.restoring).toBe(0);
   });
 
