@@ -474,6 +474,7 @@ export class Engine {
         onLost: (partition, _epoch, reason) => consumers.lost(partition, reason),
       },
       onError: (error) => logger.warn({ err: error }, 'ownership: a round failed (NATS away?); the next tick tries again'),
+      onSlowRound: (lateMs, tookMs) => logger.warn({ lateMs, tookMs, leaseTtlMs: settings.clusterLeaseTtlMs }, 'ownership: a round ran late or long (the main thread busy, or NATS slow); leases not renewed within their validity are let go'),
     });
     await this.ownership.start();
   }

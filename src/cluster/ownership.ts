@@ -57,6 +57,12 @@ export interface OwnershipOptions {
   readonly now?: () => number;
   /** Called with an error a tick could not handle (NATS unreachable): the next tick tries again. */
   readonly onError?: (error: unknown) => void;
+  /**
+   * A round that ran late (its timer fired `lateMs` after it was due) or
+   * took long (`tookMs`): past a third of the TTL either way. A late timer
+   * means this thread's event loop was busy; renewals wait for it.
+   */
+  readonly onSlowRound?: (lateMs: number, tookMs: number) => void;
 }
 
 interface Held {
@@ -182,10 +188,15 @@ export class PartitionOwnership {
 
   private schedule(): void {
     if (this.stopped) return;
+    const dueAtMs = Date.now() + this.options.tickMs;
     this.timer = setTimeout(() => {
+      const startedAtMs = Date.now();
       this.ticking = this.tick()
         .catch((error: unknown) => this.options.onError?.(error))
         .finally(() => {
+          const lateMs = startedAtMs - dueAtMs;
+          const tookMs = Date.now() - startedAtMs;
+          if (Math.max(lateMs, tookMs) > this.options.leaseTtlMs / 3) this.options.onSlowRound?.(lateMs, tookMs);
           this.ticking = undefined;
           this.schedule();
         });

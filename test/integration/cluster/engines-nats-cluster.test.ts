@@ -21,11 +21,11 @@ import { connectTest } from '../../helpers/nats-server.js';
  *
  * Not in the default run (about 4 minutes on the 2-core machine, most of it
  * lease TTLs, restores and three engines' starts: the suite's ten-minute
- * budget): LOYALTY_TEST_CLUSTER_3=1 npx vitest run <this file>.
+ * budget): CLUSTER_TEST_3=1 npx vitest run <this file>.
  * CLUSTER_TEST_EVENTS sets the events sent (a copy of every tenth sent too):
  * 8,000 by default, 200,000 for the issue's run.
  */
-const RUN = process.env.LOYALTY_TEST_CLUSTER_3 === '1';
+const RUN = process.env.CLUSTER_TEST_3 === '1';
 const TTL_MS = 10_000; // above a JetStream leader election on 2.9.10 (~6 s): leases survive a server's death
 const TICK_MS = 1_000;
 const EVENTS = Number(process.env.CLUSTER_TEST_EVENTS ?? 8_000);
