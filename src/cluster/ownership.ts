@@ -48,8 +48,8 @@ export interface OwnershipOptions {
   /** The leases bucket (TTL = leaseTtlMs) and the instances bucket (TTL = leaseTtlMs). */
   readonly leases: KV;
   readonly instances: KV;
-  /** The keys of the live heartbeats (default: `instances.keys()`, which creates a consumer each call; see listLiveKeys). */
-  readonly listInstances?: () => Promise<string[]>;
+  /** The keys of the live heartbeats in `instances` (openOwnershipBuckets: listed without a consumer, see listLiveKeys). */
+  readonly listInstances: () => Promise<string[]>;
   readonly leaseTtlMs: number;
   /** How often to heartbeat, renew and rebalance; at most a third of the TTL. */
   readonly tickMs: number;
@@ -261,9 +261,7 @@ export class PartitionOwnership {
   private async heartbeat(sentAtMs: number): Promise<string[]> {
     const { instanceId, instances } = this.options;
     await instances.put(instanceId, encoder.encode(JSON.stringify({ instanceId, heartbeatAtMs: sentAtMs, partitions: this.held.size })));
-    const live: string[] = [];
-    if (this.options.listInstances !== undefined) live.push(...(await this.options.listInstances()));
-    else for await (const key of await instances.keys()) live.push(key);
+    const live = await this.options.listInstances();
     if (!live.includes(instanceId)) live.push(instanceId);
     return live.sort();
   }

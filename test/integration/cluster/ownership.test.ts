@@ -1,4 +1,4 @@
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeLease, leaseKey, openOwnershipBuckets, PartitionOwnership, type OwnershipHandlers } from '../../../src/cluster/ownership.js';
@@ -55,7 +55,7 @@ function withMethod<M extends 'put' | 'update'>(bucket: KV, method: M, replace: 
   });
 }
 
-function instance(id: string, kv: { leases: KV; instances: KV; listInstances?: () => Promise<string[]> }, errors: unknown[]): Instance {
+function instance(id: string, kv: { leases: KV; instances: KV; listInstances: () => Promise<string[]> }, errors: unknown[]): Instance {
   const events: Instance['events'] = [];
   const handlers: OwnershipHandlers = {
     onAcquired: (partition, epoch) => void events.push({ kind: 'acquired', partition, epoch }),
@@ -138,7 +138,7 @@ describe('partition leases in a KV bucket', () => {
     let refusals = 2;
     // The heartbeat bucket refuses the first two puts, as a just-created R3 bucket without a leader does.
     const flaky = withMethod(kv.instances, 'put', (put) => (...args) => (refusals-- > 0 ? Promise.reject(new Error("no responders: '$KV.instances'")) : put(...args)));
-    const one = instance('engine-a', { leases: kv.leases, instances: flaky }, errors);
+    const one = instance('engine-a', { ...kv, instances: flaky }, errors);
     await one.ownership.start();
     try {
       expect(errors).toHaveLength(1);
@@ -160,7 +160,7 @@ describe('partition leases in a KV bucket', () => {
       if (lostAnswers-- > 0) throw Object.assign(new Error('timeout'), { name: 'TimeoutError' });
       return revision;
     });
-    const one = instance('engine-a', { leases: flaky, instances: kv.instances }, errors);
+    const one = instance('engine-a', { ...kv, leases: flaky }, errors);
     await one.ownership.start();
     try {
       await waitFor(() => lostAnswers < 0, 10_000, 'the lost answers and the renewals after them');

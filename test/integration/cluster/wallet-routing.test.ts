@@ -1,8 +1,7 @@
-import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { walletJson, type WalletResponse } from '../../../src/api/views.js';
-import { PartitionOwnership } from '../../../src/cluster/ownership.js';
+import { openOwnershipBuckets, PartitionOwnership } from '../../../src/cluster/ownership.js';
 import { assignPartitions } from '../../../src/cluster/rendezvous.js';
 import { PartitionWalletServer, WalletRouter, WalletRoutingError, walletSubject, type PartitionWalletServerOptions } from '../../../src/cluster/wallet-routing.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
@@ -332,13 +331,9 @@ describe('wallet reads routed to the partition owner', () => {
   it('driven by partition leases: a graceful stop moves its partitions while a client keeps reading, with no failed read', async () => {
     const prefix = nextPrefix();
     run += 1;
-    const kvm = new Kvm(client);
     const TTL_MS = 1_500;
     const TICK_MS = 250;
-    const kv: { leases: KV; instances: KV } = {
-      leases: await kvm.create(`wallet-leases-${run}`, { ttl: TTL_MS, history: 1 }),
-      instances: await kvm.create(`wallet-instances-${run}`, { ttl: TTL_MS, history: 1 }),
-    };
+    const kv = await openOwnershipBuckets(client, { leasesBucket: `wallet-leases-${run}`, instancesBucket: `wallet-instances-${run}`, leaseTtlMs: TTL_MS, tickMs: TICK_MS, replicas: 1, create: (create) => create() });
     const ids = ['engine-a', 'engine-b', 'engine-c'];
     const lost: string[] = [];
     const ownershipErrors: unknown[] = [];
