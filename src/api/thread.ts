@@ -29,7 +29,7 @@ import {
 
 // Under tsx (development, tests) the worker is TypeScript, loaded through worker-boot.cjs; built, it is JavaScript.
 const defaultWorkerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
-const bootUrl = new URL('./worker-boot.cjs', import.meta.url);
+const bootUrl = new URL('../runtime/worker-boot.cjs', import.meta.url);
 
 export interface ApiThreadOptions {
   /** natsUrl resolved. */

@@ -63,6 +63,8 @@ export interface OwnershipOptions {
    * means this thread's event loop was busy; renewals wait for it.
    */
   readonly onSlowRound?: (lateMs: number, tookMs: number) => void;
+  /** Each confirmed renewal, with how long its compare-and-set took (a histogram for SREs). */
+  readonly onRenewed?: (tookMs: number) => void;
 }
 
 interface Held {
@@ -283,9 +285,11 @@ export class PartitionOwnership {
   private async renew(partition: number, held: Held, sentAtMs: number): Promise<void> {
     const { leases, instanceId, leaseTtlMs, tickMs } = this.options;
     const value: LeaseValue = { owner: instanceId, epoch: held.epoch, renewedAtMs: sentAtMs };
+    const started = performance.now();
     try {
       held.revision = await leases.update(leaseKey(partition), encoder.encode(JSON.stringify(value)), held.revision);
       held.validUntilMs = sentAtMs + leaseTtlMs - tickMs;
+      this.options.onRenewed?.(performance.now() - started);
     } catch (error) {
       // Only the CAS refusal (the lease moved on) means lost. Anything else (a timeout, JetStream
       // unavailable during a leader election) leaves the lease as it was: the owner keeps it until

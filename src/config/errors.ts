@@ -33,6 +33,7 @@ export const ENGINE_ERROR_CODES = {
   ERR_STREAM_PUBLISH: 'a JetStream publish was refused or not acknowledged in time; outcomes are published again',
   ERR_SUBMIT: 'an API write could not be published to the transaction stream',
   ERR_BUDGET_CONTENDED: 'cluster mode: a promotion budget key changed at every compare-and-set attempt; the operation is retried later',
+  ERR_OWNERSHIP_THREAD: 'cluster mode: the thread that heartbeats and renews partition leases could not start or died; the engine stops (exit code 1) and its leases expire after the TTL',
   ERR_PARTITION_FENCED: 'cluster mode: another instance took the partition (its fence is in the changelog); this one stops processing it',
   ERR_CHANGELOG_RECORD: 'cluster mode: a changelog record is damaged (digest), cut short, of another version, store format, partition count or partition, or one is missing from the tail; the partition is not restored and stays marked incomplete',
   ERR_CHANGELOG_RECORD_TOO_LARGE: "cluster mode: one batch's changes of a partition exceed a changelog record (about 1 MiB) even compressed; the batch is not committed: lower LOYALTY_BATCH_SIZE_MAX",
