@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { ActorPool } from './actors/pool.js';
-import { createBudgetLayout } from './actors/budgets.js';
+import { createBudgetLayout, type BudgetLayout } from './actors/budgets.js';
 import { loadApiTokens } from './api/auth.js';
 import type { Health } from './api/context.js';
 import { assertHttpPortFree } from './api/port-check.js';
@@ -18,8 +18,11 @@ import { registerKpiHolder } from './cluster/kpi-aggregation.js';
 import type { Program } from './domain/program.js';
 import type { Logger } from './log.js';
 import { EngineMetrics } from './metrics/metrics.js';
+import { ClusterMetrics, watchSnapshots } from './metrics/cluster-metrics.js';
 import { Ingest, type ActorRunner, type InboundMessage, type IngestOptions } from './routing/ingest.js';
-import { openOwnershipBuckets, PartitionOwnership } from './cluster/ownership.js';
+import { OwnershipThread } from './cluster/ownership-thread.js';
+import { openOwnershipBuckets } from './cluster/ownership.js';
+import { startClusterGlobals } from './runtime/cluster-globals.js';
 import { PartitionConsumers } from './runtime/partition-consumers.js';
 import { assertDiskRoom } from './store/commit-errors.js';
 import { lmdbAddonStatus } from './store/lmdb-addon.js';
@@ -75,7 +78,9 @@ export class Engine {
   private ingest: Ingest | undefined;
   /** Cluster mode: the partitions this instance holds leases of, and their consumers (instead of ingest). */
   private partitionConsumers: PartitionConsumers | undefined;
-  private ownership: PartitionOwnership | undefined;
+  private ownership: OwnershipThread | undefined;
+  /** Cluster mode: budgets reserved across instances and the program key (src/runtime/cluster-globals.ts). */
+  private clusterGlobals: { stop(): Promise<void> } | undefined;
   private intake: PullIntake | undefined;
   /** The HTTP API and the NATS services, on their own thread (src/api/thread.ts). */
   private api: ApiThread | undefined;
@@ -89,6 +94,8 @@ export class Engine {
   private belowFloor: BelowFloorWatch | undefined;
   private resetting: Promise<void> | undefined;
   readonly metrics = new EngineMetrics();
+  /** Cluster mode's metrics (src/metrics/cluster-metrics.ts), in the same registry; absent for a single instance. */
+  private clusterMetrics: ClusterMetrics | undefined;
   natsUrl = '';
   /** Resolves with an error when the engine fails and must stop (a failed commit). */
   readonly failed: Promise<Error>;
@@ -278,6 +285,7 @@ export class Engine {
     this.gaugeTimer.unref();
 
     if (this.partitionConsumers !== undefined) {
+      await this.startClusterGlobals(budgets, program, instanceId);
       await this.startOwnership(this.partitionConsumers, instanceId);
       this.consuming = true;
       logger.info({ http: `http://${settings.httpHost}:${this.httpPort}`, stream: settings.streamName, instanceId, cluster: true }, 'engine ready');
@@ -335,6 +343,7 @@ export class Engine {
     // Cluster mode: every partition drained, committed and acked, then its lease deleted, so the others take it at once.
     if (this.ownership !== undefined) await this.ownership.stop();
     if (this.partitionConsumers !== undefined) await this.partitionConsumers.close();
+    if (this.clusterGlobals !== undefined) await this.clusterGlobals.stop();
     if (this.gaugeTimer !== undefined) clearInterval(this.gaugeTimer);
     if (this.intake !== undefined) await this.intake.close();
     if (this.sweeper !== undefined) await this.sweeper.stop();
@@ -409,6 +418,7 @@ export class Engine {
     const subjects = subjectsFor(settings.subjectPrefix);
     const acks = new Map<number, AckAllSender>();
     const logPullEvent = logPullEvents(logger);
+    const metrics = (this.clusterMetrics = new ClusterMetrics(this.metrics.registry));
     const consumers: PartitionConsumers = new PartitionConsumers({
       actors: pool.actors,
       own: (actor, partition, epoch) => pool.ownPartition(actor, partition, epoch),
@@ -418,9 +428,15 @@ export class Engine {
       createIngest: (partition) => {
         const sender = new AckAllSender(nc);
         acks.set(partition, sender);
+        const options = ingestOptions(partitionConsumerName(settings, partition), subjects.partitionTransactionPrefix(partition).length, sender, runner);
         return new Ingest({
-          ...ingestOptions(partitionConsumerName(settings, partition), subjects.partitionTransactionPrefix(partition).length, sender, runner),
+          ...options,
           consumerSequences: (from, to) => sequencesOnSubject(jsm, settings.streamName, subjects.partitionTransactions(partition), from, to),
+          // A commit refused because another instance fenced the partition is counted before the engine stops.
+          onFatal: (error) => {
+            metrics.commitFailed(error);
+            options.onFatal(error);
+          },
         });
       },
       startIntake: (partition, ingest) =>
@@ -436,47 +452,117 @@ export class Engine {
         }).start(),
       onAcquireFailed: (partition, step, error) => {
         logger.error({ err: error, partition, step }, 'a partition could not be taken over (JetStream not answering?); its lease is given up and it is taken again at a later tick');
+        metrics.acquireFailed(step);
         void this.ownership?.giveUp(partition);
       },
       onFatal: (partition, error) => {
         logger.fatal({ err: error, partition }, 'a partition could not be handed over (its batches did not commit); stopping');
         this.fail(error instanceof Error ? error : new Error(String(error)));
       },
-      onOwned: (position, consumerMs) => logger.info({ ...position, consumerMs: Math.round(consumerMs) }, 'partition owned: changelog fenced, state restored, consuming after its watermark'),
+      onOwned: (position, consumerMs) => {
+        metrics.owned(position, consumerMs);
+        logger.info({ ...position, consumerMs: Math.round(consumerMs) }, 'partition owned: changelog fenced, state restored, consuming after its watermark');
+      },
       // Wallet reads by partition are answered where the partition is consumed, and nowhere else.
-      onChange: (consuming) => this.api?.setPartitions(consuming),
+      onChange: (consuming) => {
+        metrics.changed(consuming);
+        this.api?.setPartitions(consuming);
+      },
       logger,
     });
     const runner = consumers.runner(pool);
+    // Read at each scrape; the ownership exists once startOwnership ran.
+    metrics.observe({ consuming: () => consumers.consuming().length, restoring: () => consumers.restoring, leasesHeld: () => this.ownership?.owned().size ?? 0 });
+    // The actor threads save the snapshots; the object store's metadata says which were this instance's (ends with the connection).
+    void watchSnapshots(nc, { bucket: settings.snapshotBucket, instanceId: instanceIdOf(settings), metrics, onError: (error) => logger.warn({ err: error }, 'snapshot metrics: could not watch the snapshot bucket; loyalty_cluster_snapshots_total stays still') });
     return consumers;
   }
 
+  /**
+   * Ownership rounds on their own thread (src/cluster/ownership-thread.ts): the
+   * main thread feeds every intake, and under a backlog it was too busy to
+   * renew leases within their validity.
+   */
   private async startOwnership(consumers: PartitionConsumers, instanceId: string): Promise<void> {
     const { settings, logger } = this.options;
-    const buckets = await openOwnershipBuckets(this.nc!, {
-      leasesBucket: settings.leasesBucket,
-      instancesBucket: settings.instancesBucket,
-      leaseTtlMs: settings.clusterLeaseTtlMs,
-      tickMs: settings.clusterTickMs,
-      replicas: settings.clusterReplicas,
-      create: (create, what) => withCreateRetries(create, what),
-    });
-    this.ownership = new PartitionOwnership({
+    this.ownership = new OwnershipThread({
+      settings: { ...settings, natsUrl: this.natsUrl },
       instanceId,
-      partitions: settings.partitions,
-      ...buckets,
-      leaseTtlMs: settings.clusterLeaseTtlMs,
-      tickMs: settings.clusterTickMs,
       handlers: {
-        // Not awaited by the tick: restores run in the background while the tick keeps renewing.
+        // Not awaited by the round: restores run in the background while the thread keeps renewing.
         onAcquired: (partition, epoch) => consumers.acquire(partition, epoch),
         onReleasing: (partition) => consumers.release(partition),
-        onLost: (partition, _epoch, reason) => consumers.lost(partition, reason),
+        onLost: (partition, _epoch, reason) => {
+          this.clusterMetrics?.lost(reason);
+          consumers.lost(partition, reason);
+        },
       },
-      onError: (error) => logger.warn({ err: error }, 'ownership: a round failed (NATS away?); the next tick tries again'),
-      onSlowRound: (lateMs, tookMs) => logger.warn({ lateMs, tookMs, leaseTtlMs: settings.clusterLeaseTtlMs }, 'ownership: a round ran late or long (the main thread busy, or NATS slow); leases not renewed within their validity are let go'),
+      onError: (error) => {
+        this.clusterMetrics?.roundFailed();
+        logger.warn({ err: error }, 'ownership: a round failed (NATS away?); the next tick tries again');
+      },
+      onSlowRound: (lateMs, tookMs) => {
+        this.clusterMetrics?.slowRound(lateMs, tookMs);
+        logger.warn({ lateMs, tookMs, leaseTtlMs: settings.clusterLeaseTtlMs }, 'ownership: a round ran late or long (NATS slow, or the process starved of CPU); leases not renewed within their validity are let go');
+      },
+      onRenewed: (tookMs) => this.clusterMetrics?.renewed(tookMs),
+      onReleaseFailed: (partition, error) => logger.error({ err: error, partition }, 'ownership: a partition could not be handed over; its lease is kept until the TTL'),
+    });
+    void this.ownership.failed.then((error) => {
+      logger.fatal({ err: error }, 'the ownership thread died; stopping (its leases expire after the TTL)');
+      this.fail(error);
     });
     await this.ownership.start();
+  }
+
+  /**
+   * Cluster mode's global promotion budgets and program (src/runtime/cluster-globals.ts), before any partition is
+   * taken: the actors' allowances become what this instance reserved of each budget, and an activation goes through
+   * the cluster's program key, which every instance applies. Their stop (the unspent chunks given back) runs when the
+   * partition consumers close at the engine's stop: every partition drained, no batch can draw budget any more, and
+   * the NATS connection still open.
+   */
+  private async startClusterGlobals(layout: BudgetLayout, program: Program, instanceId: string): Promise<void> {
+    const { settings, logger } = this.options;
+    const consumers = this.partitionConsumers!;
+    const pool = this.pool!;
+    const store = this.store!;
+    const programs = this.programs!;
+    let live = 1;
+    let liveTimer: NodeJS.Timeout | undefined;
+    const globals = await startClusterGlobals({
+      openBuckets: async () => {
+        const kvm = new Kvm(jetstream(this.nc!, { timeout: CREATE_TIMEOUT_MS }));
+        const budgets = await withCreateRetries(() => kvm.create(settings.budgetsBucket, { history: 1, replicas: settings.clusterReplicas }), `bucket ${settings.budgetsBucket}`);
+        const programsKv = await withCreateRetries(() => kvm.create(settings.programsBucket, { history: 5, replicas: settings.clusterReplicas }), `bucket ${settings.programsBucket}`);
+        // The live instances, for the share of a budget's remainder near its end: read once a tick, never per reservation.
+        const { listInstances } = await openOwnershipBuckets(this.nc!, { leasesBucket: settings.leasesBucket, instancesBucket: settings.instancesBucket, leaseTtlMs: settings.clusterLeaseTtlMs, tickMs: settings.clusterTickMs, replicas: settings.clusterReplicas, create: (create, what) => withCreateRetries(create, what) });
+        live = Math.max(1, (await listInstances().catch(() => [])).length);
+        liveTimer = setInterval(() => void listInstances().then((ids) => (live = Math.max(1, ids.length)), () => undefined), settings.clusterTickMs);
+        liveTimer.unref();
+        return { budgets, programs: programsKv };
+      },
+      instanceId,
+      chunks: settings.clusterBudgetChunks,
+      liveInstances: () => live,
+      layout,
+      program,
+      runningText: store.storedProgram()?.text,
+      programs,
+      exclusive: (action) => consumers.exclusive(action),
+      setProgram: (next, nextLayout) => pool.setProgram(next, nextLayout),
+      budgetTotals: () => store.budgetTotals(),
+      onApplied: () => this.api?.setProgram({ program: programs.active(), atMs: programs.activeSince().atMs, source: programs.activeSince().source }),
+      onFatal: (error) => this.fail(error instanceof Error ? error : new Error(String(error))),
+      logger,
+    });
+    // At the stop, after every partition is drained: the budget chunks not spent go back (doStop).
+    this.clusterGlobals = {
+      stop: async () => {
+        if (liveTimer !== undefined) clearInterval(liveTimer);
+        await globals.stop();
+      },
+    };
   }
 
   private async startEmbeddedNats(): Promise<string> {

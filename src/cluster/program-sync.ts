@@ -43,11 +43,13 @@ export class ClusterProgram {
 
   /**
    * Calls `apply` with every program published from now on (and the current
-   * one first), in revision order, one at a time. Returns a stop function.
+   * one first), in revision order, one at a time. `afterRevision`: one
+   * already applied (read with `current` at start), not applied again.
+   * Returns a stop function.
    */
-  async watch(apply: (program: ActiveProgram) => Promise<void>, onError: (error: unknown) => void = () => undefined): Promise<() => Promise<void>> {
+  async watch(apply: (program: ActiveProgram) => Promise<void>, onError: (error: unknown) => void = () => undefined, afterRevision = 0): Promise<() => Promise<void>> {
     const watcher = await this.kv.watch({ key: KEY });
-    let applied = 0;
+    let applied = afterRevision;
     const done = (async () => {
       for await (const entry of watcher) {
         if (entry.operation !== 'PUT' || entry.revision <= applied) continue;

@@ -81,6 +81,16 @@ const settingsObject = z
     /** Cluster mode: KV buckets of the partition leases and of the live instances (both with the lease TTL). */
     leasesBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_LEASES'),
     instancesBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_INSTANCES'),
+    /** Cluster mode: KV bucket (no TTL) of the promotions' global budgets, one counter per promotion of what the instances reserved (src/cluster/budget-reservations.ts). */
+    budgetsBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_BUDGETS'),
+    /**
+     * Cluster mode: a promotion's global budget is reserved in chunks of
+     * 1/this of it (at least 1), or more when the instance draws faster; an
+     * instance holds less than two chunks unspent.
+     */
+    clusterBudgetChunks: integer(1, 1_000_000).default(100),
+    /** Cluster mode: KV bucket of the program activated through the API, one key every instance watches (src/cluster/program-sync.ts). */
+    programsBucket: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_PROGRAMS'),
     deadLetterStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_DLQ'),
     outcomeStreamName: z.string().regex(/^[A-Za-z0-9_-]+$/).default('LOYALTY_OUTCOMES'),
     /**

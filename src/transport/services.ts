@@ -1,6 +1,8 @@
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import { Svcm, type ServiceMsg } from '@nats-io/services';
 import type { ApiContext, SubmitResult } from '../api/context.js';
+import { ApiError } from '../api/errors.js';
+import { routedReadError } from '../api/member-routing.js';
 import { walletJson, walletResponse } from '../api/views.js';
 import { memberIdSchema, validateEvent } from '../domain/events.js';
 import { walletView } from '../domain/wallet.js';
@@ -11,6 +13,13 @@ import { walletView } from '../domain/wallet.js';
  * through $SRV.PING / $SRV.INFO / $SRV.STATS. Endpoints:
  *   <prefix>.svc.wallet  {"memberId": "ann"}             → wallet JSON (as GET /v1/members/ann/wallet)
  *   <prefix>.svc.submit  event JSON, or {"event": {...}, "waitMs": 5000}  → SubmitResult
+ * Cluster mode (ctx.memberRouting): this instance's store holds only the
+ * partitions it consumes, so a wallet request for a member of another
+ * partition is answered by that partition's owner (through WalletRouter, as
+ * the HTTP route is), the owner's JSON text passed on as it stands; the
+ * router's failures are the HTTP route's codes (PARTITION_UNAVAILABLE,
+ * OVERLOADED, PARTITION_TIMEOUT) as service errors. The queue group hands a
+ * request to any instance; the answer is the owner's either way.
  * Errors carry the framework's Nats-Service-Error-Code (an HTTP-like number)
  * and Nats-Service-Error headers, our stable code in Loyalty-Error-Code, and
  * a body `{ "error": { "code", "message" } }` like the HTTP API.
@@ -41,15 +50,49 @@ export interface LoyaltyServices {
 }
 
 const encoder = new TextEncoder();
-const STATUS = { VALIDATION_FAILED: 400, FORBIDDEN: 403, MEMBER_NOT_FOUND: 404, SUBMIT_FAILED: 503, INTERNAL_ERROR: 500 } as const;
+/** The services' codes and statuses: the HTTP API's (src/api/errors.ts) for the same failures. */
+export const SERVICE_ERROR_STATUS = {
+  VALIDATION_FAILED: 400,
+  FORBIDDEN: 403,
+  MEMBER_NOT_FOUND: 404,
+  INTERNAL_ERROR: 500,
+  SUBMIT_FAILED: 503,
+  /** Cluster mode: the member's partition has no owner answering within the router's handover wait. */
+  PARTITION_UNAVAILABLE: 503,
+  /** Cluster mode: too many reads waiting for their partitions' owners, here or at the owner. */
+  OVERLOADED: 503,
+  /** Cluster mode: the partition's owner is subscribed but did not answer in time. */
+  PARTITION_TIMEOUT: 504,
+} as const;
+const STATUS = SERVICE_ERROR_STATUS;
 type ServiceErrorCode = keyof typeof STATUS;
 
-function respondError(message: ServiceMsg, code: ServiceErrorCode, text: string, extra: Record<string, unknown> = {}): void {
+function respondError(message: ServiceMsg, code: ServiceErrorCode, text: string, extra: Record<string, unknown> = {}, details?: unknown): void {
   const headers = natsHeaders();
   headers.set(HEADER_ERROR_CODE, code);
-  message.respondError(STATUS[code], `${code}: ${text}`, encoder.encode(JSON.stringify({ error: { code, message: text }, ...extra })), {
+  const error = details === undefined ? { code, message: text } : { code, message: text, details };
+  message.respondError(STATUS[code], `${code}: ${text}`, encoder.encode(JSON.stringify({ error, ...extra })), {
     headers: headers as never,
   });
+}
+
+function isServiceErrorCode(code: string): code is ServiceErrorCode {
+  return Object.hasOwn(STATUS, code);
+}
+
+/**
+ * A routed read's failure as the HTTP route would answer it (routedReadError:
+ * the same codes and messages), as a service error; a code the services do
+ * not have (none today) is an INTERNAL_ERROR naming it.
+ */
+function respondRoutedError(message: ServiceMsg, memberId: string, failure: unknown): void {
+  const mapped = routedReadError(failure, memberId);
+  if (!(mapped instanceof ApiError)) {
+    respondError(message, 'INTERNAL_ERROR', `member ${memberId}: the read at the partition's owner failed: ${(mapped as Error)?.message ?? String(mapped)}`);
+    return;
+  }
+  if (isServiceErrorCode(mapped.code)) respondError(message, mapped.code, mapped.message, {}, mapped.details);
+  else respondError(message, 'INTERNAL_ERROR', `${mapped.code}: ${mapped.message}`, {}, mapped.details);
 }
 
 function respondJson(message: ServiceMsg, value: unknown): void {
@@ -87,6 +130,16 @@ export async function startLoyaltyServices(nc: NatsConnection, ctx: ApiContext, 
         const memberId = body.ok ? memberIdSchema.safeParse((body.value as { memberId?: unknown } | null)?.memberId) : undefined;
         if (memberId === undefined || !memberId.success) {
           respondError(message, 'VALIDATION_FAILED', 'request must be {"memberId": "<member id>"}');
+          return;
+        }
+        // Cluster mode: not this instance's partition, so its store is stale or empty for the member; the owner answers.
+        const routing = ctx.memberRouting;
+        if (routing !== undefined && !routing.owns(memberId.data)) {
+          const member = memberId.data;
+          void routing.wallet(member).then(
+            (text) => message.respond(encoder.encode(text)),
+            (failure: unknown) => respondRoutedError(message, member, failure),
+          ).catch(() => undefined); // the connection closed under the reply: nothing left to answer on
           return;
         }
         const state = ctx.reads.walletMember !== undefined ? ctx.reads.walletMember(memberId.data) : ctx.reads.member(memberId.data);
