@@ -16,6 +16,8 @@ export interface RestoredPosition {
   readonly snapshotSeq: number | undefined;
   readonly commits: number;
   readonly bytes: number;
+  /** Outbox entries its last owner left (committed, not seen acknowledged), published again. */
+  readonly republished?: number;
   readonly tookMs: number;
 }
 

@@ -60,12 +60,19 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
     settings.outcomeBatchesUnconfirmedMax,
     new PublishTrouble(logger, settings.outcomeStreamName, settings.outcomeBatchesUnconfirmedMax),
   );
+  // Cluster mode: a release waits for this publisher, and a new owner publishes its restored outbox through it.
+  cluster?.attachOutcomes({ publish: (outcomes, onAcknowledged) => publisher.publish(outcomes, undefined, onAcknowledged), settled: (timeoutMs) => publisher.settled(timeoutMs) });
   // Published outbox entries are removed by the next batch's commit; when no batch comes, on their own.
   let lastWorkAtMs = Date.now();
   let closing = false;
   const idleRemovals = setInterval(() => {
     if (closing || Date.now() - lastWorkAtMs < OUTBOX_IDLE_REMOVAL_MS) return;
-    actor.removePublishedOutbox().catch(() => undefined); // a failed commit fails the actor; the next batch reports it
+    // A failed commit fails the actor; the next batch reports it. In cluster mode the entries are in their partitions'
+    // key space, removed by a record of the partition: a quiet partition gets one of its own.
+    actor
+      .removePublishedOutbox()
+      .then(() => cluster?.removeAcknowledgedOutbox())
+      .catch(() => undefined);
   }, OUTBOX_IDLE_REMOVAL_MS);
 
   return async (task: ActorTask): Promise<ActorReply> => {
@@ -83,10 +90,14 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
       }
       case 'sweep': {
         lastWorkAtMs = Date.now();
-        // Not beside a partition changing hands: a sweep's commit must find a changelog for every partition it touches.
-        const sweep = () => actor.sweep(task.nowMs, task.limit);
-        const { result, outcomes, outboxKey } = await (cluster === undefined ? sweep() : cluster.exclusive(sweep));
-        publisher.publish(outcomes, outboxKey);
+        // Not beside a partition changing hands: a sweep's commit must find a changelog for every partition it touches,
+        // and its outcomes are handed to the publisher before a release that follows waits for what is published.
+        const sweep = async () => {
+          const swept = await actor.sweep(task.nowMs, task.limit);
+          publisher.publish(swept.outcomes, swept.outboxKey);
+          return swept;
+        };
+        const { result } = await (cluster === undefined ? sweep() : cluster.exclusive(sweep));
         await publisher.belowLimit();
         return { kind: 'sweep', result };
       }
@@ -96,7 +107,8 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
       }
       case 'release':
         assert(cluster !== undefined, 'release outside cluster mode');
-        await cluster.exclusive(async () => cluster.release(task.partition));
+        // Waits (bounded) for the outcome stream, then appends the partition's watermark-only record (cluster-partitions.ts).
+        await cluster.exclusive(() => cluster.release(task.partition));
         return { kind: 'ok' };
       case 'ping':
         return { kind: 'ready', priority };
@@ -137,6 +149,8 @@ const RETRY_DELAY_MS_MAX = 5_000;
 class OutcomePublisher {
   private unconfirmed = 0;
   private waiters: (() => void)[] = [];
+  /** One promise per batch not yet acknowledged, resolved when it is (what `settled` waits for). */
+  private readonly inflight = new Set<Promise<void>>();
   private closed = false;
   /** Publishes that failed and were tried again (for tests and the operations log). */
   retries = 0;
@@ -156,6 +170,9 @@ class OutcomePublisher {
       return;
     }
     this.unconfirmed += 1;
+    let acknowledged!: () => void;
+    const done = new Promise<void>((resolve) => (acknowledged = resolve));
+    this.inflight.add(done);
     const attempt = (delayMs: number): void => {
       if (this.closed) return;
       this.router.publishGroup(outcomes, this.timeoutMs).then(
@@ -163,6 +180,8 @@ class OutcomePublisher {
           this.unconfirmed -= 1;
           if (outboxKey !== undefined) this.onPublished(outboxKey);
           onAcknowledged?.();
+          this.inflight.delete(done);
+          acknowledged();
           if (this.unconfirmed === 0) this.trouble?.caughtUp(this.retries);
           this.wake();
         },
@@ -184,6 +203,22 @@ class OutcomePublisher {
     if (this.unconfirmed < this.unconfirmedMax) return Promise.resolve();
     this.trouble?.holding(this.unconfirmed);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * True once every batch published before this call is acknowledged (later
+   * ones are not waited for), false after `timeoutMs`: a release waits for
+   * its partition's outcomes this way.
+   */
+  async settled(timeoutMs: number): Promise<boolean> {
+    if (this.inflight.size === 0) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    try {
+      return await Promise.race([Promise.all([...this.inflight]).then(() => true as const), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Resolves once every batch is acknowledged, or after `timeoutMs`. */

@@ -10,6 +10,7 @@ import {
   storeIdentity,
   type ChangeRecorder,
   type DecodedPartitionChanges,
+  type PartitionChanges,
 } from '../store/partition-changes.js';
 import type { PartitionChangelog } from './changelog.js';
 import type { PartitionSnapshots, SnapshotContent, SnapshotPosition } from './snapshots.js';
@@ -58,7 +59,11 @@ export interface RestoredPartition {
    * The highest input stream sequence whose outcomes the last owner knew
    * acknowledged (≤ watermark): the partition's consumer resumes after it, so
    * the events between it and `watermark` come again as duplicates and their
-   * outcomes are published again (the old owner's outbox did not move).
+   * first outcomes are published again (an event batch's outbox entry does
+   * not move; a sweep's does: LmdbStore.usePartitionOutbox). A graceful
+   * release ends with a watermark-only record (no writes, or removals of
+   * acknowledged outbox entries) carrying the complete mark, so after one it
+   * equals `watermark` and nothing is read again.
    */
   readonly publishedWatermark: number;
   /** Commit records replayed, fence markers passed, and the records' bytes. */
@@ -179,6 +184,23 @@ export interface ChangelogRecorder {
   readonly recorder: ChangeRecorder;
   /** The partition's last append by this recorder (the changelog's last sequence and the highest watermark appended). */
   appended(partition: number): AppendedPosition;
+  /**
+   * The partition was won and restored at `position`: the watermarks its
+   * records carry start from there (a watermark-only record at release
+   * names the restored watermark when this owner committed nothing).
+   */
+  own(partition: number, position: { readonly watermark: number; readonly publishedWatermark: number }): void;
+  /** The partition was let go: what this recorder knew of it goes (owned again, it starts from its new restore). */
+  release(partition: number): void;
+  /**
+   * Appends a record of one partition outside a batch commit (a
+   * watermark-only record at release, removals of acknowledged outbox
+   * entries), after the partition's appends in flight and conditioned like
+   * them; `publishedWatermark` is bounded by the watermark appended. Writes
+   * nothing to the store: the caller applies `changes` once it resolved.
+   * Rejects as the append does (PartitionFencedError once another owner fenced).
+   */
+  appendRecord(changes: PartitionChanges, publishedWatermark: number): Promise<{ readonly position: AppendedPosition; readonly bytes: number }>;
 }
 
 /**
@@ -191,6 +213,12 @@ export interface ChangelogRecorder {
  * by side; if one is refused after others landed, those others are in
  * their changelogs but not in this store, so the instance must restore
  * every partition from its changelog before serving it again.
+ *
+ * The appends of ONE partition run one after another, each encoded on the
+ * sequence the one before it landed at: every append is conditioned on the
+ * changelog's last sequence, so two in flight at once would see the second
+ * refused as fenced. The actor commits one batch at a time, but a record
+ * appended outside a batch (`appendRecord`) may meet one.
  */
 export function changelogRecorder(
   changelogs: ReadonlyMap<number, PartitionChangelog>,
@@ -202,20 +230,34 @@ export function changelogRecorder(
 ): ChangelogRecorder {
   const published = new Map<number, number>();
   const watermarks = new Map<number, number>(initial);
+  /** Per partition, its last append (settled either way): the next one starts after it. */
+  const tails = new Map<number, Promise<unknown>>();
+  const append = (partitionChanges: PartitionChanges, markNow: number): Promise<{ position: AppendedPosition; bytes: number }> => {
+    const { partition } = partitionChanges;
+    const changelog = changelogs.get(partition);
+    assert(changelog !== undefined, `a batch changed partition ${partition}, which this instance has no changelog of`);
+    const run = (tails.get(partition) ?? Promise.resolve()).then(async () => {
+      // Never past what this record commits: a mark from an earlier term of the same owner may run ahead of a restored tail.
+      const mark = Math.min(markNow, Math.max(watermarks.get(partition) ?? 0, partitionChanges.watermark));
+      const record = encodePartitionChanges(partitionChanges, changelog.lastSequence, undefined, mark);
+      const changelogSeq = await changelog.append(record);
+      published.set(partition, Math.max(published.get(partition) ?? 0, mark));
+      watermarks.set(partition, Math.max(watermarks.get(partition) ?? 0, partitionChanges.watermark));
+      return { position: { changelogSeq, watermark: watermarks.get(partition)!, publishedWatermark: published.get(partition)! }, bytes: record.length };
+    });
+    const settled = run.catch(() => undefined);
+    tails.set(partition, settled);
+    void settled.then(() => {
+      if (tails.get(partition) === settled) tails.delete(partition);
+    });
+    return run;
+  };
   const recorder: ChangeRecorder = async (changes) => {
     const positions: [number, AppendedPosition, number][] = [];
     await Promise.all(
       changes.map(async (partitionChanges) => {
-        const { partition } = partitionChanges;
-        const changelog = changelogs.get(partition);
-        assert(changelog !== undefined, `a batch changed partition ${partition}, which this instance has no changelog of`);
-        // Never past what this record commits: a mark from an earlier term of the same owner may run ahead of a restored tail.
-        const mark = Math.min(publishedWatermark(partition), Math.max(watermarks.get(partition) ?? 0, partitionChanges.watermark));
-        const record = encodePartitionChanges(partitionChanges, changelog.lastSequence, undefined, mark);
-        const changelogSeq = await changelog.append(record);
-        published.set(partition, Math.max(published.get(partition) ?? 0, mark));
-        watermarks.set(partition, Math.max(watermarks.get(partition) ?? 0, partitionChanges.watermark));
-        positions.push([partition, { changelogSeq, watermark: watermarks.get(partition)!, publishedWatermark: published.get(partition)! }, record.length]);
+        const { position, bytes } = await append(partitionChanges, publishedWatermark(partitionChanges.partition));
+        positions.push([partitionChanges.partition, position, bytes]);
       }),
     );
     if (onWritten === undefined) return undefined;
@@ -229,6 +271,19 @@ export function changelogRecorder(
       const changelog = changelogs.get(partition);
       assert(changelog !== undefined, `no changelog of partition ${partition}`);
       return { changelogSeq: changelog.lastSequence, watermark: watermarks.get(partition) ?? 0, publishedWatermark: published.get(partition) ?? 0 };
+    },
+    own(partition, position) {
+      assert(position.publishedWatermark <= position.watermark, `partition ${partition}: a published watermark past the committed one`);
+      watermarks.set(partition, position.watermark);
+      published.set(partition, position.publishedWatermark);
+    },
+    release(partition) {
+      watermarks.delete(partition);
+      published.delete(partition);
+    },
+    appendRecord(changes, mark) {
+      assert(Number.isSafeInteger(mark) && mark >= 0, 'a published watermark is a non-negative integer');
+      return append(changes, mark);
     },
   };
 }

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { asBinary, open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
+import { pack, unpack } from 'msgpackr';
 import type { LedgerPage, LedgerQuery, MemberReads } from '../api/context.js';
 import { assert } from '../domain/assert.js';
 import type { LedgerEntry, MemberState } from '../domain/state.js';
@@ -11,7 +12,7 @@ import { partitionOf } from '../routing/partitioner.js';
 import { lmdbCause, storeWriteError } from './commit-errors.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
 import { coreKeys, decodeCore, joinMember, memberRecords, type ItemKind, type MemberCore, type StoredCore, type StoredItem } from './member-records.js';
-import { BatchChangeRecorder, TREE_DUE, TREE_INDEX, TREE_MEMBERS, type ChangeRecorder, type PartitionChanges, type ValueEncoder } from './partition-changes.js';
+import { BatchChangeRecorder, TREE_DUE, TREE_INDEX, TREE_MEMBERS, TREE_OUTBOX, type ChangeRecorder, type PartitionChanges, type ValueEncoder } from './partition-changes.js';
 import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
 
 /**
@@ -30,6 +31,8 @@ import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, Wa
  *              every member write (its core records the key it holds), so a sweep reads only the
  *              members that are due instead of walking everyone
  *   outbox     [bootId, actor, batch] → encoded outcome messages (binary)
+ *   partitionOutbox  cluster mode's outbox of a sweep instead (usePartitionOutbox): [partition, owner, bootId, actor, batch] →
+ *              the sweep's outcome messages of that partition, so they move with it (partition-changes.ts)
  *   kpis       ['d', dayKey, actor] → DayCounters; ['w'|'m', weekKey|monthKey, actor] → active members
  *   budgets    [promotionId, actor] → { points, uses } of global promotion budgets
  * Keys start with the partition, so a partition is one key range that can one
@@ -102,6 +105,9 @@ export class LmdbStore implements ActorStore, MemberReads {
    */
   private readonly indexedDue = new WeakMap<MemberState, number | null>();
   private readonly outbox: Database<Uint8Array, OutboxKey>;
+  private readonly partitionOutboxTree: Database<Uint8Array, Key[]>;
+  /** Cluster mode's outbox bookkeeping (usePartitionOutbox); undefined in single-instance mode. */
+  private partitionOutbox: PartitionOutbox | undefined;
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
   private readonly budgets: Database<{ points: number; uses: number }, [string, number]>;
   private partitions: number | undefined;
@@ -131,9 +137,10 @@ export class LmdbStore implements ActorStore, MemberReads {
     this.index = this.root.openDB({ name: 'index', encoding: 'msgpack' });
     this.due = this.root.openDB({ name: 'due', encoding: 'msgpack' });
     this.outbox = this.root.openDB({ name: 'outbox', encoding: 'binary' });
+    this.partitionOutboxTree = this.root.openDB({ name: 'partitionOutbox', encoding: 'binary' });
     this.kpis = this.root.openDB({ name: 'kpis', encoding: 'msgpack' });
     this.budgets = this.root.openDB({ name: 'budgets', encoding: 'msgpack' });
-    this.partitionTrees = [this.records, this.index, this.due] as unknown as Database<unknown, Key[]>[];
+    this.partitionTrees = [this.records, this.index, this.due, this.partitionOutboxTree] as unknown as Database<unknown, Key[]>[];
     // The data directory's own partition count wins: member records are found by it.
     this.partitions = (this.meta.get('meta') as StoreMeta | undefined)?.partitions ?? options.partitions;
   }
@@ -320,9 +327,19 @@ export class LmdbStore implements ActorStore, MemberReads {
     for (const { partition, memberId, eventId, outcomes } of write.processed) {
       sink.put(partition, TREE_MEMBERS, [partition, memberId, PROCESSED, eventId], outcomes);
     }
+    // Cluster mode: outcomes without input (a sweep's) go into their partitions' changes, and leave them once
+    // acknowledged (usePartitionOutbox). An event batch's stay in the per-boot outbox: its events come again to the
+    // partition's next owner, whose consumer resumes after the published watermark, and their first outcomes with them.
+    const partitionOutbox = recorded === undefined ? undefined : this.partitionOutbox;
+    const outboxMoves = partitionOutbox !== undefined && write.outbox !== undefined && (write.watermarks === undefined || write.watermarks.length === 0);
+    let outboxRemovals = write.outboxRemovals ?? [];
     if (recorder !== undefined && recorded !== undefined) {
       for (const { partition, programDigest } of write.dueIndexMarks ?? []) recorded.dueMark(partition, programDigest);
       for (const { partition, sequence } of write.watermarks ?? []) recorded.watermark(partition, sequence);
+      if (partitionOutbox !== undefined) {
+        if (outboxMoves) partitionOutbox.entry(write.outbox!.key, write.outbox!.messages, recorded);
+        outboxRemovals = partitionOutbox.acknowledged(outboxRemovals, recorded);
+      }
       const changes = recorded.changes();
       if (changes.length > 0) {
         // Nothing is written before this: the changelog append (cluster mode's commit point) comes first.
@@ -344,8 +361,8 @@ export class LmdbStore implements ActorStore, MemberReads {
         track(this.budgets.put(key, next));
       }
     }
-    if (write.outbox !== undefined) track(this.outbox.put(write.outbox.key, write.outbox.messages));
-    for (const key of write.outboxRemovals ?? []) track(this.outbox.remove(key));
+    if (write.outbox !== undefined && !outboxMoves) track(this.outbox.put(write.outbox.key, write.outbox.messages));
+    for (const key of outboxRemovals) track(this.outbox.remove(key));
     // Each one awaited (and so handled) even when an earlier one failed.
     const settled = await Promise.allSettled(transactions.map((transaction) => this.written(transaction)));
     for (const result of settled) if (result.status === 'rejected') throw result.reason;
@@ -354,7 +371,9 @@ export class LmdbStore implements ActorStore, MemberReads {
 
   /** The values' encoders of the partition trees: the ones their puts would use, so recorded bytes are the stored bytes. */
   private valueEncoders(): readonly ValueEncoder[] {
-    this.encoders ??= this.partitionTrees.map((tree) => {
+    this.encoders ??= this.partitionTrees.map((tree, number) => {
+      // The partition outbox's values are already the packed outcomes: stored as they are.
+      if (number === TREE_OUTBOX) return PACKED_AS_IS;
       const encoder = (tree as unknown as { encoder?: ValueEncoder }).encoder;
       assert(encoder !== undefined, 'a msgpack tree has its encoder');
       return encoder;
@@ -426,6 +445,64 @@ export class LmdbStore implements ActorStore, MemberReads {
 
   async removeOutbox(key: OutboxKey): Promise<void> {
     await this.written(this.outbox.remove(key));
+  }
+
+  /**
+   * Cluster mode: the outbox entries of outcomes without input (a sweep's:
+   * expiries, pending points maturing, tier reviews) are kept in their
+   * partitions' key space (tree `partitionOutbox`, keys
+   * `[partition, owner, bootId, actor, batch]`) instead of the per-boot
+   * outbox, so they are part of the partition's changelog records and
+   * snapshots and move with it: a new owner publishes again what the last one
+   * committed and did not see acknowledged (`partitionOutboxEntries` after its
+   * restore). An event batch's entry stays in the per-boot outbox: the next
+   * owner's consumer resumes after the published watermark, so those events
+   * come again as duplicates with their first outcomes, and the changelog
+   * records do not carry the outcomes twice. An entry is split by partition
+   * (the member id leads each message id). An entry the outcome
+   * stream acknowledged (the actor's `outboxRemovals`, or
+   * `acknowledgePartitionOutbox` for a restored one) is removed by the next
+   * record of its partition: a later batch's, or one of the owner's own
+   * (`takeAcknowledgedOutbox`), never in a record of another partition, so a
+   * partition lost to another owner cannot make the append of a batch of
+   * other partitions refused. `owner` (the instance id) keeps the keys of
+   * two instances apart (boot ids are start times and may be equal).
+   * Requires a change recorder; single-instance mode never calls it.
+   */
+  usePartitionOutbox(owner: string): void {
+    assert(owner.length > 0, 'a partition outbox needs the owner\'s id');
+    this.partitionOutbox = new PartitionOutbox(owner, this.requirePartitions());
+  }
+
+  /** A restored entry of `partition` (its stored key) was published again and acknowledged: removed with the partition's next record. */
+  acknowledgePartitionOutbox(partition: number, key: Key[]): void {
+    assert(this.partitionOutbox !== undefined, 'the partition outbox is not in use');
+    assert(key[0] === partition, 'an outbox key of another partition');
+    this.partitionOutbox.acknowledge(partition, key);
+  }
+
+  /** The stored keys of the partition's acknowledged entries, handed over once: the caller's record of the partition removes them. */
+  takeAcknowledgedOutbox(partition: number): Key[][] {
+    return this.partitionOutbox?.take(partition) ?? [];
+  }
+
+  /** The partitions that have acknowledged entries waiting for a record to remove them. */
+  partitionsWithAcknowledgedOutbox(): number[] {
+    return this.partitionOutbox?.waiting() ?? [];
+  }
+
+  /**
+   * The partition is handed over or lost: its entries not acknowledged stay
+   * in its changelog for its next owner; this store no longer removes any of
+   * them (nothing of the partition may be appended by this owner any more).
+   */
+  releasePartitionOutbox(partition: number): void {
+    this.partitionOutbox?.release(partition);
+  }
+
+  /** The partition's outbox entries as stored, in key order (after a restore: what its last owner left unacknowledged). */
+  *partitionOutboxEntries(partition: number): Generator<{ key: Key[]; messages: Uint8Array }> {
+    for (const { key, value } of this.partitionOutboxTree.getRange({ start: [partition], end: [partition + 1] })) yield { key: key as Key[], messages: value };
   }
 
   /** Unpublished outcome batches, oldest first (for re-publishing after a restart). */
@@ -531,5 +608,113 @@ export class LmdbStore implements ActorStore, MemberReads {
   private requirePartitions(): number {
     assert(this.partitions !== undefined, 'the store needs the partition count for records by member id');
     return this.partitions;
+  }
+}
+
+/** The partition outbox's values: the packed outcomes, written as they are. */
+const PACKED_AS_IS: ValueEncoder = {
+  encode(value: unknown): Uint8Array {
+    assert(value instanceof Uint8Array, 'a partition outbox value is the packed outcomes');
+    return value;
+  },
+};
+
+/**
+ * Cluster mode's outbox bookkeeping (LmdbStore.usePartitionOutbox), in the
+ * actor's thread: which partitions each of its entries was split into (to
+ * remove their parts once the outcome stream acknowledged the batch), and the
+ * acknowledged parts waiting for a record of their partition.
+ */
+class PartitionOutbox {
+  /** `bootId:actor:batch` → the entry's key and the partitions holding a part of it, not yet acknowledged. */
+  private readonly unacknowledged = new Map<string, { key: OutboxKey; partitions: number[] }>();
+  /** Per partition, the stored keys of acknowledged parts (removed by the partition's next record). */
+  private readonly removable = new Map<number, Key[][]>();
+
+  constructor(
+    private readonly owner: string,
+    private readonly partitions: number,
+  ) {}
+
+  /** Splits a batch's entry by partition into the batch's changes. */
+  entry(key: OutboxKey, packed: Uint8Array, recorded: BatchChangeRecorder): void {
+    const byPartition = new Map<number, Uint8Array[]>();
+    for (const perEvent of unpack(packed) as Uint8Array[]) {
+      const partition = this.partitionOfMessages(perEvent);
+      if (partition === undefined) continue; // an event without outcomes: nothing to publish
+      let list = byPartition.get(partition);
+      if (list === undefined) byPartition.set(partition, (list = []));
+      list.push(perEvent);
+    }
+    for (const [partition, list] of byPartition) recorded.put(partition, TREE_OUTBOX, this.storedKey(partition, key), pack(list));
+    if (byPartition.size > 0) this.unacknowledged.set(key.join(':'), { key, partitions: [...byPartition.keys()] });
+  }
+
+  /**
+   * The actor's acknowledged entries: each part of a moved one removed now
+   * when this batch changes its partition anyway, else later. Returns the
+   * keys that are the per-boot outbox's (an event batch's, or a moved entry
+   * whose partitions were all released: removing it there is harmless).
+   */
+  acknowledged(keys: readonly OutboxKey[], recorded: BatchChangeRecorder): OutboxKey[] {
+    const perBoot: OutboxKey[] = [];
+    for (const key of keys) {
+      const name = key.join(':');
+      const entry = this.unacknowledged.get(name);
+      if (entry === undefined) {
+        perBoot.push(key);
+        continue;
+      }
+      this.unacknowledged.delete(name);
+      for (const partition of entry.partitions) this.acknowledge(partition, this.storedKey(partition, key));
+    }
+    if (this.removable.size > 0) {
+      for (const partition of [...recorded.partitionsChanged()]) {
+        for (const stored of this.take(partition)) recorded.remove(partition, TREE_OUTBOX, stored);
+      }
+    }
+    return perBoot;
+  }
+
+  acknowledge(partition: number, stored: Key[]): void {
+    let list = this.removable.get(partition);
+    if (list === undefined) this.removable.set(partition, (list = []));
+    list.push(stored);
+  }
+
+  take(partition: number): Key[][] {
+    const list = this.removable.get(partition) ?? [];
+    this.removable.delete(partition);
+    return list;
+  }
+
+  waiting(): number[] {
+    return [...this.removable.keys()].sort((a, b) => a - b);
+  }
+
+  release(partition: number): void {
+    this.removable.delete(partition);
+    for (const [name, entry] of this.unacknowledged) {
+      const at = entry.partitions.indexOf(partition);
+      if (at < 0) continue;
+      entry.partitions.splice(at, 1);
+      if (entry.partitions.length === 0) this.unacknowledged.delete(name);
+    }
+  }
+
+  private storedKey(partition: number, key: OutboxKey): Key[] {
+    return [partition, this.owner, ...key];
+  }
+
+  /** One event's (or swept member's) outcome messages all concern its member, whose id leads each message id (`<memberId>:…`). */
+  private partitionOfMessages(perEvent: Uint8Array): number | undefined {
+    const messages = unpack(perEvent) as [string, string, string][];
+    assert(Array.isArray(messages), 'an outbox entry holds lists of outcome messages');
+    if (messages.length === 0) return undefined;
+    const messageId = messages[0]![1];
+    assert(typeof messageId === 'string', 'an outbox entry holds outcome messages');
+    const end = messageId.indexOf(':');
+    assert(end > 0, 'an outcome message id starts with its member id');
+    return partitionOf(messageId.slice(0, end), this.partitions);
   }
 }

@@ -11,8 +11,9 @@ import { assert } from '../domain/assert.js';
  * new owner restores a partition as snapshot + changelog tail).
  *
  * The changes are the store's own writes: puts with the exact value bytes
- * the store wrote (or writes) and deletes, in the three trees a partition
- * unit moves (src/store/partition-transfer.ts: `members`, `index`, `due`),
+ * the store wrote (or writes) and deletes, in the trees a partition unit
+ * moves (src/store/partition-transfer.ts: `members`, `index`, `due`, and in
+ * cluster mode `partitionOutbox`),
  * plus the partition's due-index mark. Bytes, not a re-derivation from
  * domain objects: replaying them gives records byte-identical to the old
  * owner's, whatever version of the domain or of member-records.ts the new
@@ -38,12 +39,19 @@ import { assert } from '../domain/assert.js';
  * This module is a leaf (no import of lmdb.ts), because lmdb.ts builds on it.
  */
 
-/** The trees that hold a partition's records, in the order units and changelog records number them. */
-export const PARTITION_TREES = ['members', 'index', 'due'] as const;
+/**
+ * The trees that hold a partition's records, in the order units and changelog records number them.
+ * `partitionOutbox` (cluster mode only, LmdbStore.usePartitionOutbox): a committed sweep's outcomes of
+ * the partition not yet acknowledged by the outcome stream, `[partition, owner, bootId, actor, batch]` →
+ * the packed outcomes (the outbox's value format), so they move with the partition: a new owner publishes
+ * again what the last one committed but did not publish (no input redelivers a sweep's outcomes).
+ */
+export const PARTITION_TREES = ['members', 'index', 'due', 'partitionOutbox'] as const;
 export type PartitionTree = (typeof PARTITION_TREES)[number];
 export const TREE_MEMBERS = 0;
 export const TREE_INDEX = 1;
 export const TREE_DUE = 2;
+export const TREE_OUTBOX = 3;
 
 /** A record whose body is msgpack as it is. */
 export const PARTITION_CHANGES_VERSION = 1;
@@ -154,6 +162,11 @@ export class BatchChangeRecorder {
 
   dueMark(partition: number, programDigest: number): void {
     this.of(partition).dueMark = programDigest;
+  }
+
+  /** The partitions this batch has changes of so far (each gets a record appended anyway). */
+  partitionsChanged(): IterableIterator<number> {
+    return this.byPartition.keys();
   }
 
   watermark(partition: number, sequence: number): void {

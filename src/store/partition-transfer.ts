@@ -14,12 +14,15 @@ import type { StoreMeta } from './types.js';
  * the trees that hold member state: `members` (core, ledger rows, the
  * idempotency records with their first outcomes, orders, redemptions,
  * vouchers), `index` (the member list) and `due` (the sweep's index), plus
- * the partition's due-index mark in `meta`.
+ * the partition's due-index mark in `meta`, and in cluster mode
+ * `partitionOutbox` (a sweep's outcomes not yet acknowledged, which a new
+ * owner publishes again).
  *
- * Not in the unit: KPI counters and global budget usage are kept per actor,
- * not per partition, and the outbox per boot and actor (its outcomes are
- * published by the instance that committed them). Moving those is the rest
- * of issue 17's item 3.
+ * Not in the unit: KPI counters are kept per actor (each instance answers
+ * for what it counted: src/cluster/kpi-aggregation.ts); budget usage is the
+ * cluster's KV counter in cluster mode (src/runtime/cluster-globals.ts); an
+ * event batch's outbox stays per boot and actor (its events are delivered
+ * again after the published watermark, with their first outcomes).
  *
  * Export reads all three ranges in ONE read transaction, so the unit is a
  * snapshot of one commit: a write committed meanwhile is either wholly in
