@@ -22,6 +22,11 @@ const HEADER_EPOCH = 'Loyalty-Epoch';
 const HEADER_OWNER = 'Loyalty-Owner';
 /** An append not answered for this long fails (the engine stops: crash-only). Above 2.9.10's ~6 s leader election with room. */
 export const APPEND_RETRY_MS = 30_000;
+/** A tail read's ranges hold about this many records each, READ_RANGES_IN_FLIGHT of them read side by side (readAfter). */
+const RECORDS_PER_RANGE = 8;
+const READ_RANGES_IN_FLIGHT = 16;
+/** Bounds the ranges (and so the gets that find no record) of one tail read. */
+const RANGES_MAX = 4_096;
 
 /** The stream did not answer: a timeout, or nobody serves its subject right now (no leader). Not a refusal. */
 function unanswered(error: unknown): boolean {
@@ -191,31 +196,69 @@ export class PartitionChangelog {
 
   /**
    * Every record after `afterSeq`, in order, up to the last one now (a new
-   * owner's restore). Read one message at a time by subject
-   * (STREAM.MSG.GET next_by_subj, answered by the stream's leader) rather
-   * than through an ordered consumer: creating a consumer goes through the
-   * meta leader, which after a nats-server's death took over 15 s to answer
-   * on 2.9.10 while 64 partition consumers were recreated, and a restore
-   * waiting on it held up every other takeover of its actor. A tail is short
-   * (snapshots bound it: LOYALTY_SNAPSHOT_RECORDS_MIN).
+   * owner's restore). Read by subject with STREAM.MSG.GET next_by_subj
+   * (answered by the stream's leader) rather than through an ordered
+   * consumer: creating a consumer goes through the meta leader, which after
+   * a nats-server's death took over 15 s to answer on 2.9.10 while 64
+   * partition consumers were recreated, and a restore waiting on it held up
+   * every other takeover of its actor.
+   *
+   * One get per record, one after another, made a restore cost a round trip
+   * per record: ~100 records took 1-2 s under load, and an actor's restores
+   * run one at a time, so 20 partitions taken over at 200,000 events took
+   * 30 s. So the stream sequences after `afterSeq` are cut into ranges, each
+   * read one get after another, READ_RANGES_IN_FLIGHT ranges side by side,
+   * and yielded in order (memory: at most that many ranges' records).
+   * Ranges are sized from the subject's record count (stream info with a
+   * subject filter) to hold about RECORDS_PER_RANGE records each.
    */
   async *readAfter(afterSeq: number): AsyncGenerator<ChangelogRecord> {
     const end = await this.whileUnanswered(() => this.lastSubjectSequence());
-    let seq = afterSeq;
-    while (seq < end) {
-      const from = seq + 1;
-      const message = await this.whileUnanswered(() => nextOnSubject(this.jsm, this.stream, this.subject, from));
-      if (message === null || message.seq > end) return;
+    if (end <= afterSeq) return;
+    const count = await this.whileUnanswered(() => this.recordsOnSubject());
+    const ranges = Math.max(1, Math.min(RANGES_MAX, Math.ceil(count / RECORDS_PER_RANGE)));
+    const span = Math.ceil((end - afterSeq) / ranges);
+    const bounds: [number, number][] = [];
+    for (let from = afterSeq + 1; from <= end; from += span) bounds.push([from, Math.min(end, from + span - 1)]);
+    const reads: Promise<ChangelogRecord[]>[] = [];
+    let next = 0;
+    const refill = () => {
+      while (next < bounds.length && reads.length < READ_RANGES_IN_FLIGHT) {
+        const [from, to] = bounds[next++]!;
+        reads.push(this.readRange(from, to));
+      }
+    };
+    refill();
+    while (reads.length > 0) {
+      const records = await reads.shift()!;
+      refill();
+      yield* records;
+    }
+  }
+
+  /** The records with stream sequences from..to, one get after another. */
+  private async readRange(from: number, to: number): Promise<ChangelogRecord[]> {
+    const records: ChangelogRecord[] = [];
+    for (let seq = from; seq <= to; ) {
+      const message = await this.whileUnanswered(() => nextOnSubject(this.jsm, this.stream, this.subject, seq));
+      if (message === null || message.seq > to) break;
       const kind = message.header.get(HEADER_KIND);
-      yield {
+      records.push({
         seq: message.seq,
         kind: kind === 'fence' ? 'fence' : 'commit',
         epoch: Number(message.header.get(HEADER_EPOCH) || 0),
         owner: message.header.get(HEADER_OWNER) || '',
         data: message.data,
-      };
-      seq = message.seq;
+      });
+      seq = message.seq + 1;
     }
+    return records;
+  }
+
+  /** How many records the partition's subject holds now (what the ranges of a tail read are sized by). */
+  private async recordsOnSubject(): Promise<number> {
+    const info = await this.jsm.streams.info(this.stream, { subjects_filter: this.subject });
+    return info.state.subjects?.[this.subject] ?? 0;
   }
 
   /**

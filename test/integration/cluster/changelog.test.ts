@@ -2,6 +2,7 @@ import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jets
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureChangelogStream, PartitionChangelog, PartitionFencedError, type ChangelogRecord } from '../../../src/cluster/changelog.js';
+import { nextOnSubject } from '../../../src/transport/stream-reads.js';
 import { startTestNatsCluster } from '../../helpers/nats-cluster.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../../helpers/nats-server.js';
 
@@ -125,6 +126,40 @@ async function appendsThroughLostAnswers(connection: NatsConnection, stream: str
     [three, 'commit', 'three'],
   ]);
 }
+
+describe('a tail read in ranges side by side', () => {
+  it('reads every record of the partition after any position, in order, among other partitions\' records (and says how long against one get after another)', async () => {
+    const partitions = [20, 21, 22, 23];
+    const logs = await Promise.all(partitions.map((partition) => changelog(partition, 'engine-r')));
+    for (const [index, log] of logs.entries()) await log.fence(100 + index);
+    // 600 rounds, one record of each partition per round: the partition's records are a quarter of the stream's, spread out.
+    for (let round = 0; round < 600; round++) await Promise.all(logs.map((log, index) => log.append(bytes(`p${partitions[index]}-${round}`))));
+    const reader = await changelog(21, 'engine-s');
+    const started = performance.now();
+    const records = await all(reader);
+    const rangedMs = performance.now() - started;
+    expect(records.map((record) => text(record.data))).toEqual(['', ...Array.from({ length: 600 }, (_, round) => `p21-${round}`)]);
+    expect(records.every((record, index) => index === 0 || record.seq > records[index - 1]!.seq)).toBe(true);
+    // From a position in the middle (a snapshot's): exactly the records after it.
+    const middle = records[300]!.seq;
+    expect((await all(reader, middle)).map((record) => text(record.data))).toEqual(Array.from({ length: 300 }, (_, index) => `p21-${index + 300}`));
+    expect(await all(reader, records.at(-1)!.seq)).toEqual([]);
+    // The same tail one get after another, as before the ranges.
+    const jsm = await jetstreamManager(nc);
+    const oneByOne = performance.now();
+    let seq = 1;
+    let count = 0;
+    for (;;) {
+      const message = await nextOnSubject(jsm, STREAM, `${PREFIX}.changelog.21`, seq);
+      if (message === null) break;
+      count += 1;
+      seq = message.seq + 1;
+    }
+    const sequentialMs = performance.now() - oneByOne;
+    expect(count).toBe(601);
+    console.log(`tail of 601 records among 2,404: ranges side by side ${rangedMs.toFixed(0)} ms, one get after another ${sequentialMs.toFixed(0)} ms (${(sequentialMs / rangedMs).toFixed(1)}x)`);
+  }, 60_000);
+});
 
 describe('a partition changelog on a 3-node cluster (R3)', () => {
   it('asks an unanswered append again: a retry of a stored commit, refused by the expected-sequence check, is found as ours', async () => {
