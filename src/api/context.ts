@@ -109,6 +109,28 @@ export interface ReportReader {
   programKpis(period: ReportPeriod, fromMs: number, toMs: number): readonly ProgramReportRow[];
 }
 
+/**
+ * Cluster mode: a report summed over every instance that holds KPI counters
+ * (src/api/report-reader.ts clusterReportReader over KpiAggregator), with
+ * whether every one of them answered. `missing`: expected instances that did
+ * not answer in time; `failed`: instances that answered with an error or
+ * whose reply was refused (their codes are logged, not in the report).
+ */
+export interface AggregatedReport<Row> {
+  readonly rows: readonly Row[];
+  readonly complete: boolean;
+  /** Instances whose counters are in the rows. */
+  readonly answered: readonly string[];
+  readonly missing: readonly string[];
+  readonly failed: readonly string[];
+}
+
+/** The asynchronous ReportReader of cluster mode: the same rows, from every instance's counters. */
+export interface ClusterReports {
+  kpis(period: ReportPeriod, fromMs: number, toMs: number): Promise<AggregatedReport<ReportRow>>;
+  programKpis(period: ReportPeriod, fromMs: number, toMs: number): Promise<AggregatedReport<ProgramReportRow>>;
+}
+
 /** Engine health as /health shows it. */
 export interface Health {
   readonly ok: boolean;
@@ -136,6 +158,13 @@ export interface ApiContext {
    * single instance): every read is local.
    */
   readonly memberRouting?: MemberRouting;
+  /**
+   * Cluster mode: this instance's store holds only the KPI counters of what it
+   * committed, so the report routes sum every instance's over NATS through
+   * this instead of `reports`. Absent (a single instance): `reports`, local
+   * and synchronous.
+   */
+  readonly clusterReports?: ClusterReports;
 }
 
 /**

@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   MEMBER_NOT_FOUND: 404,
   NOT_FOUND: 404,
   PAYLOAD_TOO_LARGE: 413,
+  /** Cluster mode: a report over more days than one KPI aggregation asks for (KPI_AGGREGATION_CODES.RANGE_TOO_LARGE). */
+  RANGE_TOO_LARGE: 413,
   TOO_MANY_LINES: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PROGRAM_INVALID: 422,
@@ -27,6 +29,8 @@ export const ERROR_CODES = {
   PARTITION_UNAVAILABLE: 503,
   /** Cluster mode: too many reads waiting for their partitions' owners, here or at the owner. */
   OVERLOADED: 503,
+  /** Cluster mode: no instance's KPI counters could be read for a report (none answered in time, or the request could not be sent). */
+  REPORT_INCOMPLETE: 503,
   OUTCOME_TIMEOUT: 504,
   /** Cluster mode: the partition's owner is subscribed but did not answer in time. */
   PARTITION_TIMEOUT: 504,

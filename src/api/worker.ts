@@ -14,12 +14,12 @@ import { connectNats } from '../transport/connect.js';
 import { startLoyaltyServices, type LoyaltyServices } from '../transport/services.js';
 import { JetStreamSubmitter } from '../transport/submit.js';
 import { TokenTable } from './auth.js';
-import type { ApiContext, Health, ProgramCheck, ProgramManager } from './context.js';
+import type { ApiContext, ClusterReports, Health, ProgramCheck, ProgramManager } from './context.js';
 import { ApiError } from './errors.js';
 import { listeningPort, startHttpServer } from './http.js';
 import { ledgerPageJson, PartitionMemberRouting, type RoutedOutcome, type RoutedRead } from './member-routing.js';
 import { httpListenError } from './port-check.js';
-import { storeReportReader } from './report-reader.js';
+import { openClusterReports, storeReportReader } from './report-reader.js';
 import type { MetricsSource } from './routes/index.js';
 import { WalletCache } from './wallet-cache.js';
 import {
@@ -291,6 +291,19 @@ async function start(): Promise<void> {
     });
     memberRouting.setOwned(ownedPartitions ?? []);
   }
+  // Cluster mode: KPI counters stay on the instance that committed them, so a report sums every KPI holder's over NATS
+  // (its own responder, below, included). Expected = the holders bucket, not the live set: an instance that left still
+  // holds its days, and a report without them must say it is partial (docs/cluster.md, KPI reports across instances).
+  let clusterReports: ClusterReports | undefined;
+  if (settings.cluster) {
+    clusterReports = await openClusterReports(nc, settings, programs, {
+      onPartial: (aggregate) =>
+        logger.warn(
+          { missing: aggregate.missing, failed: aggregate.failed, answered: aggregate.answered, expected: aggregate.expected, elapsedMs: Math.round(aggregate.elapsedMs) },
+          'a KPI report across instances is partial: not every KPI holder answered',
+        ),
+    });
+  }
   const metrics: MetricsSource = {
     contentType: own.registry.contentType,
     metrics: async () => {
@@ -312,6 +325,7 @@ async function start(): Promise<void> {
     reports: storeReportReader(store, programs),
     health,
     ...(memberRouting !== undefined ? { memberRouting } : {}),
+    ...(clusterReports !== undefined ? { clusterReports } : {}),
   };
   app = await startHttpServer({
     host: settings.httpHost,

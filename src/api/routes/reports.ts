@@ -1,9 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { ProgramReportRow } from '../../reports/report.js';
-import type { ApiContext, ReportPeriod, ReportRow } from '../context.js';
+import type { AggregatedReport, ApiContext, ReportPeriod, ReportRow } from '../context.js';
 import { csvRow } from '../csv.js';
 import { ApiError, errorBodySchema } from '../errors.js';
+import { reportRetryAfter } from '../report-reader.js';
 import { instantMs, instantSchema } from '../schema.js';
 
 /** KPIs per day, week or month, as JSON or CSV. */
@@ -198,6 +199,39 @@ function reportRange(ctx: ApiContext, query: z.output<typeof kpisQuery>): { peri
   return { period, fromMs, toMs };
 }
 
+/** Cluster mode: a report that does not hold every KPI holder's counters says so in this header (CSV has no other place for it). */
+export const HEADER_REPORT_PARTIAL = 'Loyalty-Report-Partial';
+
+/** The body's completeness fields: `complete`, and when false the instances whose counters are not in it. */
+const coverageSchema = {
+  complete: z.boolean().meta({ description: 'false in cluster mode when an instance holding KPI counters did not answer (missing) or answered with an error (failed): the figures then leave its counters out' }),
+  missing: z.array(z.string()).optional().meta({ description: 'when not complete: instance ids that did not answer in time' }),
+  failed: z.array(z.string()).optional().meta({ description: 'when not complete: instance ids whose answer was an error or was refused (the log has why)' }),
+};
+
+/**
+ * A cluster report's completeness, as the response says it. The status:
+ * - some instances answered, not all: 200 with `complete: false`, the ids in
+ *   `missing`/`failed` and the Loyalty-Report-Partial header. The figures are
+ *   true sums of the counters that came, and a dashboard can show them marked
+ *   partial; a 5xx would make clients and proxies drop or retry them (and
+ *   every retry waits the aggregation timeout again while the instance is down).
+ * - nobody answered (this instance's own responder included): 503
+ *   REPORT_INCOMPLETE. Rows of zeros are not a report, and 200 would let a
+ *   client that does not read `complete` take them for one; the connection to
+ *   NATS is the likely cause, and retrying later is the right move.
+ */
+function coverageOf(reply: FastifyReply, report: AggregatedReport<unknown>): { complete: boolean; missing?: string[]; failed?: string[] } {
+  if (report.complete) return { complete: true };
+  const missing = [...report.missing];
+  const failed = [...report.failed];
+  if (report.answered.length === 0) {
+    throw new ApiError('REPORT_INCOMPLETE', `no instance holding KPI counters answered: missing ${missing.join(', ') || 'none'}; failed ${failed.join(', ') || 'none'}`, { missing, failed }, reportRetryAfter());
+  }
+  reply.header(HEADER_REPORT_PARTIAL, `missing=${missing.join(',')}; failed=${failed.join(',')}`);
+  return { complete: false, missing, failed };
+}
+
 function wantsCsv(query: z.output<typeof kpisQuery>, accept: unknown): boolean {
   return (query.format ?? (String(accept ?? '').includes('text/csv') ? 'csv' : 'json')) === 'csv';
 }
@@ -213,17 +247,28 @@ export function registerReportRoutes(app: FastifyInstance, ctx: ApiContext): voi
         querystring: kpisQuery,
         produces: ['application/json', 'text/csv'],
         response: {
-          200: z.object({ period: z.enum(['day', 'week', 'month']), from: z.string(), to: z.string(), rows: z.array(rowSchema) }),
+          200: z.object({ period: z.enum(['day', 'week', 'month']), from: z.string(), to: z.string(), ...coverageSchema, rows: z.array(rowSchema) }),
           400: errorBodySchema,
+          413: errorBodySchema,
+          503: errorBodySchema,
         },
       },
     },
     async (request, reply) => {
       const query = request.query as z.output<typeof kpisQuery>;
       const { period, fromMs, toMs } = reportRange(ctx, query);
-      const rows = ctx.reports.kpis(period, fromMs, toMs);
-      if (wantsCsv(query, request.headers.accept)) return reply.type('text/csv; charset=utf-8').send(kpisCsv(rows));
-      return { period, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), rows };
+      const csv = wantsCsv(query, request.headers.accept);
+      const range = { period, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString() };
+      if (ctx.clusterReports === undefined) {
+        // A single instance: its store holds every counter, read synchronously as before.
+        const rows = ctx.reports.kpis(period, fromMs, toMs);
+        if (csv) return reply.type('text/csv; charset=utf-8').send(kpisCsv(rows));
+        return { ...range, complete: true, rows };
+      }
+      const report = await ctx.clusterReports.kpis(period, fromMs, toMs);
+      const coverage = coverageOf(reply, report);
+      if (csv) return reply.type('text/csv; charset=utf-8').send(kpisCsv(report.rows));
+      return { ...range, ...coverage, rows: report.rows };
     },
   );
   app.get(
@@ -236,17 +281,27 @@ export function registerReportRoutes(app: FastifyInstance, ctx: ApiContext): voi
         querystring: kpisQuery,
         produces: ['application/json', 'text/csv'],
         response: {
-          200: z.object({ period: z.enum(['day', 'week', 'month']), from: z.string(), to: z.string(), rows: z.array(programRowSchema) }),
+          200: z.object({ period: z.enum(['day', 'week', 'month']), from: z.string(), to: z.string(), ...coverageSchema, rows: z.array(programRowSchema) }),
           400: errorBodySchema,
+          413: errorBodySchema,
+          503: errorBodySchema,
         },
       },
     },
     async (request, reply) => {
       const query = request.query as z.output<typeof kpisQuery>;
       const { period, fromMs, toMs } = reportRange(ctx, query);
-      const rows = ctx.reports.programKpis(period, fromMs, toMs);
-      if (wantsCsv(query, request.headers.accept)) return reply.type('text/csv; charset=utf-8').send(programKpisCsv(rows));
-      return { period, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), rows };
+      const csv = wantsCsv(query, request.headers.accept);
+      const range = { period, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString() };
+      if (ctx.clusterReports === undefined) {
+        const rows = ctx.reports.programKpis(period, fromMs, toMs);
+        if (csv) return reply.type('text/csv; charset=utf-8').send(programKpisCsv(rows));
+        return { ...range, complete: true, rows };
+      }
+      const report = await ctx.clusterReports.programKpis(period, fromMs, toMs);
+      const coverage = coverageOf(reply, report);
+      if (csv) return reply.type('text/csv; charset=utf-8').send(programKpisCsv(report.rows));
+      return { ...range, ...coverage, rows: report.rows };
     },
   );
 }
