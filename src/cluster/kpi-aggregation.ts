@@ -170,7 +170,17 @@ interface KpiReplyBody {
   /** Active members of the weeks (Monday's day key) and months (year × 12 + month) that overlap the range. */
   readonly weeks: readonly (readonly [number, number])[];
   readonly months: readonly (readonly [number, number])[];
+  /**
+   * Cluster mode, KPI counters kept per partition (they move with it): the
+   * partitions whose counters this reply includes, the ones the instance
+   * consumes now. The aggregator checks that every partition is in exactly
+   * one reply (KpiAggregatorOptions.partitions).
+   */
+  readonly partitions?: readonly number[];
 }
+
+/** What a KpiReader gives: the counters, and in cluster mode the partitions they cover. */
+export type KpiSource = ReportSource & { readonly partitions?: readonly number[] };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -182,7 +192,7 @@ const decoder = new TextDecoder();
  * (src/store/lmdb.ts) is one. It may hold days outside the range: those
  * before it are merged into `before`, those after it left out.
  */
-export type KpiReader = (range: KpiDayRange) => ReportSource | Promise<ReportSource>;
+export type KpiReader = (range: KpiDayRange) => KpiSource | Promise<KpiSource>;
 
 export interface KpiResponderOptions {
   readonly instanceId: string;
@@ -262,7 +272,7 @@ export class KpiResponder {
       this.respondError(message, range.code, range.message);
       return;
     }
-    let source: ReportSource | Promise<ReportSource>;
+    let source: KpiSource | Promise<KpiSource>;
     try {
       source = this.options.read(range);
     } catch (failure) {
@@ -301,7 +311,7 @@ export class KpiResponder {
     return problem ?? { fromDay: fromDay as number, toDay: toDay as number };
   }
 
-  private answer(message: Msg, range: KpiDayRange, source: ReportSource): void {
+  private answer(message: Msg, range: KpiDayRange, source: KpiSource): void {
     let bytes: Uint8Array;
     try {
       bytes = encoder.encode(JSON.stringify(replyBody(this.options.instanceId, range, source)));
@@ -343,7 +353,7 @@ export class KpiResponder {
 }
 
 /** The reply of one instance: its days of the range, the days before merged, the week and month active members touching the range. */
-function replyBody(instanceId: string, range: KpiDayRange, source: ReportSource): KpiReplyBody {
+function replyBody(instanceId: string, range: KpiDayRange, source: KpiSource): KpiReplyBody {
   const { fromDay, toDay } = range;
   const days: [number, DayCounters][] = [];
   const before = emptyDay();
@@ -357,7 +367,7 @@ function replyBody(instanceId: string, range: KpiDayRange, source: ReportSource)
   const lastMonth = monthOfDay(toDay);
   const weeks = [...source.weeks].filter(([week]) => week >= firstWeek && week <= toDay).sort((a, b) => a[0] - b[0]);
   const months = [...source.months].filter(([month]) => month >= firstMonth && month <= lastMonth).sort((a, b) => a[0] - b[0]);
-  return { instanceId, fromDay, toDay, days, before, weeks, months };
+  return { instanceId, fromDay, toDay, days, before, weeks, months, ...(source.partitions === undefined ? {} : { partitions: [...source.partitions].sort((a, b) => a - b) }) };
 }
 
 // ---- the aggregator's side ----
@@ -375,6 +385,14 @@ export interface KpiAggregatorOptions {
   readonly rangeDaysMax?: number;
   /** A reply over this from one instance is refused (INVALID_REPLY). Default REPLY_BYTES_MAX. */
   readonly replyBytesMax?: number;
+  /**
+   * Cluster mode with KPI counters per partition: the partition count. Each
+   * reply names the partitions it covers, and the aggregate is complete only
+   * if every partition is covered by exactly one reply (a partition between
+   * owners is covered by none: `uncovered`; two instances that both count one,
+   * which the fencing should prevent: `overlapping`).
+   */
+  readonly partitions?: number;
 }
 
 export interface KpiInstanceFailure {
@@ -402,6 +420,9 @@ export interface KpiAggregate extends KpiDayRange {
   /** Answered without being expected: merged (they hold counters), but the expected set is out of date. */
   readonly unexpected: readonly string[];
   /** Every expected instance answered and none failed: the sums are the program's. */
+  /** With the partitions option: partitions no reply covered, and partitions more than one did (both empty otherwise). */
+  readonly uncovered: readonly number[];
+  readonly overlapping: readonly number[];
   readonly complete: boolean;
   /** Bytes of each answering instance's reply (all chunks), by instance id. */
   readonly replyBytes: ReadonlyMap<string, number>;
@@ -462,6 +483,8 @@ export class KpiAggregator {
     const answered = new Set<string>();
     const failed = new Map<string, KpiInstanceFailure>();
     const replyBytes = new Map<string, number>();
+    /** Partition → how many replies covered it (the partitions option). */
+    const covered = new Map<number, number>();
     const assemblies = new Map<string, Assembly>();
     const startedAt = performance.now();
 
@@ -486,7 +509,7 @@ export class KpiAggregator {
         fail(instanceId, 'INVALID_REPLY', `the reply of instance ${instanceId} is not JSON: ${errorText(error)}`);
         return;
       }
-      const invalid = replyProblem(body, instanceId, range);
+      const invalid = replyProblem(body, instanceId, range, this.options.partitions);
       if (invalid !== undefined) {
         fail(instanceId, 'INVALID_REPLY', `the reply of instance ${instanceId}: ${invalid}`);
         return;
@@ -500,6 +523,7 @@ export class KpiAggregator {
       mergeDay(before, body.before);
       for (const [week, active] of body.weeks) weeks.set(week, (weeks.get(week) ?? 0) + active);
       for (const [month, active] of body.months) months.set(month, (months.get(month) ?? 0) + active);
+      for (const partition of body.partitions ?? []) covered.set(partition, (covered.get(partition) ?? 0) + 1);
       answered.add(instanceId);
       replyBytes.set(instanceId, bytes.length);
     };
@@ -577,6 +601,9 @@ export class KpiAggregator {
 
     const missing = expected.filter((instanceId) => !done(instanceId));
     const answeredList = [...answered].sort();
+    const partitionCount = this.options.partitions;
+    const uncovered = partitionCount === undefined ? [] : Array.from({ length: partitionCount }, (_, partition) => partition).filter((partition) => !covered.has(partition));
+    const overlapping = [...covered].filter(([, count]) => count > 1).map(([partition]) => partition).sort((a, b) => a - b);
     return {
       fromDay,
       toDay,
@@ -589,7 +616,9 @@ export class KpiAggregator {
       missing,
       failed: [...failed.values()].sort((a, b) => a.instanceId.localeCompare(b.instanceId)),
       unexpected: answeredList.filter((instanceId) => !expectedSet.has(instanceId)),
-      complete: expected.length > 0 && missing.length === 0 && failed.size === 0,
+      uncovered,
+      overlapping,
+      complete: expected.length > 0 && missing.length === 0 && failed.size === 0 && uncovered.length === 0 && overlapping.length === 0,
       replyBytes,
       elapsedMs: performance.now() - startedAt,
     };
@@ -723,7 +752,7 @@ function dayProblem(counters: unknown): string | undefined {
   return undefined;
 }
 
-function replyProblem(body: KpiReplyBody, instanceId: string, range: KpiDayRange): string | undefined {
+function replyProblem(body: KpiReplyBody, instanceId: string, range: KpiDayRange, partitions?: number): string | undefined {
   if (typeof body !== 'object' || body === null) return 'not an object';
   if (body.instanceId !== instanceId) return `it names instance ${String(body.instanceId)}`;
   if (body.fromDay !== range.fromDay || body.toDay !== range.toDay) return `it is for days ${String(body.fromDay)}..${String(body.toDay)}, not ${range.fromDay}..${range.toDay}`;
@@ -739,6 +768,13 @@ function replyProblem(body: KpiReplyBody, instanceId: string, range: KpiDayRange
   if (beforeProblem !== undefined) return `before: ${beforeProblem}`;
   for (const list of [body.weeks, body.months]) {
     for (const entry of list) if (!Array.isArray(entry) || entry.length !== 2 || !Number.isInteger(entry[0]) || !isCount(entry[1])) return 'a week or month is not [key, count]';
+  }
+  if (body.partitions !== undefined) {
+    if (!Array.isArray(body.partitions)) return 'partitions is not a list';
+    const limit = partitions ?? Number.MAX_SAFE_INTEGER;
+    if (body.partitions.some((partition) => !Number.isInteger(partition) || partition < 0 || partition >= limit) || new Set(body.partitions).size !== body.partitions.length) {
+      return `partitions must be distinct integers from 0 to ${limit - 1}`;
+    }
   }
   return undefined;
 }

@@ -407,6 +407,36 @@ describe('KPI counters aggregated across instances', () => {
     expectSums(unexpected, mergedLocally([a, b]));
   }, 30_000);
 
+  it('with counters per partition: complete only when every partition is covered by exactly one reply', async () => {
+    const prefix = nextPrefix();
+    const a = instanceSource(31, D0, D0 + 10);
+    const b = instanceSource(32, D0, D0 + 10);
+    const range = (from: number, to: number) => Array.from({ length: to - from }, (_, index) => from + index);
+    let aCovers = range(0, 32);
+    let bCovers = range(32, 64);
+    await responder('engine-a', prefix, () => ({ ...a, partitions: aCovers }));
+    await responder('engine-b', prefix, () => ({ ...b, partitions: bCovers }));
+    const ask = () => aggregator(prefix, () => ['engine-a', 'engine-b'], { timeoutMs: 1_000, partitions: 64 }).aggregate({ fromDay: D0, toDay: D0 + 10 });
+    const whole = await ask();
+    expect(whole).toMatchObject({ complete: true, uncovered: [], overlapping: [] });
+    expectSums(whole, mergedLocally([a, b]));
+    // Partition 31 between owners (released by a, not yet restored by b): covered by nobody.
+    aCovers = range(0, 31);
+    expect(await ask()).toMatchObject({ complete: false, uncovered: [31], overlapping: [], missing: [], failed: [] });
+    // Counted by both (what fencing prevents; a reader that reported a released partition's stale copy would do it).
+    aCovers = range(0, 33);
+    expect(await ask()).toMatchObject({ complete: false, uncovered: [], overlapping: [32] });
+    // A reply naming a partition out of range is refused whole.
+    bCovers = [...range(33, 64), 64];
+    const refused = await ask();
+    expect(refused.complete).toBe(false);
+    expect(refused.failed).toMatchObject([{ instanceId: 'engine-b', code: 'INVALID_REPLY' }]);
+    // Without the option the partitions named are not checked (a single instance's reply names none).
+    bCovers = range(33, 64);
+    const unchecked = await aggregator(prefix, () => ['engine-a', 'engine-b'], { timeoutMs: 1_000 }).aggregate({ fromDay: D0, toDay: D0 + 10 });
+    expect(unchecked).toMatchObject({ complete: true, uncovered: [], overlapping: [] });
+  }, 30_000);
+
   it('refuses a range too large (before sending, and at the instance), a reply too large, a malformed request and a malformed reply, with codes', async () => {
     const prefix = nextPrefix();
     const source = instanceSource(31, D0, D0 + 400);
