@@ -13,7 +13,7 @@ import { nextDueMs, sweepMember } from '../domain/sweep.js';
 import { addKpis, emptyDay, type DayCounters, type KpiTarget } from '../reports/kpis.js';
 import { type BatchRecord } from '../routing/batch-buffer.js';
 import { actorOfPartition, partitionOf } from '../routing/partitioner.js';
-import type { ActorStore, BatchWrite, DueKey, OutboxKey } from '../store/types.js';
+import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey } from '../store/types.js';
 import { decodePayload, type DecodeFailure } from '../transport/codec.js';
 import type { OutcomeMessage } from '../transport/outcomes.js';
 import { messageIdPart, type Subjects } from '../transport/subjects.js';
@@ -105,32 +105,11 @@ export interface ProcessedBatch {
 
 const packr = new Packr({ useRecords: false });
 
-/** What one batch (of events, or of a sweep) accumulates before its commit. */
-class BatchChanges implements KpiTarget {
-  /** `base`: the member's state before this batch (what the store holds), so the store writes only what changed. */
-  readonly members = new Map<string, { partition: number; state: MemberState; created: boolean; base: MemberState | undefined }>();
-  readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
-  readonly processed: { partition: number; memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
-  readonly outcomes: OutcomeMessage[] = [];
-  /** The same outcomes as packed per event (the processed records): the outbox nests them instead of packing again. */
-  readonly encodedOutcomes: Uint8Array[] = [];
-  readonly budgetUsage = new Map<string, [points: number, uses: number]>();
+/** One batch's KPI deltas by day / ISO week / month key, for one actor (single-instance mode) or one partition (cluster mode). */
+export class KpiCounters implements KpiTarget {
   readonly days = new Map<number, DayCounters>();
   readonly weeks = new Map<number, number>();
   readonly months = new Map<number, number>();
-  readonly idKeys: string[] = [];
-  readonly dueIndexMarks: { partition: number; programDigest: number }[] = [];
-  /** The highest committed input sequence per partition (BatchWrite.watermarks); undefined when the store records no changes. */
-  readonly watermarks: Map<number, number> | undefined;
-
-  constructor(recordingChanges = false) {
-    this.watermarks = recordingChanges ? new Map() : undefined;
-  }
-
-  committedInput(partition: number, streamSequence: number): void {
-    const watermarks = this.watermarks;
-    if (watermarks !== undefined && streamSequence > (watermarks.get(partition) ?? 0)) watermarks.set(partition, streamSequence);
-  }
 
   day(dayKey: number): DayCounters {
     let counters = this.days.get(dayKey);
@@ -142,27 +121,74 @@ class BatchChanges implements KpiTarget {
   }
 
   week(weekKey: number): { activeMembers: number } {
-    const target = this;
-    return {
-      get activeMembers() {
-        return target.weeks.get(weekKey) ?? 0;
-      },
-      set activeMembers(value: number) {
-        target.weeks.set(weekKey, value);
-      },
-    };
+    return periodActive(this.weeks, weekKey);
   }
 
   month(monthKey: number): { activeMembers: number } {
-    const target = this;
-    return {
-      get activeMembers() {
-        return target.months.get(monthKey) ?? 0;
-      },
-      set activeMembers(value: number) {
-        target.months.set(monthKey, value);
-      },
-    };
+    return periodActive(this.months, monthKey);
+  }
+
+  isEmpty(): boolean {
+    return this.days.size === 0 && this.weeks.size === 0 && this.months.size === 0;
+  }
+
+  /** The deltas as the store adds them, under `actor` (the writer). */
+  write(actor: number): KpiWrite {
+    return { actor, days: [...this.days], weeks: [...this.weeks], months: [...this.months] };
+  }
+}
+
+function periodActive(entries: Map<number, number>, periodKey: number): { activeMembers: number } {
+  return {
+    get activeMembers() {
+      return entries.get(periodKey) ?? 0;
+    },
+    set activeMembers(value: number) {
+      entries.set(periodKey, value);
+    },
+  };
+}
+
+/** What one batch (of events, or of a sweep) accumulates before its commit. */
+class BatchChanges {
+  /** `base`: the member's state before this batch (what the store holds), so the store writes only what changed. */
+  readonly members = new Map<string, { partition: number; state: MemberState; created: boolean; base: MemberState | undefined }>();
+  readonly ledger: { partition: number; entries: readonly LedgerEntry[] }[] = [];
+  readonly processed: { partition: number; memberId: string; eventId: string; outcomes: Uint8Array }[] = [];
+  readonly outcomes: OutcomeMessage[] = [];
+  /** The same outcomes as packed per event (the processed records): the outbox nests them instead of packing again. */
+  readonly encodedOutcomes: Uint8Array[] = [];
+  readonly budgetUsage = new Map<string, [points: number, uses: number]>();
+  /** Single-instance mode's KPI deltas, kept per actor (BatchWrite.kpis); stays empty when the store records changes. */
+  readonly kpis = new KpiCounters();
+  /**
+   * Cluster mode's KPI deltas by partition (BatchWrite.partitionKpis), so they
+   * go into each partition's changes and move with it; undefined when the
+   * store records no changes.
+   */
+  readonly partitionKpis: Map<number, KpiCounters> | undefined;
+  readonly idKeys: string[] = [];
+  readonly dueIndexMarks: { partition: number; programDigest: number }[] = [];
+  /** The highest committed input sequence per partition (BatchWrite.watermarks); undefined when the store records no changes. */
+  readonly watermarks: Map<number, number> | undefined;
+
+  constructor(recordingChanges = false) {
+    this.watermarks = recordingChanges ? new Map() : undefined;
+    this.partitionKpis = recordingChanges ? new Map() : undefined;
+  }
+
+  committedInput(partition: number, streamSequence: number): void {
+    const watermarks = this.watermarks;
+    if (watermarks !== undefined && streamSequence > (watermarks.get(partition) ?? 0)) watermarks.set(partition, streamSequence);
+  }
+
+  /** Where a decision of `partition` counts its KPIs: the actor's counters, or in cluster mode the partition's. */
+  kpiTarget(partition: number): KpiCounters {
+    const byPartition = this.partitionKpis;
+    if (byPartition === undefined) return this.kpis;
+    let counters = byPartition.get(partition);
+    if (counters === undefined) byPartition.set(partition, (counters = new KpiCounters()));
+    return counters;
   }
 
   isEmpty(): boolean {
@@ -512,7 +538,7 @@ export class Actor {
       changes.budgetUsage.set(usage.promotionId, total);
     }
     if (after !== undefined) {
-      addKpis(changes, { before, after, ledger: decision.ledger, tierRank: this.tierRank, atMs, utcOffsetMinutes: this.program.program.utcOffsetMinutes });
+      addKpis(changes.kpiTarget(partition), { before, after, ledger: decision.ledger, tierRank: this.tierRank, atMs, utcOffsetMinutes: this.program.program.utcOffsetMinutes });
     }
     const messages = decision.outcomes.map((outcome, index) => this.outcomeMessage(outcome, index));
     for (const message of messages) changes.outcomes.push(message);
@@ -544,8 +570,9 @@ export class Actor {
       ...(changes.budgetUsage.size > 0
         ? { budgets: { actor: this.options.actorIndex, usage: [...changes.budgetUsage].map(([id, [points, uses]]) => [id, points, uses] as const) } }
         : {}),
-      ...(changes.days.size > 0 || changes.weeks.size > 0 || changes.months.size > 0
-        ? { kpis: { actor: this.options.actorIndex, days: [...changes.days], weeks: [...changes.weeks], months: [...changes.months] } }
+      ...(changes.kpis.isEmpty() ? {} : { kpis: changes.kpis.write(this.options.actorIndex) }),
+      ...(changes.partitionKpis !== undefined && changes.partitionKpis.size > 0
+        ? { partitionKpis: Array.from(changes.partitionKpis, ([partition, counters]) => ({ ...counters.write(this.options.actorIndex), partition })) }
         : {}),
       ...(outboxKey !== undefined ? { outbox: { key: outboxKey, messages: packr.pack(changes.encodedOutcomes) } } : {}),
       ...(outboxRemovals.length > 0 ? { outboxRemovals } : {}),

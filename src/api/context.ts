@@ -123,6 +123,9 @@ export interface AggregatedReport<Row> {
   readonly answered: readonly string[];
   readonly missing: readonly string[];
   readonly failed: readonly string[];
+  /** Partitions whose counters no instance answered for (between owners), or more than one did. */
+  readonly uncoveredPartitions: readonly number[];
+  readonly overlappingPartitions: readonly number[];
 }
 
 /** The asynchronous ReportReader of cluster mode: the same rows, from every instance's counters. */

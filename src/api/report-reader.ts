@@ -99,6 +99,8 @@ export function clusterReportReader(options: ClusterReportReaderOptions): Cluste
       answered: aggregate.answered,
       missing: aggregate.missing,
       failed: aggregate.failed.map((failure) => failure.instanceId),
+      uncoveredPartitions: aggregate.uncovered,
+      overlappingPartitions: aggregate.overlapping,
     };
   };
   return {
@@ -111,12 +113,14 @@ export function clusterReportReader(options: ClusterReportReaderOptions): Cluste
  * The cluster reader as the API thread wires it (src/api/worker.ts): a
  * KpiAggregator on the thread's NATS connection whose expected set is the
  * KPI holders bucket, read at every report (an instance registers there
- * before its first KPI commit and stays after it stops: the live set would
- * call a report complete that misses a departed instance's counters).
+ * before its first KPI commit and stays after it stops: counters it kept
+ * per actor, from before KPIs were kept per partition, stay on its disk),
+ * and which checks that every partition's counters are in exactly one reply
+ * (each instance answers for the partitions it consumes).
  */
 export async function openClusterReports(
   nc: NatsConnection,
-  settings: Pick<Settings, 'subjectPrefix' | 'kpiHoldersBucket'>,
+  settings: Pick<Settings, 'subjectPrefix' | 'kpiHoldersBucket' | 'partitions'>,
   programs: Pick<ProgramManager, 'active'>,
   options: { readonly timeoutMs?: number; readonly inFlightMax?: number; readonly onPartial?: (aggregate: KpiAggregate) => void } = {},
 ): Promise<ClusterReports> {
@@ -125,6 +129,8 @@ export async function openClusterReports(
   const aggregator = new KpiAggregator(nc, {
     subjectPrefix: settings.subjectPrefix,
     expected: () => instancesInBucket(holders),
+    // KPI counters are kept per partition in cluster mode and move with it: each partition's are answered by its owner.
+    partitions: settings.partitions,
     timeoutMs: options.timeoutMs ?? REPORT_AGGREGATION_TIMEOUT_MS,
   });
   return clusterReportReader({

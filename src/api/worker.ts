@@ -344,7 +344,13 @@ async function start(): Promise<void> {
   kpis = new KpiResponder(nc, {
     instanceId,
     subjectPrefix: settings.subjectPrefix,
-    read: () => store!.reportSource(),
+    // Cluster mode: the counters kept per partition of the partitions consumed here, named so the aggregator checks
+    // that each partition is counted once (a released partition's copy left in this store is not counted).
+    read: () => {
+      if (!settings.cluster) return store!.reportSource();
+      const consumed = [...(ownedPartitions ?? [])];
+      return { ...store!.reportSource(consumed), partitions: consumed };
+    },
     onError: (error) => logger.warn({ err: error }, 'a KPI scatter request could not be answered'),
   });
   await kpis.start();

@@ -12,7 +12,7 @@ import { partitionOf } from '../routing/partitioner.js';
 import { lmdbCause, storeWriteError } from './commit-errors.js';
 import { decodeLedger, encodeLedger, type StoredLedger } from './ledger-codec.js';
 import { coreKeys, decodeCore, joinMember, memberRecords, type ItemKind, type MemberCore, type StoredCore, type StoredItem } from './member-records.js';
-import { BatchChangeRecorder, TREE_DUE, TREE_INDEX, TREE_MEMBERS, TREE_OUTBOX, type ChangeRecorder, type PartitionChanges, type ValueEncoder } from './partition-changes.js';
+import { BatchChangeRecorder, PARTITION_TREES, TREE_DUE, TREE_INDEX, TREE_KPIS, TREE_MEMBERS, TREE_OUTBOX, type ChangeRecorder, type PartitionChanges, type ValueEncoder } from './partition-changes.js';
 import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, WalletRecords } from './types.js';
 
 /**
@@ -34,6 +34,8 @@ import type { ActorStore, BatchWrite, DueKey, KpiWrite, OutboxKey, StoreMeta, Wa
  *   partitionOutbox  cluster mode's outbox of a sweep instead (usePartitionOutbox): [partition, owner, bootId, actor, batch] →
  *              the sweep's outcome messages of that partition, so they move with it (partition-changes.ts)
  *   kpis       ['d', dayKey, actor] → DayCounters; ['w'|'m', weekKey|monthKey, actor] → active members
+ *   partitionKpis  cluster mode's KPI counters instead (BatchWrite.partitionKpis): [partition, 'd', dayKey] → DayCounters,
+ *              [partition, 'w'|'m', weekKey|monthKey] → active members, so they move with the partition (partition-changes.ts)
  *   budgets    [promotionId, actor] → { points, uses } of global promotion budgets
  * Keys start with the partition, so a partition is one key range that can one
  * day move to another instance. Why one tree for a member's records: LMDB
@@ -109,6 +111,7 @@ export class LmdbStore implements ActorStore, MemberReads {
   /** Cluster mode's outbox bookkeeping (usePartitionOutbox); undefined in single-instance mode. */
   private partitionOutbox: PartitionOutbox | undefined;
   private readonly kpis: Database<DayCounters | number, [string, number, number]>;
+  private readonly partitionKpisTree: Database<DayCounters | number, [number, string, number]>;
   private readonly budgets: Database<{ points: number; uses: number }, [string, number]>;
   private partitions: number | undefined;
   /** The partition trees by their number in partition-changes.ts (PARTITION_TREES), for the record sinks. */
@@ -139,8 +142,13 @@ export class LmdbStore implements ActorStore, MemberReads {
     this.outbox = this.root.openDB({ name: 'outbox', encoding: 'binary' });
     this.partitionOutboxTree = this.root.openDB({ name: 'partitionOutbox', encoding: 'binary' });
     this.kpis = this.root.openDB({ name: 'kpis', encoding: 'msgpack' });
+    // No msgpackr records: a changelog record carries these bytes to another store, where structures shared
+    // within this one would not be known (the same reason as `members`). A new tree, not a new format: a data
+    // directory without it opens as before (lmdb-js creates the empty tree), and nothing else changes meaning.
+    this.partitionKpisTree = this.root.openDB({ name: 'partitionKpis', encoding: 'msgpack', useRecords: false } as DatabaseOptions & { name: string });
     this.budgets = this.root.openDB({ name: 'budgets', encoding: 'msgpack' });
-    this.partitionTrees = [this.records, this.index, this.due, this.partitionOutboxTree] as unknown as Database<unknown, Key[]>[];
+    this.partitionTrees = [this.records, this.index, this.due, this.partitionOutboxTree, this.partitionKpisTree] as unknown as Database<unknown, Key[]>[];
+    assert(this.partitionTrees.length === PARTITION_TREES.length, 'one database per partition tree');
     // The data directory's own partition count wins: member records are found by it.
     this.partitions = (this.meta.get('meta') as StoreMeta | undefined)?.partitions ?? options.partitions;
   }
@@ -285,7 +293,23 @@ export class LmdbStore implements ActorStore, MemberReads {
    * promise is awaited: a failed transaction's promise left unawaited would be
    * an unhandled rejection, which kills the actor's thread (issue 14, disk full).
    */
-  async commit(write: BatchWrite): Promise<void> {
+  commit(write: BatchWrite): Promise<void> {
+    // Not async itself: single-instance mode's commit is the one promise it always was.
+    return write.partitionKpis === undefined ? this.commitBatch(write, undefined) : this.commitWithPartitionKpis(write);
+  }
+
+  private async commitWithPartitionKpis(write: BatchWrite): Promise<void> {
+    // Whatever happens to the commit (an append refused, a write failed), its KPI totals stop being pending.
+    const kpisPut = new Map<string, { value: unknown }>();
+    try {
+      await this.commitBatch(write, kpisPut);
+    } finally {
+      this.settledPartitionKpis(kpisPut);
+    }
+  }
+
+  /** The commit; `kpisPut` collects the partition KPI totals it puts (cluster mode), undefined without any. */
+  private async commitBatch(write: BatchWrite, kpisPut: Map<string, { value: unknown }> | undefined): Promise<void> {
     const transactions: Promise<unknown>[] = [];
     let last: Promise<unknown> | undefined;
     const track = (promise: Promise<unknown>): void => {
@@ -327,6 +351,8 @@ export class LmdbStore implements ActorStore, MemberReads {
     for (const { partition, memberId, eventId, outcomes } of write.processed) {
       sink.put(partition, TREE_MEMBERS, [partition, memberId, PROCESSED, eventId], outcomes);
     }
+    // Cluster mode's KPI counters: through the sink like every other write of the partition, so the changelog record holds them.
+    if (write.partitionKpis !== undefined && kpisPut !== undefined) this.addPartitionKpis(write.partitionKpis, sink, kpisPut);
     // Cluster mode: outcomes without input (a sweep's) go into their partitions' changes, and leave them once
     // acknowledged (usePartitionOutbox). An event batch's stay in the per-boot outbox: its events come again to the
     // partition's next owner, whose consumer resumes after the published watermark, and their first outcomes with them.
@@ -437,6 +463,49 @@ export class LmdbStore implements ActorStore, MemberReads {
       }
     }
   }
+
+  /**
+   * Cluster mode's KPI counters: each partition's deltas added to its running
+   * totals (whole values, never deltas, in the records: a record replayed
+   * again leaves the same totals). A total is read from the store, or from a
+   * commit of this store whose writes have not completed yet (`pendingKpis`).
+   * Not cached past its commit, unlike `running`: a partition this store lets
+   * go may come back restored with another owner's counts, which only the
+   * store holds. `put` collects what this commit put, for `settledPartitionKpis`.
+   */
+  private addPartitionKpis(writes: NonNullable<BatchWrite['partitionKpis']>, sink: RecordSink, put: Map<string, { value: unknown }>): void {
+    const total = (name: string, key: [number, string, number], next: (stored: unknown) => unknown): unknown => {
+      const stored = this.pendingKpis.has(name) ? this.pendingKpis.get(name)!.value : this.partitionKpisTree.get(key);
+      const entry = { value: next(stored) };
+      this.pendingKpis.set(name, entry);
+      put.set(name, entry);
+      return entry.value;
+    };
+    for (const { partition, days, weeks, months } of writes) {
+      assert(Number.isInteger(partition) && partition >= 0 && partition < this.requirePartitions(), 'KPI counters of a partition out of range');
+      for (const [dayKey, counters] of days) {
+        const key: [number, string, number] = [partition, 'd', dayKey];
+        // A fresh object each commit: a pending commit's total is never changed under it.
+        const value = total(`${partition}\u0000d\u0000${dayKey}`, key, (stored) => mergeDay(mergeDay(emptyDay(), (stored as DayCounters | undefined) ?? emptyDay()), counters));
+        sink.put(partition, TREE_KPIS, key, value);
+      }
+      for (const [kind, entries] of [['w', weeks], ['m', months]] as const) {
+        for (const [periodKey, active] of entries) {
+          const key: [number, string, number] = [partition, kind, periodKey];
+          const value = total(`${partition}\u0000${kind}\u0000${periodKey}`, key, (stored) => ((stored as number | undefined) ?? 0) + active);
+          sink.put(partition, TREE_KPIS, key, value);
+        }
+      }
+    }
+  }
+
+  /** A commit's KPI writes completed (or failed: the actor stops then): its totals are read from the store from now on, unless a later commit put another. */
+  private settledPartitionKpis(put: Map<string, { value: unknown }>): void {
+    for (const [name, entry] of put) if (this.pendingKpis.get(name) === entry) this.pendingKpis.delete(name);
+  }
+
+  /** Partition KPI totals put by commits whose writes have not completed yet (name → the commit's entry). */
+  private readonly pendingKpis = new Map<string, { value: unknown }>();
 
   /** Resolves once every commit so far is on disk (at once with overlappingSync off; kept so the ack path never depends on that). */
   async durable(): Promise<void> {
@@ -574,16 +643,38 @@ export class LmdbStore implements ActorStore, MemberReads {
     return { entries, nextAfterSeq: more ? lastSeq : undefined };
   }
 
-  /** Every KPI counter, merged across actors. Small: one record per day, week and month per actor. */
-  reportSource(): ReportSource {
+  /**
+   * Every KPI counter kept per actor, merged across actors (small: one record
+   * per day, week and month per actor), plus, when `partitions` is given,
+   * the counters kept per partition (cluster mode, tree `partitionKpis`) of
+   * those partitions only: pass the partitions this instance owns now. A
+   * partition it let go keeps its last copy here until it is restored again,
+   * and its new owner answers for it: counting that copy too would count the
+   * partition twice. Without `partitions`, the per-actor counters alone (as
+   * before the partition tree).
+   */
+  reportSource(partitions?: ReadonlySet<number> | readonly number[]): ReportSource {
     const days = new Map<number, DayCounters>();
     const weeks = new Map<number, number>();
     const months = new Map<number, number>();
-    for (const { key, value } of this.kpis.getRange({})) {
-      const [kind, periodKey] = key as [string, number, number];
+    const add = (kind: unknown, periodKey: number, value: DayCounters | number): void => {
       if (kind === 'd') days.set(periodKey, mergeDay(days.get(periodKey) ?? emptyDay(), value as DayCounters));
       else if (kind === 'w') weeks.set(periodKey, (weeks.get(periodKey) ?? 0) + (value as number));
       else if (kind === 'm') months.set(periodKey, (months.get(periodKey) ?? 0) + (value as number));
+    };
+    for (const { key, value } of this.kpis.getRange({})) {
+      const [kind, periodKey] = key as [string, number, number];
+      add(kind, periodKey, value);
+    }
+    if (partitions !== undefined) {
+      // Each partition once, in order: a list given with repeats must not count one twice.
+      for (const partition of [...new Set(partitions)].sort((a, b) => a - b)) {
+        assert(Number.isInteger(partition) && partition >= 0, 'a report\'s partitions are partition numbers');
+        for (const { key, value } of this.partitionKpisTree.getRange({ start: [partition], end: [partition + 1] })) {
+          const [, kind, periodKey] = key as [number, string, number];
+          add(kind, periodKey, value);
+        }
+      }
     }
     return { days, weeks, months };
   }

@@ -13,7 +13,7 @@ import { assert } from '../domain/assert.js';
  * The changes are the store's own writes: puts with the exact value bytes
  * the store wrote (or writes) and deletes, in the trees a partition unit
  * moves (src/store/partition-transfer.ts: `members`, `index`, `due`, and in
- * cluster mode `partitionOutbox`),
+ * cluster mode `partitionOutbox` and `partitionKpis`),
  * plus the partition's due-index mark. Bytes, not a re-derivation from
  * domain objects: replaying them gives records byte-identical to the old
  * owner's, whatever version of the domain or of member-records.ts the new
@@ -45,13 +45,18 @@ import { assert } from '../domain/assert.js';
  * the partition not yet acknowledged by the outcome stream, `[partition, owner, bootId, actor, batch]` →
  * the packed outcomes (the outbox's value format), so they move with the partition: a new owner publishes
  * again what the last one committed but did not publish (no input redelivers a sweep's outcomes).
+ * `partitionKpis` (cluster mode only, BatchWrite.partitionKpis): the partition's KPI counters,
+ * `[partition, 'd'|'w'|'m', periodKey]` → the running total (the `kpis` tree's values), so a new owner
+ * carries on counting from what the last one counted and the reports see one copy per partition.
+ * Appended last: the numbers of the trees before it (in records and units already written) stay what they were.
  */
-export const PARTITION_TREES = ['members', 'index', 'due', 'partitionOutbox'] as const;
+export const PARTITION_TREES = ['members', 'index', 'due', 'partitionOutbox', 'partitionKpis'] as const;
 export type PartitionTree = (typeof PARTITION_TREES)[number];
 export const TREE_MEMBERS = 0;
 export const TREE_INDEX = 1;
 export const TREE_DUE = 2;
 export const TREE_OUTBOX = 3;
+export const TREE_KPIS = 4;
 
 /** A record whose body is msgpack as it is. */
 export const PARTITION_CHANGES_VERSION = 1;

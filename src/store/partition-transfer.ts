@@ -16,10 +16,13 @@ import type { StoreMeta } from './types.js';
  * vouchers), `index` (the member list) and `due` (the sweep's index), plus
  * the partition's due-index mark in `meta`, and in cluster mode
  * `partitionOutbox` (a sweep's outcomes not yet acknowledged, which a new
- * owner publishes again).
+ * owner publishes again) and `partitionKpis` (the partition's KPI counters,
+ * so a new owner's reports of the partition go on from the old owner's).
+ * Every tree of PARTITION_TREES is in the unit, by its number there: a unit
+ * exported before a tree existed just has no entries of it.
  *
- * Not in the unit: KPI counters are kept per actor (each instance answers
- * for what it counted: src/cluster/kpi-aggregation.ts); budget usage is the
+ * Not in the unit: the KPI counters single-instance mode keeps per actor
+ * (tree `kpis`, still read by reports alongside the partitions'); budget usage is the
  * cluster's KV counter in cluster mode (src/runtime/cluster-globals.ts); an
  * event batch's outbox stays per boot and actor (its events are delivered
  * again after the published watermark, with their first outcomes).

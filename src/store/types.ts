@@ -31,8 +31,18 @@ export interface BatchWrite {
   readonly processed: readonly { readonly partition: number; readonly memberId: string; readonly eventId: string; readonly outcomes: Uint8Array }[];
   /** Global promotion budget this batch used, added to the actor's running totals. */
   readonly budgets?: { readonly actor: number; readonly usage: readonly (readonly [promotionId: string, points: number, uses: number])[] };
-  /** KPI counters this batch adds, by day / ISO week / month key. */
+  /** KPI counters this batch adds, by day / ISO week / month key: single-instance mode's, kept per actor. */
   readonly kpis?: KpiWrite;
+  /**
+   * Cluster mode's KPI counters instead of `kpis` (the actor's store records
+   * changes): one entry per partition the batch counted something for, added
+   * to that partition's running totals in tree `partitionKpis` through the
+   * partition's changes, so they are in its changelog record and snapshots
+   * and move with it. Per partition, not per actor: counters per actor would
+   * stay on the instance that counted them, and a new owner would start
+   * the partition's counts from nothing. `actor` is the writer's (its only writer).
+   */
+  readonly partitionKpis?: readonly (KpiWrite & { readonly partition: number })[];
   /**
    * Partitions whose due index now agrees with the program of this digest
    * (every member re-indexed under it): a sweep that walked the whole partition.

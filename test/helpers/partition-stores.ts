@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RootDatabase } from 'lmdb';
-import { unpack } from 'msgpackr';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { pack, unpack } from 'msgpackr';
 import { DEFAULT_GENERATOR_OPTIONS, EventGenerator } from '../../bench/generator/events.js';
 import { programModelOf } from '../../bench/generator/program-model.js';
 import { encodeEvent } from '../../bench/generator/spool.js';
@@ -11,6 +11,7 @@ import { unlimitedBudgets } from '../../src/domain/ports.js';
 import { Encoding, type BatchRecord } from '../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../src/routing/partitioner.js';
 import { LmdbStore } from '../../src/store/lmdb.js';
+import { PARTITION_TREES } from '../../src/store/partition-changes.js';
 import { exportPartition, type PartitionUnitSummary } from '../../src/store/partition-transfer.js';
 import { subjectsFor } from '../../src/transport/subjects.js';
 
@@ -108,4 +109,19 @@ export function exportedPartition(root: RootDatabase, partition: number): Export
 /** True when two partitions' units are byte-identical (Buffer.equals: a deep equal of megabytes is slow). */
 export function sameBytes(actual: ExportedPartition, expected: ExportedPartition): boolean {
   return JSON.stringify(actual.header) === JSON.stringify(expected.header) && actual.body.equals(expected.body) && actual.summary.sha256 === expected.summary.sha256;
+}
+
+/**
+ * One partition's stored keys and value bytes in the trees `keep` picks (by
+ * their PARTITION_TREES number), packed in order: equal exactly when those
+ * trees' entries are (to compare stores that differ in one tree on purpose).
+ */
+export function partitionEntries(root: RootDatabase, partition: number, keep: (tree: number) => boolean): Buffer {
+  const parts: Uint8Array[] = [];
+  PARTITION_TREES.forEach((name, tree) => {
+    if (!keep(tree)) return;
+    const database: Database<Buffer, Key[]> = root.openDB({ name, encoding: 'binary' });
+    for (const { key, value } of database.getRange({ start: [partition], end: [partition + 1] })) parts.push(pack([tree, key]), Uint8Array.from(value));
+  });
+  return Buffer.concat(parts);
 }

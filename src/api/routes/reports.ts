@@ -207,6 +207,8 @@ const coverageSchema = {
   complete: z.boolean().meta({ description: 'false in cluster mode when an instance holding KPI counters did not answer (missing) or answered with an error (failed): the figures then leave its counters out' }),
   missing: z.array(z.string()).optional().meta({ description: 'when not complete: instance ids that did not answer in time' }),
   failed: z.array(z.string()).optional().meta({ description: 'when not complete: instance ids whose answer was an error or was refused (the log has why)' }),
+  uncoveredPartitions: z.array(z.number().int()).optional().meta({ description: 'when not complete: partitions whose counters no instance answered for (between two owners during a handover: ask again)' }),
+  overlappingPartitions: z.array(z.number().int()).optional().meta({ description: 'when not complete: partitions whose counters more than one instance answered for (counted twice in the figures)' }),
 };
 
 /**
@@ -221,15 +223,27 @@ const coverageSchema = {
  *   client that does not read `complete` take them for one; the connection to
  *   NATS is the likely cause, and retrying later is the right move.
  */
-function coverageOf(reply: FastifyReply, report: AggregatedReport<unknown>): { complete: boolean; missing?: string[]; failed?: string[] } {
+function coverageOf(
+  reply: FastifyReply,
+  report: AggregatedReport<unknown>,
+): { complete: boolean; missing?: string[]; failed?: string[]; uncoveredPartitions?: number[]; overlappingPartitions?: number[] } {
   if (report.complete) return { complete: true };
   const missing = [...report.missing];
   const failed = [...report.failed];
   if (report.answered.length === 0) {
     throw new ApiError('REPORT_INCOMPLETE', `no instance holding KPI counters answered: missing ${missing.join(', ') || 'none'}; failed ${failed.join(', ') || 'none'}`, { missing, failed }, reportRetryAfter());
   }
-  reply.header(HEADER_REPORT_PARTIAL, `missing=${missing.join(',')}; failed=${failed.join(',')}`);
-  return { complete: false, missing, failed };
+  const uncovered = [...report.uncoveredPartitions];
+  const overlapping = [...report.overlappingPartitions];
+  const partitions = `${uncovered.length > 0 ? `; uncovered=${uncovered.join(',')}` : ''}${overlapping.length > 0 ? `; overlapping=${overlapping.join(',')}` : ''}`;
+  reply.header(HEADER_REPORT_PARTIAL, `missing=${missing.join(',')}; failed=${failed.join(',')}${partitions}`);
+  return {
+    complete: false,
+    missing,
+    failed,
+    ...(uncovered.length > 0 ? { uncoveredPartitions: uncovered } : {}),
+    ...(overlapping.length > 0 ? { overlappingPartitions: overlapping } : {}),
+  };
 }
 
 function wantsCsv(query: z.output<typeof kpisQuery>, accept: unknown): boolean {

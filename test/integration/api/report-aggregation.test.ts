@@ -85,7 +85,11 @@ function period(map: Map<number, number>, key: number): { activeMembers: number 
   };
 }
 
-/** The events of DAYS days, each counted by its partition's owner of the day and by `single`, the truth. */
+/** Who consumes each partition at the end (both instances live): the partitions each one's responder answers for. */
+const FINAL_OWNERS = assignPartitions(PARTITIONS, ['engine-a', 'engine-b']);
+const partitionsOf = (id: string) => [...FINAL_OWNERS].filter(([, owner]) => owner === id).map(([partition]) => partition);
+
+/** The events of DAYS days, each counted into its partition's counters (at the partition's owner now) and by `single`, the truth. */
 function scenario(): { single: Counters; perInstance: Map<string, Counters>; members: Set<string>; moved: number } {
   const single = new Counters();
   const perInstance = new Map(['engine-a', 'engine-b'].map((id) => [id, new Counters()]));
@@ -118,7 +122,8 @@ function scenario(): { single: Counters; perInstance: Map<string, Counters>; mem
       const partition = partitionOf(memberId, PARTITIONS);
       const owner = owners.get(partition)!;
       if (day > 0 && assignPartitions(PARTITIONS, liveOn(day - 1)).get(partition) !== owner) moved += 1;
-      addKpis(perInstance.get(owner)!, input);
+      // Counted into the partition's counters, which move with it (cluster mode keeps KPIs per partition): they end at the partition's owner now.
+      addKpis(perInstance.get(FINAL_OWNERS.get(partition)!)!, input);
     }
   }
   return { single, perInstance, members, moved };
@@ -142,7 +147,7 @@ const { single, perInstance, members, moved } = scenario();
 async function startInstance(id: string, counters: Counters): Promise<Instance> {
   const nc = await connectTest(server.url, { name: id });
   connections.push(nc);
-  const responder = new KpiResponder(nc, { instanceId: id, read: () => counters, onError: (error) => responderErrors.push(error) });
+  const responder = new KpiResponder(nc, { instanceId: id, read: () => ({ ...counters, partitions: partitionsOf(id) }), onError: (error) => responderErrors.push(error) });
   await responder.start();
   const engine = new FakeEngine();
   engine.program = program;
@@ -260,11 +265,13 @@ describe('HTTP reports across instances (cluster mode)', () => {
     // engine-b's responder stopped (its counters unreachable): both instances' reports say so after the timeout,
     // with engine-a's counters only.
     await instances.get('engine-b')!.responder.stop();
+    const uncovered = partitionsOf('engine-b');
+    const partialHeader = `missing=engine-b,engine-c; failed=; uncovered=${uncovered.join(',')}`;
     for (const instance of instances.values()) {
       const partial = await get(instance, `/v1/reports/kpis?${query}`);
       expect(partial.response.statusCode).toBe(200);
       expect(partial.ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
-      expect(partial.response.headers[HEADER_REPORT_PARTIAL.toLowerCase()]).toBe('missing=engine-b,engine-c; failed=');
+      expect(partial.response.headers[HEADER_REPORT_PARTIAL.toLowerCase()]).toBe(partialHeader);
       expect(partial.response.json()).toEqual({
         period: 'day',
         from: new Date(fromMs).toISOString(),
@@ -272,12 +279,14 @@ describe('HTTP reports across instances (cluster mode)', () => {
         complete: false,
         missing: ['engine-b', 'engine-c'],
         failed: [],
+        // engine-b's partitions: nobody answered for their counters.
+        uncoveredPartitions: uncovered,
         rows: asJson(buildReport(perInstance.get('engine-a')!, info, 'day', fromMs, toMs)),
       });
       // CSV carries no body field for it: the header says it.
       const csv = (await get(instance, `/v1/reports/program?${query}&format=csv`)).response;
       expect(csv.statusCode).toBe(200);
-      expect(csv.headers[HEADER_REPORT_PARTIAL.toLowerCase()]).toBe('missing=engine-b,engine-c; failed=');
+      expect(csv.headers[HEADER_REPORT_PARTIAL.toLowerCase()]).toBe(partialHeader);
       expect(csv.body).toBe(programKpisCsv(buildProgramReport(perInstance.get('engine-a')!, info, 'day', fromMs, toMs)));
     }
 
