@@ -202,7 +202,7 @@ describe('deploy/cluster: the 3 servers + 3 engines recipe', () => {
     const named = [...new Set([...section.matchAll(/`(LOYALTY_[A-Z0-9_]+)/g)].map((found) => found[1]!))];
     expect(named.filter((name) => names.has(name)).length).toBeGreaterThan(3);
     expect(named.filter((name) => !names.has(name) && !resources.has(name))).toEqual([]);
-    const metricsSource = read('src/metrics/metrics.ts');
+    const metricsSource = read('src/metrics/metrics.ts') + read('src/metrics/cluster-metrics.ts');
     const metrics = [...new Set([...section.matchAll(/`(loyalty_[a-z_]+)/g)].map((found) => found[1]!))];
     expect(metrics.length).toBeGreaterThan(3);
     expect(metrics.filter((name) => !metricsSource.includes(`name: '${name}'`))).toEqual([]);
