@@ -103,7 +103,7 @@ async function initialize(): Promise<(task: ActorTask) => Promise<ActorReply>> {
       }
       case 'own': {
         assert(cluster !== undefined, 'own outside cluster mode');
-        return { kind: 'owned', restored: await cluster.exclusive(() => cluster.own(task.partition, task.epoch)) };
+        return { kind: 'owned', restored: await cluster.owning(task.partition, task.epoch) };
       }
       case 'release':
         assert(cluster !== undefined, 'release outside cluster mode');
