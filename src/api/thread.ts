@@ -1,5 +1,5 @@
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerThread } from '../runtime/worker-thread.js';
 import { EngineError } from '../config/errors.js';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log.js';
@@ -27,9 +27,8 @@ import {
  * nobody asked for), `failed` resolves and the engine stops.
  */
 
-// Under tsx (development, tests) the worker is TypeScript, loaded through worker-boot.cjs; built, it is JavaScript.
+// Under tsx (development, tests) the worker is TypeScript (startWorkerThread loads it through worker-boot.cjs); built, it is JavaScript.
 const defaultWorkerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
-const bootUrl = new URL('../runtime/worker-boot.cjs', import.meta.url);
 
 export interface ApiThreadOptions {
   /** natsUrl resolved. */
@@ -77,9 +76,7 @@ export class ApiThread {
     const { settings, tokens, program } = this.options;
     const workerData: ApiWorkerData = { settings, tokens: tokens.toData(), program };
     const entry = this.options.workerUrl ?? defaultWorkerUrl;
-    const typescript = entry.pathname.endsWith('.ts');
-    const worker = new Worker(typescript ? bootUrl : entry, {
-      ...(typescript ? { argv: [fileURLToPath(entry)] } : {}),
+    const worker = startWorkerThread(entry, {
       name: 'loyalty-api',
       workerData,
       // Every request allocates short-lived objects (a decoded member, its wallet, a parsed

@@ -1,5 +1,5 @@
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerThread } from '../runtime/worker-thread.js';
 import { deserializeError } from '../api/thread-protocol.js';
 import { EngineError } from '../config/errors.js';
 import type { Settings } from '../config/settings.js';
@@ -24,9 +24,8 @@ import type { OwnershipToMain, OwnershipToWorker, OwnershipWorkerData } from './
  * (its leases expire after the TTL and move).
  */
 
-// Under tsx (development, tests) the entry is TypeScript, loaded through the same boot file as the API thread's.
+// Under tsx (development, tests) the entry is TypeScript (startWorkerThread loads it through worker-boot.cjs); built, it is JavaScript.
 const defaultWorkerUrl = new URL(import.meta.url.endsWith('.ts') ? './ownership-worker.ts' : './ownership-worker.js', import.meta.url);
-const bootUrl = new URL('../runtime/worker-boot.cjs', import.meta.url);
 
 export interface OwnershipThreadOptions {
   /** natsUrl resolved. */
@@ -74,9 +73,7 @@ export class OwnershipThread {
     this.state = 'starting';
     const workerData: OwnershipWorkerData = { settings: this.options.settings, instanceId: this.options.instanceId };
     const entry = this.options.workerUrl ?? defaultWorkerUrl;
-    const typescript = entry.pathname.endsWith('.ts');
-    const worker = new Worker(typescript ? bootUrl : entry, {
-      ...(typescript ? { argv: [fileURLToPath(entry)] } : {}),
+    const worker = startWorkerThread(entry, {
       name: 'loyalty-ownership',
       workerData,
     });

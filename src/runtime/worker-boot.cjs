@@ -1,5 +1,5 @@
 // The entry of a worker thread whose code is TypeScript (development and tests;
-// src/api/thread.ts and src/cluster/ownership-thread.ts pick it): a worker
+// src/runtime/worker-thread.ts picks it): a worker
 // thread of Node 20 gets tsx's require hook but not its ESM loader hooks, so
 // the TypeScript entry is loaded with require, as Piscina loads the actors.
 // Under vitest the thread has no tsx hook at all: it is registered here
