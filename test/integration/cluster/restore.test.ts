@@ -5,16 +5,16 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Actor, ActorFailedError } from '../../../src/actors/actor.js';
-import { ensureChangelogStream, PartitionChangelog, PartitionFencedError } from '../../../src/cluster/changelog.js';
+import { ensureChangelogStream, PartitionFencedError } from '../../../src/cluster/changelog.js';
 import { changelogRecorder, restorePartition, takeSnapshot } from '../../../src/cluster/restore.js';
 import { SnapshotSchedule } from '../../../src/cluster/snapshot-schedule.js';
 import { PartitionSnapshots } from '../../../src/cluster/snapshots.js';
 import { Encoding, type BatchRecord } from '../../../src/routing/batch-buffer.js';
 import { partitionOf } from '../../../src/routing/partitioner.js';
 import { LmdbStore } from '../../../src/store/lmdb.js';
-import { encodePartitionChanges, type ChangeRecorder } from '../../../src/store/partition-changes.js';
 import { incompleteImports } from '../../../src/store/partition-transfer.js';
 import { actorOptions, emptyStore, exportedPartition, filledStore, generatedRecords, PARTITIONS, partitionView, program, sameBytes } from '../../helpers/partition-stores.js';
+import { ChangelogRig, feed, inBatches } from '../../helpers/changelog-restore.js';
 import { connectTest, startTestNatsServer, type TestNatsServer } from '../../helpers/nats-server.js';
 
 /**
@@ -29,6 +29,7 @@ let server: TestNatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
+let rig: ChangelogRig;
 const STREAM = 'LOYALTY_CHANGELOG_RESTORE';
 const root = mkdtempSync(join(tmpdir(), 'loyalty-restore-'));
 /** After every purchase's return window and pending period (the generated traffic ends 2026-12-01). */
@@ -40,7 +41,8 @@ beforeAll(async () => {
   nc = await connectTest(server.url);
   js = jetstream(nc);
   jsm = await jetstreamManager(nc);
-  for (const prefix of ['t1', 't2', 't3', 't4']) await ensureChangelogStream(jsm, { stream: `${STREAM}_${prefix.toUpperCase()}`, subjectPrefix: prefix, replicas: 1 });
+  rig = new ChangelogRig(js, jsm, STREAM);
+  for (const prefix of ['t1', 't2', 't4']) await ensureChangelogStream(jsm, { stream: rig.streamOf(prefix), subjectPrefix: prefix, replicas: 1 });
 });
 
 afterAll(async () => {
@@ -49,52 +51,18 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function changelogOf(prefix: string, partition: number, owner: string): PartitionChangelog {
-  return new PartitionChangelog(js, jsm, `${STREAM}_${prefix.toUpperCase()}`, prefix, partition, owner);
-}
-
-async function fencedChangelogs(prefix: string, partitions: Iterable<number>, owner: string, epoch: number): Promise<Map<number, PartitionChangelog>> {
-  const changelogs = new Map<number, PartitionChangelog>();
-  for (const partition of partitions) {
-    const changelog = changelogOf(prefix, partition, owner);
-    await changelog.fence(epoch);
-    changelogs.set(partition, changelog);
-  }
-  return changelogs;
-}
-
-/** Processes batches and keeps, by partition, the highest input sequence the actor says it committed. */
-async function feed(actor: Actor, batches: readonly BatchRecord[][], partitions: number, watermarks: Map<number, number>): Promise<void> {
-  for (const batch of batches) {
-    const { result } = await actor.process(batch);
-    const partitionOfSequence = new Map(batch.map((record) => [record.streamSequence, partitionOf(record.memberId, partitions)]));
-    for (const sequence of result.committedSequences) {
-      const partition = partitionOfSequence.get(sequence)!;
-      watermarks.set(partition, Math.max(watermarks.get(partition) ?? 0, sequence));
-    }
-  }
-}
-
-function inBatches(records: readonly BatchRecord[], size: number): BatchRecord[][] {
-  const batches: BatchRecord[][] = [];
-  for (let offset = 0; offset < records.length; offset += size) batches.push(records.slice(offset, offset + size));
-  return batches;
-}
-
 async function sweepAll(actor: Actor): Promise<void> {
   for (let sweeps = 0; sweeps < 50; sweeps++) if ((await actor.sweep(SWEEP_AT_MS, 500)).result.finished) return;
   throw new Error('the sweep did not finish');
 }
 
-const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 
 describe('a partition restored from its snapshot and changelog tail', () => {
   it('is byte for byte the owner\'s, with its watermark, from snapshot + tail and from the tail alone; the new owner continues after its fence', async () => {
     const snapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T1', replicas: 1 });
     const noSnapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T1_NONE', replicas: 1 });
     const owner = await emptyStore(root, 'owner');
-    const changelogs = await fencedChangelogs('t1', Array.from({ length: PARTITIONS }, (_, partition) => partition), 'engine-a', 1);
+    const changelogs = await rig.fencedChangelogs('t1', Array.from({ length: PARTITIONS }, (_, partition) => partition), 'engine-a', 1);
     const recording = changelogRecorder(changelogs);
     owner.setChangeRecorder(recording.recorder);
     const actor = new Actor(owner, program, actorOptions);
@@ -112,7 +80,7 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     await sweepAll(actor);
 
     // The new owner fences first: the old owner's next batch of the partition is refused and not committed.
-    const taken = changelogOf('t1', partition, 'engine-b');
+    const taken = rig.changelogOf('t1', partition, 'engine-b');
     const fenceSeq = await taken.fence(2);
     const ownerBefore = exportedPartition(owner.root, partition);
     const members = [...new Set(traffic.map((record) => record.memberId))].filter((memberId) => partitionOf(memberId, PARTITIONS) === partition);
@@ -145,7 +113,7 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     // From the tail alone (no snapshot), every partition: the same bytes and watermarks.
     const fromTail = await emptyStore(root, 'from-tail');
     for (let each = 0; each < PARTITIONS; each++) {
-      const changelog = each === partition ? taken : changelogOf('t1', each, 'reader');
+      const changelog = each === partition ? taken : rig.changelogOf('t1', each, 'reader');
       const replayed = await restorePartition({ snapshots: noSnapshots, changelog, root: fromTail.root, partition: each });
       expect(replayed.snapshot).toBeUndefined();
       expect(replayed.watermark).toBe(watermarks.get(each));
@@ -166,7 +134,7 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     expect(result.counts).toEqual({ 'purchase|applied': 10 });
     expect(next.appended(partition)).toEqual({ changelogSeq: taken.lastSequence, watermark: 10_009, publishedWatermark: 10_004 });
     const again = await emptyStore(root, 'again');
-    const second = await restorePartition({ snapshots, changelog: changelogOf('t1', partition, 'engine-c'), root: again.root, partition });
+    const second = await restorePartition({ snapshots, changelog: rig.changelogOf('t1', partition, 'engine-c'), root: again.root, partition });
     expect(second).toMatchObject({ changelogSeq: taken.lastSequence, watermark: 10_009, publishedWatermark: 10_004 });
     expect(sameBytes(exportedPartition(again.root, partition), exportedPartition(target.store.root, partition))).toBe(true);
     // A mark ahead of everything committed (a stale one) is written as the commit's own watermark at most.
@@ -181,7 +149,7 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     const snapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T4', replicas: 1 });
     const owner = await emptyStore(root, 'scheduled');
     const partitions = Array.from({ length: PARTITIONS }, (_, each) => each);
-    const changelogs = await fencedChangelogs('t4', partitions, 'engine-a', 1);
+    const changelogs = await rig.fencedChangelogs('t4', partitions, 'engine-a', 1);
     const recording = changelogRecorder(changelogs);
     owner.setChangeRecorder(recording.recorder);
     const actor = new Actor(owner, program, actorOptions);
@@ -217,7 +185,7 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     let replayed = 0;
     for (const each of partitions) {
       const target = await emptyStore(root, `scheduled-${each}`);
-      const restored = await restorePartition({ snapshots, changelog: changelogOf('t4', each, 'reader'), root: target.root, partition: each });
+      const restored = await restorePartition({ snapshots, changelog: rig.changelogOf('t4', each, 'reader'), root: target.root, partition: each });
       expect(restored.snapshot).toBeDefined();
       expect(restored.watermark).toBe(watermarks.get(each));
       // Only the records after the partition's last snapshot are replayed.
@@ -239,7 +207,7 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     const noSnapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T2_NONE', replicas: 1 });
     const partition = partitionOf('m1', PARTITIONS);
     const owner = await emptyStore(root, 'compacted');
-    const changelogs = await fencedChangelogs('t2', Array.from({ length: PARTITIONS }, (_, each) => each), 'engine-a', 1);
+    const changelogs = await rig.fencedChangelogs('t2', Array.from({ length: PARTITIONS }, (_, each) => each), 'engine-a', 1);
     const recording = changelogRecorder(changelogs);
     owner.setChangeRecorder(recording.recorder);
     const actor = new Actor(owner, program, actorOptions);
@@ -251,121 +219,17 @@ describe('a partition restored from its snapshot and changelog tail', () => {
     await feed(actor, inBatches(traffic.slice(600), 100), PARTITIONS, watermarks);
 
     const target = await emptyStore(root, 'compacted-target');
-    const restored = await restorePartition({ snapshots, changelog: changelogOf('t2', partition, 'reader'), root: target.root, partition });
+    const restored = await restorePartition({ snapshots, changelog: rig.changelogOf('t2', partition, 'reader'), root: target.root, partition });
     expect(restored.snapshot?.changelogSeq).toBe(position.changelogSeq);
     expect(restored.watermark).toBe(watermarks.get(partition));
     expect(sameBytes(exportedPartition(target.root, partition), exportedPartition(owner.root, partition))).toBe(true);
 
     const tailOnly = await emptyStore(root, 'compacted-tail');
-    await expect(restorePartition({ snapshots: noSnapshots, changelog: changelogOf('t2', partition, 'reader'), root: tailOnly.root, partition })).rejects.toMatchObject({
+    await expect(restorePartition({ snapshots: noSnapshots, changelog: rig.changelogOf('t2', partition, 'reader'), root: tailOnly.root, partition })).rejects.toMatchObject({
       code: 'ERR_CHANGELOG_RECORD',
       message: expect.stringMatching(/a record is missing/),
     });
     expect(incompleteImports(tailOnly.root)).toEqual([partition]);
     for (const store of [owner, target, tailOnly]) await store.close();
   }, 60_000);
-
-  it('figures: bytes per record, restore time of a realistic partition, recording overhead per commit', async () => {
-    // 100,000 members over 64 partitions; one partition's share of 400,000 generated events (the others only take
-    // their stream sequences): the first 200,000 before the snapshot, the rest the tail.
-    const partitions = 64;
-    const partition = 5;
-    const options = { ...actorOptions, partitions, memberCacheMax: 50_000 };
-    const open = async (name: string) => {
-      const store = new LmdbStore({ dataDir: join(root, name), mapSizeBytes: 1024 * 1024 * 1024, partitions });
-      await store.ensureMeta(partitions, 0);
-      return store;
-    };
-    const traffic = generatedRecords({ runId: 'figures', members: 100_000, count: 400_000, keep: (memberId) => partitionOf(memberId, partitions) === partition });
-    const before = inBatches(traffic.filter((record) => record.streamSequence <= 200_000), 64);
-    const tail = inBatches(traffic.filter((record) => record.streamSequence > 200_000), 32);
-
-    const snapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T3', replicas: 1 });
-    const noSnapshots = await PartitionSnapshots.open(nc, { bucket: 'RESTORE_T3_NONE', replicas: 1 });
-    const owner = await open('figures-owner');
-    const changelogs = await fencedChangelogs('t3', [partition], 'engine-a', 1);
-    const recording = changelogRecorder(changelogs);
-    const records: { bytes: number; events: number }[] = [];
-    const appendMs: number[] = [];
-    let batchEvents = 0;
-    owner.setChangeRecorder(async (changes) => {
-      const started = performance.now();
-      for (const each of changes) records.push({ bytes: encodePartitionChanges(each, 0).length, events: batchEvents });
-      await recording.recorder(changes);
-      appendMs.push(performance.now() - started);
-    });
-    // The same batches, interleaved, on a store without a recorder and one whose recorder encodes the records and
-    // appends nothing: the difference of their commits' synchronous part (the actor thread's work) is the recording's.
-    const plain = await open('figures-plain');
-    const encoding = await open('figures-encoding');
-    const encodeMs: number[] = [];
-    const encodeOnly: ChangeRecorder = (changes) => {
-      const started = performance.now();
-      for (const each of changes) encodePartitionChanges(each, 0);
-      encodeMs.push(performance.now() - started);
-    };
-    encoding.setChangeRecorder(encodeOnly);
-    const syncMs = new Map<LmdbStore, number[]>([
-      [plain, []],
-      [encoding, []],
-    ]);
-    for (const [store, times] of syncMs) {
-      const commit = store.commit.bind(store);
-      store.commit = (write) => {
-        const started = performance.now();
-        const committed = commit(write);
-        times.push(performance.now() - started);
-        return committed;
-      };
-    }
-    const actors = new Map([owner, plain, encoding].map((store) => [store, new Actor(store, program, options)]));
-    const watermarks = new Map<number, number>();
-    let turn = 0;
-    const run = async (batches: BatchRecord[][]) => {
-      for (const batch of batches) {
-        batchEvents = batch.length;
-        await feed(actors.get(owner)!, [batch], partitions, watermarks);
-        const order = turn++ % 2 === 0 ? [plain, encoding] : [encoding, plain];
-        for (const store of order) await actors.get(store)!.process(batch);
-      }
-    };
-    await run(before);
-    const position = { ...recording.appended(partition), owner: 'engine-a', epoch: 1 };
-    const snapshot = await takeSnapshot({ snapshots, root: owner.root, partition, position });
-    await run(tail);
-    const expected = exportedPartition(owner.root, partition);
-
-    const target = await open('figures-target');
-    const restored = await restorePartition({ snapshots, changelog: changelogOf('t3', partition, 'reader'), root: target.root, partition });
-    expect(restored.commits).toBe(tail.length);
-    expect(restored.watermark).toBe(watermarks.get(partition));
-    expect(sameBytes(exportedPartition(target.root, partition), expected)).toBe(true);
-    const fromTail = await open('figures-tail');
-    const replayed = await restorePartition({ snapshots: noSnapshots, changelog: changelogOf('t3', partition, 'reader'), root: fromTail.root, partition });
-    expect(replayed.commits).toBe(before.length + tail.length);
-    expect(replayed.watermark).toBe(watermarks.get(partition));
-    expect(sameBytes(exportedPartition(fromTail.root, partition), expected)).toBe(true);
-
-    const perEvent = records.map((record) => record.bytes / record.events);
-    const tailRecords = records.slice(before.length);
-    const [plainMs, encodingMs] = [syncMs.get(plain)!, syncMs.get(encoding)!];
-    const sum = (values: readonly number[]) => values.reduce((total, value) => total + value, 0);
-    print(`partition ${partition} of ${partitions}, 100,000 members: ${traffic.length} events, ${expected.summary.records} records, ${round(expected.summary.valueBytes / 1e6)} MB stored`);
-    print(
-      `changelog records: batches of 64 events ${median(records.slice(0, before.length).map((record) => record.bytes))} bytes median, of 32 ${median(tailRecords.map((record) => record.bytes))}; ` +
-        `per event median ${Math.round(median(perEvent))} bytes (min ${Math.round(Math.min(...perEvent))}, max ${Math.round(Math.max(...perEvent))}); largest record ${Math.max(...records.map((record) => record.bytes))} bytes`,
-    );
-    print(
-      `restore = snapshot (${snapshot.records} records, ${round(snapshot.bytes / 1e6)} MB, ${before.length} batches) + tail of ${restored.commits} records (${round(restored.bytes / 1e6)} MB): ` +
-        `${Math.round(restored.snapshotMs + restored.replayMs)} ms (snapshot ${Math.round(restored.snapshotMs)} ms, tail ${Math.round(restored.replayMs)} ms, ${round(restored.replayMs / restored.commits)} ms/record)`,
-    );
-    print(`restore from the tail alone: ${replayed.commits} records (${round(replayed.bytes / 1e6)} MB) in ${Math.round(replayed.snapshotMs + replayed.replayMs)} ms`);
-    print(
-      `commit, synchronous part (the actor thread), ${plainMs.length} batches each: without recorder median ${round(median(plainMs), 3)} ms (${round((1000 * sum(plainMs)) / traffic.length, 1)} µs/event), ` +
-        `recording + encoding the records ${round(median(encodingMs), 3)} ms (${round((1000 * sum(encodingMs)) / traffic.length, 1)} µs/event): ` +
-        `+${round(((sum(encodingMs) - sum(plainMs)) * 1000) / traffic.length, 1)} µs/event, of which encoding the records (msgpack + SHA-256) ${round(median(encodeMs), 3)} ms median (${round((1000 * sum(encodeMs)) / traffic.length, 1)} µs/event)`,
-    );
-    print(`changelog append per commit (the commit waits for it): median ${round(median(appendMs))} ms, max ${round(Math.max(...appendMs))} ms, ${appendMs.length} commits`);
-    for (const store of [owner, plain, encoding, target, fromTail]) await store.close();
-  }, 300_000);
 });

@@ -10,14 +10,14 @@ import { connectTest, startTestNatsServer, type TestNatsServer } from '../../hel
 
 /**
  * Issue 14, item 1, the CI version: purchases consumed by an engine that is
- * SIGKILLed at random moments 3 times (FAULT_TEST_KILLS), with a process spinning on one of the
+ * SIGKILLed at random moments 5 times (FAULT_TEST_KILLS; issue 14 asks for >= 5 in CI), with a process spinning on one of the
  * two cores beside it. Then every member's balance and ledger must equal the
  * load's own sums: nothing lost, nothing counted twice, no LMDB error in any
  * run, and every start opened the database. The long version (>= 1,000,000
  * events, >= 20 kills) is scripts/fault-soak.ts.
  */
-/** 3 in the default suite (its ten minutes); FAULT_TEST_KILLS and FAULT_TEST_EVENTS run it longer (the soak: scripts/fault-soak.ts). */
-const KILLS = Number(process.env.FAULT_TEST_KILLS ?? 3);
+/** 5 in the default suite, the least issue 14 asks of CI; FAULT_TEST_KILLS and FAULT_TEST_EVENTS run it longer (the soak: scripts/fault-soak.ts). */
+const KILLS = Number(process.env.FAULT_TEST_KILLS ?? 5);
 const EVENTS = Number(process.env.FAULT_TEST_EVENTS ?? 40_000);
 const PARTITIONS = 64;
 

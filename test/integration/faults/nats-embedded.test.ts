@@ -17,7 +17,7 @@ import { connectTest } from '../../helpers/nats-server.js';
  * every balance and ledger equal to an independent sum: 0 lost, 0 doubled.
  */
 const PARTITIONS = 16;
-const load = (seed: number): PurchaseLoadOptions => ({ seed, events: 40_000, members: 4_000, duplicateEvery: 25 });
+const load = (seed: number): PurchaseLoadOptions => ({ seed, events: 24_000, members: 2_400, duplicateEvery: 25 });
 
 /** The pid of the nats-server whose store is under this engine's data dir. */
 function embeddedServerPid(dataDir: string): number {
