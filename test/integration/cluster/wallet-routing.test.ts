@@ -416,13 +416,17 @@ describe('wallet reads routed to the partition owner', () => {
       await c.ownership.stop(); // drains every partition (release) and deletes its leases
       await waitFor(() => settled([a, b]), 15_000, 'the two others to take over and serve the stopped instance\'s partitions');
       const movedMs = performance.now() - stoppedAt;
+      const readsWhileMoving = reads - readsBefore;
       await sleep(500);
       reading = false;
       await Promise.all([readerLoop, ...watchers]);
       expect(failures).toEqual([]);
       expect(gapMs.size).toBeGreaterThan(0);
       const gaps = [...gapMs.values()].sort((x, y) => x - y);
-      expect(reads - readsBefore).toBeGreaterThan(50);
+      // The client did read while the partitions moved (else the test proves nothing). How many is
+      // the machine's: CI on a loaded 2-core machine saw 41 from the stop to 500 ms after, quiet ~100+.
+      expect(readsWhileMoving).toBeGreaterThan(0);
+      expect(reads - readsBefore).toBeGreaterThan(10);
       expect(c.server.owned()).toEqual([]);
       for (const partition of handed) {
         const memberId = membersOf.get(partition)![0]!;
@@ -430,7 +434,7 @@ describe('wallet reads routed to the partition owner', () => {
       }
       process.stdout.write(
         `[wallet routing] lease handover (TTL ${TTL_MS} ms, tick ${TICK_MS} ms): a graceful stop moved ${handed.length} partitions in ${Math.round(movedMs)} ms; ` +
-          `a client reading meanwhile: ${reads} reads, 0 failed, ${retried} waited for a new owner (the longest ${Math.round(longestMs)} ms); ` +
+          `a client reading meanwhile: ${reads} reads (${readsWhileMoving} while they moved), 0 failed, ${retried} waited for a new owner (the longest ${Math.round(longestMs)} ms); ` +
           `per moved partition, the longest read of a watcher: median ${Math.round(percentile(gaps, 0.5))} ms, max ${Math.round(gaps.at(-1)!)} ms (${gaps.length} of ${handed.length} partitions caught in a gap)\n`,
       );
       expect(lost).toEqual([]);
