@@ -12,8 +12,9 @@ try {
   process.exit(1);
 }
 const passed = report.numPassedTests ?? 0;
-// A test file that failed to load counts as a failure too.
-const failedSuites = (report.testResults ?? []).filter((suite) => suite.status === 'failed' && (suite.assertionResults ?? []).length === 0).length;
+// A test file that failed outside its tests (a hook such as beforeAll, or at load) counts as one failure: its
+// tests show as skipped, not failed.
+const failedSuites = (report.testResults ?? []).filter((suite) => suite.status === 'failed' && !(suite.assertionResults ?? []).some((test) => test.status === 'failed')).length;
 const failed = (report.numFailedTests ?? 0) + failedSuites;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 if (skipped > 0) console.log(`${skipped} skipped`);

@@ -36,7 +36,20 @@ export interface TestNatsCluster {
   stop(): Promise<void>;
 }
 
+/** Tries with fresh ports this many times: a free port found now can be taken by another test's process before nats-server binds it. */
+const PORT_ATTEMPTS = 3;
+
 export async function startTestNatsCluster(size = 3, name = 'loyalty-test', extraConfig = ''): Promise<TestNatsCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts(size, name, extraConfig);
+    } catch (error) {
+      if (attempt >= PORT_ATTEMPTS || (error as { code?: string }).code !== 'ERR_NATS_PORT_IN_USE') throw error;
+    }
+  }
+}
+
+async function startOnFreePorts(size: number, name: string, extraConfig: string): Promise<TestNatsCluster> {
   const clusterPorts: number[] = [];
   const clientPorts: number[] = [];
   for (let index = 0; index < size; index++) {
@@ -45,7 +58,7 @@ export async function startTestNatsCluster(size = 3, name = 'loyalty-test', extr
   }
   const routes = clusterPorts.map((port) => `"nats-route://127.0.0.1:${port}"`).join(', ');
   // Started together: a JetStream cluster elects its meta leader once a quorum of routes is up.
-  const servers = await Promise.all(
+  const started = await Promise.allSettled(
     clusterPorts.map((clusterPort, index) =>
       startTestNatsServer({
         port: clientPorts[index]!,
@@ -53,6 +66,13 @@ export async function startTestNatsCluster(size = 3, name = 'loyalty-test', extr
       }),
     ),
   );
+  const servers = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+  const refused = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (refused !== undefined) {
+    // One server could not start: the others would wait for a quorum that never comes.
+    await Promise.all(servers.map((server) => server.stop()));
+    throw refused.reason;
+  }
   await waitForJetStream(servers.map((server) => server.url).join(','));
   return {
     servers,
