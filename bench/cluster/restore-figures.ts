@@ -40,8 +40,8 @@ try {
   const jsm = await jetstreamManager(nc);
   const rig = new ChangelogRig(jetstream(nc), jsm, 'LOYALTY_CHANGELOG_RESTORE');
   await ensureChangelogStream(jsm, { stream: rig.streamOf('t3'), subjectPrefix: 't3', replicas: 1 });
-  // ${members} members over 64 partitions; one partition's share of 400,000 generated events (the others only take
-  // their stream sequences): the first 200,000 before the snapshot, the rest the tail.
+  // --members over --partitions; one partition's share of --events generated events (the others only take their
+  // stream sequences): the first half before the snapshot, the rest the tail.
   const partitions = Number(values.partitions);
   const partition = 5;
   const options = { ...actorOptions, partitions, memberCacheMax: 50_000 };
